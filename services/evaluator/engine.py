@@ -1,0 +1,261 @@
+"""The evaluator's in-memory state and what one Kafka record does to it. No I/O here.
+
+Counts are kept per indicator in minute buckets (DESIGN §5b): a measurement costs
+the same whatever the number of objectives. After each record, the objectives of
+that record's indicator are evaluated at the indicator's event-time watermark (the
+newest measurement time seen), so results depend only on the records and their
+order within a partition, never on batching, timing or crashes: a replay from
+stored offsets reproduces the same numbers and the same event ids.
+
+Everything changed since the last checkpoint is tracked, so `drain()` returns
+exactly what the next Postgres transaction must write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.budget import AlertState, Evaluation, SeriesCounts, Transition, decide, evaluate, minute_of
+from shared.events import cloud_event, iso_ms
+from shared.measurements import Measurement
+from shared.terms import ObjectiveConfig
+
+SERIES = ""  # one series per indicator for now; label sets come with label matchers
+
+
+@dataclass
+class IndicatorCounts:
+    partition: int
+    counts: SeriesCounts = field(default_factory=SeriesCounts)
+    watermark_ms: int | None = None
+    seen: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    objective_id: str
+    evaluation: Evaluation
+    alert_state: AlertState
+    last_measurement_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: str
+    objective_id: str
+    agreement_id: str
+    customer: str
+    type: str
+    seq: int
+    time_ms: int
+    event: dict[str, Any]
+
+
+@dataclass
+class Changes:
+    """What the next checkpoint writes; all of it or none of it."""
+
+    buckets: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    seen: list[tuple[str, str, int]] = field(default_factory=list)
+    indicators: list[tuple[str, int, int]] = field(default_factory=list)
+    statuses: list[StatusRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets or self.seen or self.indicators or self.statuses or self.events)
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    duplicates: int = 0
+    too_late: int = 0
+    events: int = 0
+
+
+class Engine:
+    """Counts, dedup, watermarks and alert states of the indicators on the partitions this process owns."""
+
+    def __init__(self, objectives: Iterable[ObjectiveConfig], *, dedup_horizon_minutes: int, max_age_minutes: int):
+        self.dedup_horizon_minutes = dedup_horizon_minutes
+        self.max_age_minutes = max_age_minutes
+        self.indicators: dict[str, IndicatorCounts] = {}
+        self.alert_states: dict[str, AlertState] = {}
+        self.objectives: dict[str, list[ObjectiveConfig]] = {}
+        self.set_objectives(objectives)
+        self._dirty_buckets: set[tuple[str, int]] = set()
+        self._new_seen: list[tuple[str, str, int]] = []
+        self._dirty_indicators: set[str] = set()
+        self._statuses: dict[str, StatusRow] = {}
+        self._events: list[EventRow] = []
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def set_objectives(self, objectives: Iterable[ObjectiveConfig]) -> None:
+        by_indicator: dict[str, list[ObjectiveConfig]] = {}
+        for o in objectives:
+            by_indicator.setdefault(o.indicator, []).append(o)
+        self.objectives = by_indicator
+
+    def history_minutes(self, indicator: str) -> int:
+        """Minutes of history any objective of `indicator` can still look at."""
+        windows = [o.terms.window.minutes for o in self.objectives.get(indicator, ())]
+        tiers = [t.long_minutes for o in self.objectives.get(indicator, ()) for t in o.terms.tiers]
+        return max([*windows, *tiers], default=self.max_age_minutes)
+
+    # --- ownership -------------------------------------------------------------------------------
+
+    def load_indicator(
+        self,
+        key: str,
+        partition: int,
+        watermark_ms: int,
+        buckets: Iterable[tuple[int, int, int]],
+        seen: Iterable[tuple[str, int]],
+    ) -> None:
+        state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms)
+        for minute, good, total in buckets:
+            state.counts.add(minute, good, total)
+        state.seen = dict(seen)
+        self.indicators[key] = state
+
+    def load_alert_state(self, objective_id: str, state: AlertState) -> None:
+        self.alert_states[objective_id] = state
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Drop the state of indicators on partitions this process no longer owns (after a checkpoint)."""
+        gone = [k for k, s in self.indicators.items() if s.partition in partitions]
+        for key in gone:
+            del self.indicators[key]
+            for o in self.objectives.get(key, ()):
+                self.alert_states.pop(o.id, None)
+
+    # --- the hot path ----------------------------------------------------------------------------
+
+    def apply(self, partition: int, indicator: str, measurements: list[Measurement]) -> ApplyResult:
+        """Count one record's measurements of `indicator`, then evaluate its objectives."""
+        result = ApplyResult()
+        state = self.indicators.get(indicator)
+        if state is None:
+            state = self.indicators[indicator] = IndicatorCounts(partition=partition)
+        state.partition = partition
+        newest = max(m.timestamp_ms for m in measurements) if measurements else None
+        if newest is not None and (state.watermark_ms is None or newest > state.watermark_ms):
+            state.watermark_ms = newest
+        assert state.watermark_ms is not None or not measurements
+        oldest_minute = minute_of(state.watermark_ms or 0) - self.history_minutes(indicator)
+        for m in measurements:
+            minute = minute_of(m.timestamp_ms)
+            if minute < oldest_minute:
+                result.too_late += 1
+                continue
+            if m.id is not None:
+                if m.id in state.seen:
+                    result.duplicates += 1
+                    continue
+                state.seen[m.id] = minute
+                self._new_seen.append((indicator, m.id, minute))
+            good, total = (m.good or 0, m.total or 0) if m.good is not None else (0, m.count)
+            state.counts.add(minute, good, total)
+            self._dirty_buckets.add((indicator, minute))
+            result.applied += 1
+        self._dirty_indicators.add(indicator)
+        if result.applied and state.watermark_ms is not None:
+            last = newest if newest is not None else state.watermark_ms
+            result.events = self._evaluate(indicator, state, last)
+        return result
+
+    def _evaluate(self, indicator: str, state: IndicatorCounts, last_measurement_ms: int) -> int:
+        assert state.watermark_ms is not None
+        now = state.watermark_ms
+        emitted = 0
+        for objective in self.objectives.get(indicator, ()):
+            ev = evaluate(objective.terms, state.counts, now)
+            before = self.alert_states.get(objective.id, AlertState())
+            after, transitions = decide(objective.terms, before, ev)
+            self.alert_states[objective.id] = after
+            self._statuses[objective.id] = StatusRow(objective.id, ev, after, last_measurement_ms)
+            for t in transitions:
+                self._events.append(_event_row(objective, t, ev))
+                emitted += 1
+        return emitted
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    def drain(self) -> Changes:
+        """Everything changed since the last drain; the caller writes it in one transaction."""
+        changes = Changes()
+        for indicator, minute in self._dirty_buckets:
+            state = self.indicators.get(indicator)
+            if state is None:
+                continue
+            c = state.counts.bucket(minute)
+            changes.buckets.append((indicator, SERIES, minute, c.good, c.total))
+        changes.seen = self._new_seen
+        for indicator in self._dirty_indicators:
+            state = self.indicators.get(indicator)
+            if state is not None and state.watermark_ms is not None:
+                changes.indicators.append((indicator, state.partition, state.watermark_ms))
+        changes.statuses = list(self._statuses.values())
+        changes.events = self._events
+        self._dirty_buckets = set()
+        self._new_seen = []
+        self._dirty_indicators = set()
+        self._statuses = {}
+        self._events = []
+        return changes
+
+    def prune(self) -> list[tuple[str, int]]:
+        """Forget buckets and seen ids no window can reach any more; returns (indicator, oldest kept minute)."""
+        cut: list[tuple[str, int]] = []
+        for key, state in self.indicators.items():
+            if state.watermark_ms is None:
+                continue
+            now_minute = minute_of(state.watermark_ms)
+            state.counts.drop_before(now_minute - self.history_minutes(key))
+            horizon = now_minute - self.dedup_horizon_minutes
+            state.seen = {i: m for i, m in state.seen.items() if m >= horizon}
+            cut.append((key, horizon))
+        return cut
+
+    def stats(self) -> Mapping[str, int]:
+        return {
+            "indicators": len(self.indicators),
+            "buckets": sum(len(s.counts) for s in self.indicators.values()),
+            "seen_ids": sum(len(s.seen) for s in self.indicators.values()),
+        }
+
+
+def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> EventRow:
+    terms = objective.terms
+    data: dict[str, Any] = {
+        "objective": {"id": objective.id, "name": objective.name, "indicator": objective.indicator},
+        "agreement": {"id": objective.agreement_id, "name": objective.agreement_name},
+        "customer": objective.customer,
+        "provider": objective.provider,
+        "target": terms.target,
+        "window": objective.window,
+        "sli": ev.sli,
+        "good": ev.counts.good,
+        "total": ev.counts.total,
+        "budget_remaining": ev.budget_remaining,
+        "burn_rates": {r.name: r.long_burn_rate for r in ev.tiers},
+        "measurement_time": iso_ms(ev.now_ms),
+    }
+    if t.tier is not None:
+        data["tier"] = t.tier
+    if t.threshold is not None:
+        data["threshold"] = t.threshold
+    event = cloud_event(objective_id=objective.id, event_type=t.type.value, seq=t.seq, time_ms=ev.now_ms, data=data)
+    return EventRow(
+        id=event["id"],
+        objective_id=objective.id,
+        agreement_id=objective.agreement_id,
+        customer=objective.customer,
+        type=t.type.value,
+        seq=t.seq,
+        time_ms=ev.now_ms,
+        event=event,
+    )

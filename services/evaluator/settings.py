@@ -1,0 +1,28 @@
+"""Evaluator settings (env prefix ACCORD_EVALUATOR_ for its own, see README for every variable)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class EvaluatorSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ACCORD_EVALUATOR_", extra="ignore", frozen=True)
+
+    port: int = Field(default=8002, description="HTTP port for /healthz, /readyz and /metrics.")
+    group_id: str = Field(default="accord-evaluator", description="Kafka consumer group of the evaluators.")
+    checkpoint_interval_ms: int = Field(
+        default=250, gt=0, description="Longest time applied measurements wait before their checkpoint commits."
+    )
+    max_batch: int = Field(default=2000, gt=0, description="Most Kafka records taken per poll.")
+    session_timeout_ms: int = Field(default=6000, gt=0, description="Kafka consumer session timeout.")
+    dedup_horizon_minutes: int = Field(
+        default=24 * 60, gt=0, description="How long (in measurement time) a measurement id is remembered."
+    )
+    max_age_minutes: int = Field(
+        default=400 * 24 * 60, gt=0, description="History kept for indicators with no objective yet."
+    )
+    relay_interval_ms: int = Field(default=500, gt=0, description="Outbox relay poll period for unpublished events.")
+    config_refresh_seconds: float = Field(default=30.0, gt=0, description="Fallback reload period of objectives.")

@@ -1,0 +1,245 @@
+"""The evaluator's Postgres side: load objectives and partition state, write checkpoints atomically."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+
+from services.evaluator.engine import Changes, Engine
+from shared.budget import AlertState
+from shared.terms import ObjectiveConfig, terms_from_spec
+
+log = logging.getLogger("accord.evaluator.store")
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
+    """Every objective of every agreement that is not archived; a malformed one is logged and skipped."""
+    rows = await conn.fetch(
+        """
+        SELECT o.id, o.name, o.indicator_key, o.target, o.window, o.alert_policy,
+               a.id AS agreement_id, a.name AS agreement_name, a.customer, a.provider
+        FROM objectives o JOIN agreements a ON a.id = o.agreement_id
+        WHERE a.archived_at IS NULL
+        """
+    )
+    out = []
+    for r in rows:
+        try:
+            terms = terms_from_spec(r["target"], r["window"], orjson.loads(r["alert_policy"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("objective %s cannot be evaluated and is skipped: %s", r["id"], exc)
+            continue
+        out.append(
+            ObjectiveConfig(
+                id=str(r["id"]),
+                name=r["name"],
+                agreement_id=str(r["agreement_id"]),
+                agreement_name=r["agreement_name"],
+                customer=r["customer"],
+                provider=r["provider"],
+                indicator=r["indicator_key"],
+                window=r["window"],
+                terms=terms,
+            )
+        )
+    return out
+
+
+def alert_state_to_json(state: AlertState) -> str:
+    return orjson.dumps(
+        {
+            "firing": sorted(state.firing),
+            "crossed": sorted(state.crossed),
+            "exhausted": state.exhausted,
+            "seq": state.seq,
+        }
+    ).decode()
+
+
+def alert_state_from_json(doc: dict[str, object]) -> AlertState:
+    firing = doc.get("firing", [])
+    crossed = doc.get("crossed", [])
+    seq = doc.get("seq", 0)
+    return AlertState(
+        firing=frozenset(str(f) for f in firing) if isinstance(firing, list) else frozenset(),
+        crossed=frozenset(float(c) for c in crossed) if isinstance(crossed, list) else frozenset(),
+        exhausted=bool(doc.get("exhausted", False)),
+        seq=int(seq) if isinstance(seq, int) else 0,
+    )
+
+
+@dataclass(frozen=True)
+class PartitionLoad:
+    next_offset: int | None
+    indicators: int
+    buckets: int
+
+
+async def load_partition(
+    conn: asyncpg.Connection, engine: Engine, *, group: str, topic: str, partition: int
+) -> PartitionLoad:
+    """Load the state of every indicator seen on `partition` into `engine`; return the stored next offset."""
+    next_offset = await conn.fetchval(
+        "SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
+        group,
+        topic,
+        partition,
+    )
+    indicators = await conn.fetch(
+        "SELECT indicator_key, watermark_ms FROM indicator_state WHERE topic = $1 AND partition = $2", topic, partition
+    )
+    total_buckets = 0
+    for ind in indicators:
+        key, watermark = ind["indicator_key"], ind["watermark_ms"]
+        oldest = watermark // 60_000 - engine.history_minutes(key)
+        buckets = await conn.fetch(
+            "SELECT minute, good, total FROM series_buckets WHERE indicator_key = $1 AND minute >= $2",
+            key,
+            oldest,
+        )
+        seen = await conn.fetch(
+            "SELECT measurement_id, minute FROM seen_measurements WHERE indicator_key = $1 AND minute >= $2",
+            key,
+            watermark // 60_000 - engine.dedup_horizon_minutes,
+        )
+        engine.load_indicator(
+            key,
+            partition,
+            watermark,
+            ((b["minute"], b["good"], b["total"]) for b in buckets),
+            ((s["measurement_id"], s["minute"]) for s in seen),
+        )
+        total_buckets += len(buckets)
+        for o in engine.objectives.get(key, ()):
+            doc = await conn.fetchval("SELECT alert_state FROM objective_status WHERE objective_id = $1", o.id)
+            if doc is not None:
+                engine.load_alert_state(o.id, alert_state_from_json(orjson.loads(doc)))
+    return PartitionLoad(next_offset, len(indicators), total_buckets)
+
+
+async def write_checkpoint(
+    conn: asyncpg.Connection,
+    changes: Changes,
+    *,
+    group: str,
+    topic: str,
+    offsets: dict[int, int],
+    prune: list[tuple[str, int]] | None = None,
+) -> None:
+    """State changes, offsets and new breach events in ONE transaction (DESIGN §5)."""
+    async with conn.transaction():
+        if changes.buckets:
+            cols = list(zip(*changes.buckets, strict=True))
+            await conn.execute(
+                """
+                INSERT INTO series_buckets (indicator_key, series, minute, good, total)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                ON CONFLICT (indicator_key, series, minute)
+                DO UPDATE SET good = EXCLUDED.good, total = EXCLUDED.total
+                """,
+                *cols,
+            )
+        if changes.seen:
+            cols = list(zip(*changes.seen, strict=True))
+            await conn.execute(
+                """
+                INSERT INTO seen_measurements (indicator_key, measurement_id, minute)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+                ON CONFLICT DO NOTHING
+                """,
+                *cols,
+            )
+        if changes.indicators:
+            keys, partitions, watermarks = zip(*changes.indicators, strict=True)
+            await conn.execute(
+                """
+                INSERT INTO indicator_state (indicator_key, topic, partition, watermark_ms)
+                SELECT k, $2, p, w FROM unnest($1::text[], $3::int[], $4::bigint[]) AS u(k, p, w)
+                ON CONFLICT (indicator_key)
+                DO UPDATE SET topic = EXCLUDED.topic, partition = EXCLUDED.partition,
+                              watermark_ms = EXCLUDED.watermark_ms
+                """,
+                list(keys),
+                topic,
+                list(partitions),
+                list(watermarks),
+            )
+        if changes.statuses:
+            await conn.executemany(
+                """
+                INSERT INTO objective_status (objective_id, good, total, sli, budget_consumed, burn_rate, tiers,
+                                              alert_state, last_measurement_at, evaluated_at)
+                SELECT $1::uuid, $2::bigint, $3::bigint, $4::float8, $5::float8, $6::float8, $7::jsonb, $8::jsonb,
+                       $9::timestamptz, $10::timestamptz
+                WHERE EXISTS (SELECT 1 FROM objectives WHERE id = $1::uuid)
+                ON CONFLICT (objective_id) DO UPDATE SET
+                    good = EXCLUDED.good, total = EXCLUDED.total, sli = EXCLUDED.sli,
+                    budget_consumed = EXCLUDED.budget_consumed, burn_rate = EXCLUDED.burn_rate,
+                    tiers = EXCLUDED.tiers, alert_state = EXCLUDED.alert_state,
+                    last_measurement_at = EXCLUDED.last_measurement_at, evaluated_at = EXCLUDED.evaluated_at
+                """,
+                [
+                    (
+                        s.objective_id,
+                        s.evaluation.counts.good,
+                        s.evaluation.counts.total,
+                        s.evaluation.sli,
+                        s.evaluation.budget_consumed,
+                        s.evaluation.burn_rate,
+                        orjson.dumps(
+                            [
+                                {
+                                    "name": r.name,
+                                    "severity": r.severity.value,
+                                    "factor": r.factor,
+                                    "long_burn_rate": r.long_burn_rate,
+                                    "short_burn_rate": r.short_burn_rate,
+                                    "firing": r.name in s.alert_state.firing,
+                                }
+                                for r in s.evaluation.tiers
+                            ]
+                        ).decode(),
+                        alert_state_to_json(s.alert_state),
+                        _dt(s.last_measurement_ms),
+                        _dt(s.evaluation.now_ms),
+                    )
+                    for s in changes.statuses
+                ],
+            )
+        if changes.events:
+            await conn.executemany(
+                """
+                INSERT INTO breach_events (id, objective_id, agreement_id, customer, type, seq, time, event)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+                ON CONFLICT (id) DO NOTHING
+                """,
+                [
+                    (e.id, e.objective_id, e.agreement_id, e.customer, e.type, e.seq, _dt(e.time_ms),
+                     orjson.dumps(e.event).decode())
+                    for e in changes.events
+                ],
+            )  # fmt: skip
+        if offsets:
+            parts, nexts = zip(*sorted(offsets.items()), strict=True)
+            await conn.execute(
+                """
+                INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at)
+                SELECT $1, $2, p, o, now() FROM unnest($3::int[], $4::bigint[]) AS u(p, o)
+                ON CONFLICT (group_id, topic, partition)
+                DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+                """,
+                group,
+                topic,
+                list(parts),
+                list(nexts),
+            )
+        for key, horizon in prune or ():
+            await conn.execute("DELETE FROM seen_measurements WHERE indicator_key = $1 AND minute < $2", key, horizon)

@@ -1,0 +1,29 @@
+"""Ingest settings (env prefix ACCORD_INGEST_ for its own, see README for every variable)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class IngestSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ACCORD_INGEST_", extra="ignore", frozen=True)
+
+    port: int = Field(default=8001, description="HTTP port.")
+    publish_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest wait for the broker to acknowledge a request before answering 503."
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest accepted request body (413 above)."
+    )
+    max_items: int = Field(default=100_000, gt=0, description="Most measurements in one request (413 above).")
+    max_future_seconds: int = Field(default=300, ge=0, description="How far ahead of the clock a timestamp may be.")
+    max_age_seconds: int = Field(
+        default=400 * 86_400, gt=0, description="Oldest timestamp accepted (the longest window that could use it)."
+    )
+    measurements_per_record: int = Field(default=500, gt=0, description="Most measurements packed in one Kafka record.")
+    registry_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="Fallback reload period of the indicator registry."
+    )

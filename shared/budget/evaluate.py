@@ -1,0 +1,371 @@
+"""Budget, SLI and burn rates of one objective at one instant, and the alert transitions they cause.
+
+Everything here is a pure function of its arguments (DESIGN §3): the instant is
+passed in, counts come from a `CountSource`, state comes in and goes out.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from shared.budget.counts import ZERO, Counts, minute_of
+from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
+from shared.budget.model import Budgeting, CalendarWindow, ObjectiveTerms, Severity, Window
+
+
+@runtime_checkable
+class CountSource(Protocol):
+    def range(self, start: int, end: int) -> Counts:
+        """Sum of the minute buckets with start <= minute < end."""
+        ...
+
+
+@runtime_checkable
+class BucketSource(CountSource, Protocol):
+    """A count source that can also list its buckets (needed by timeslices objectives)."""
+
+    def buckets(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
+        """The non-empty buckets with start <= minute < end, ascending."""
+        ...
+
+
+def burn_rate(counts: Counts, target: float) -> float | None:
+    """(bad / total) / (1 - target); None when there were no events."""
+    if counts.total == 0:
+        return None
+    return (counts.bad / counts.total) / (1.0 - target)
+
+
+def sli(counts: Counts) -> float | None:
+    """good / total; None (never 100 %) when there were no events."""
+    return counts.good / counts.total if counts.total else None
+
+
+def budget_consumed(counts: Counts, target: float) -> float:
+    """bad / allowed, allowed = (1 - target) × total; 0 when nothing happened yet."""
+    if counts.total == 0:
+        return 0.0
+    return counts.bad / ((1.0 - target) * counts.total)
+
+
+def slice_is_good(counts: Counts, good_ratio: float) -> bool:
+    """A time slice with data is good when good / total >= the slice target."""
+    return counts.good / counts.total >= good_ratio
+
+
+@dataclass(frozen=True, slots=True)
+class TierReading:
+    """One burn-rate tier at one instant; `long_total` counts events (not slices) for the low-traffic guard."""
+
+    name: str
+    severity: Severity
+    factor: float
+    long_burn_rate: float | None
+    short_burn_rate: float | None
+    long_total: int
+    burning: bool
+    long_minutes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One objective's numbers at `now_ms`, over its window [window_start, window_end) in minutes.
+
+    `counts` are the budgeting units: events (occurrences) or good slices / slices with data
+    (timeslices), excluded time left out; `events` are always event counts. `budget_allowed`
+    is how many bad units the budget allows so far, (1 - target) × counts.total.
+    `period_end` is the end of a calendar window's period (None for rolling windows).
+    `time_left_minutes` is how long the remaining budget lasts at the burn rate of the
+    shortest tier's long window (None when not burning or nothing is left).
+    """
+
+    now_ms: int
+    window_start: int
+    window_end: int
+    counts: Counts
+    sli: float | None
+    budget_consumed: float
+    burn_rate: float | None
+    tiers: tuple[TierReading, ...]
+    events: Counts = ZERO
+    unit: Budgeting = Budgeting.OCCURRENCES
+    budget_allowed: float = 0.0
+    time_left_minutes: float | None = None
+    period_end: int | None = None
+
+    @property
+    def budget_remaining(self) -> float:
+        return 1.0 - self.budget_consumed
+
+    @property
+    def budget_spent(self) -> int:
+        """Bad units so far (events or slices)."""
+        return self.counts.bad
+
+    @property
+    def budget_left(self) -> float:
+        """Allowed bad units not yet spent; negative once the budget is overspent."""
+        return self.budget_allowed - self.counts.bad
+
+
+def window_bounds(window: Window, now_ms: int) -> tuple[int, int]:
+    """[start, end) in minutes: the buckets whose start lies within the window, current bucket included.
+
+    A calendar window starts at its period's first bucket.
+    """
+    end = minute_of(now_ms) + 1
+    if isinstance(window, CalendarWindow):
+        return window.period(now_ms).start, end
+    return end - window.minutes, end
+
+
+def time_left(remaining: float, rate: float | None, window_minutes: int) -> float | None:
+    """Minutes until the budget is gone at burn rate `rate` (rate 1 spends a whole budget in one window)."""
+    if rate is None or rate <= 0 or remaining <= 0:
+        return None
+    return remaining * window_minutes / rate
+
+
+def _sources(source: CountSource | Sequence[CountSource]) -> Sequence[CountSource]:
+    return (source,) if isinstance(source, CountSource) else source
+
+
+class _Units:
+    """Budget units of every window ending at `end`, with excluded time left out."""
+
+    def __init__(
+        self, terms: ObjectiveTerms, sources: Sequence[CountSource], excluded: list[Interval], lo: int, end: int
+    ) -> None:
+        self.sources = sources
+        self.excluded = excluded
+        self.end = end
+        self.size = terms.slice_minutes
+        self.timeslices = terms.budgeting is Budgeting.TIMESLICES
+        if not self.timeslices:
+            return
+        # Slice k covers the buckets [k * size, (k + 1) * size) before `end`; a window counts the slices
+        # whose start lies within it. Prefix sums over the sorted slices answer every window in O(log n).
+        first = -(-lo // self.size) * self.size
+        slices: dict[int, list[int]] = {}
+        for src in sources:
+            if not isinstance(src, BucketSource):
+                raise TypeError("a timeslices objective needs count sources with buckets() (e.g. SeriesCounts)")
+            for a, b in included_intervals(first, end, excluded):
+                for minute, c in src.buckets(a, b):
+                    cell = slices.setdefault(minute // self.size, [0, 0])
+                    cell[0] += c.good
+                    cell[1] += c.total
+        self.keys = sorted(k for k, (_, t) in slices.items() if t)
+        self.good_prefix = [0]
+        for k in self.keys:
+            good, total = slices[k]
+            self.good_prefix.append(self.good_prefix[-1] + slice_is_good(Counts(good, total), terms.good_slice_ratio))
+
+    def events(self, start: int) -> Counts:
+        total = ZERO
+        for a, b in included_intervals(start, self.end, self.excluded):
+            for src in self.sources:
+                total += src.range(a, b)
+        return total
+
+    def units(self, start: int, events: Counts) -> Counts:
+        if not self.timeslices:
+            return events
+        lo = bisect.bisect_left(self.keys, -(-start // self.size))
+        hi = len(self.keys)
+        return Counts(self.good_prefix[hi] - self.good_prefix[lo], hi - lo)
+
+
+def evaluate(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], now_ms: int) -> Evaluation:
+    """Evaluate an objective's window and burn-rate tiers at `now_ms`.
+
+    `source` is one series' counts or a sequence of them (every series the objective's
+    matchers select); they are summed. Excluded time is left out of every window.
+    """
+    sources = _sources(source)
+    start, end = window_bounds(terms.window, now_ms)
+    period_end = terms.window.period(now_ms).end if isinstance(terms.window, CalendarWindow) else None
+    lo = min([start, *(end - t.long_minutes for t in terms.tiers)])
+    excluded = excluded_intervals(terms.exclusions, lo, end)
+    units = _Units(terms, sources, excluded, lo, end)
+
+    readings = []
+    for tier in terms.tiers:
+        long_events = units.events(end - tier.long_minutes)
+        long_rate = burn_rate(units.units(end - tier.long_minutes, long_events), terms.target)
+        short_start = end - tier.short_minutes
+        short_rate = burn_rate(units.units(short_start, units.events(short_start)), terms.target)
+        enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events_for_page
+        burning = (
+            enough
+            and long_rate is not None
+            and short_rate is not None
+            and long_rate > tier.factor
+            and short_rate > tier.factor
+        )
+        readings.append(
+            TierReading(
+                tier.name,
+                tier.severity,
+                tier.factor,
+                long_rate,
+                short_rate,
+                long_events.total,
+                burning,
+                tier.long_minutes,
+            )
+        )
+
+    events = units.events(start)
+    counts = units.units(start, events)
+    consumed = budget_consumed(counts, terms.target)
+    shortest = min(readings, key=lambda r: r.long_minutes, default=None)
+    return Evaluation(
+        now_ms=now_ms,
+        window_start=start,
+        window_end=end,
+        counts=counts,
+        sli=sli(counts),
+        budget_consumed=consumed,
+        burn_rate=burn_rate(counts, terms.target),
+        tiers=tuple(readings),
+        events=events,
+        unit=terms.budgeting,
+        budget_allowed=(1.0 - terms.target) * counts.total,
+        time_left_minutes=time_left(
+            1.0 - consumed, shortest.long_burn_rate if shortest else None, terms.window.nominal_minutes
+        ),
+        period_end=period_end,
+    )
+
+
+class TransitionType(StrEnum):
+    BURNRATE_FIRING = "accord.burnrate.firing"
+    BURNRATE_RESOLVED = "accord.burnrate.resolved"
+    BUDGET_THRESHOLD = "accord.budget.threshold"
+    BUDGET_EXHAUSTED = "accord.budget.exhausted"
+    BUDGET_RECOVERED = "accord.budget.recovered"
+
+
+PERIOD_RESET = "period_reset"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An alert-worthy change; `seq` numbers an objective's transitions, so ids are deterministic.
+
+    `reason` is "period_reset" on the recovered event a calendar period's start causes.
+    """
+
+    type: TransitionType
+    seq: int
+    tier: str | None = None
+    threshold: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What has already been announced for an objective.
+
+    `period_start` is the first bucket of the calendar period the budget flags belong to
+    (None for rolling windows, or before the first evaluation).
+    """
+
+    firing: frozenset[str] = frozenset()
+    crossed: frozenset[float] = frozenset()
+    exhausted: bool = False
+    seq: int = 0
+    period_start: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (sorted lists), for storage next to the objective's status."""
+        return {
+            "firing": sorted(self.firing),
+            "crossed": sorted(self.crossed),
+            "exhausted": self.exhausted,
+            "seq": self.seq,
+            "period_start": self.period_start,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> AlertState:
+        """The inverse of `to_json`; missing keys take their defaults."""
+        period_start = doc.get("period_start")
+        return cls(
+            firing=frozenset(str(t) for t in doc.get("firing", ())),
+            crossed=frozenset(float(t) for t in doc.get("crossed", ())),
+            exhausted=bool(doc.get("exhausted", False)),
+            seq=int(doc.get("seq", 0)),
+            period_start=None if period_start is None else int(period_start),
+        )
+
+
+def decide(terms: ObjectiveTerms, state: AlertState, ev: Evaluation) -> tuple[AlertState, list[Transition]]:
+    """The transitions from `state` that `ev` causes, and the state after them.
+
+    A tier fires when both its windows burn over the factor and resolves when that
+    clears; a budget threshold is announced when first crossed and re-armed when
+    consumption falls back below it; exhausted at 100 % consumed, recovered below it.
+
+    Budget thresholds and exhaustion belong to a window: when a calendar window's period
+    changes, the crossed thresholds are forgotten silently (they were one-off notices),
+    and an exhausted budget is announced as recovered with reason "period_reset" (so
+    downstream alerting can close the exhausted alert) before the new period is judged.
+    Burn-rate alerts are about rates, not periods, and carry over.
+    """
+    seq = state.seq
+    out: list[Transition] = []
+
+    def emit(
+        kind: TransitionType, tier: str | None = None, threshold: float | None = None, reason: str | None = None
+    ) -> None:
+        nonlocal seq
+        seq += 1
+        out.append(Transition(kind, seq, tier, threshold, reason))
+
+    firing = set(state.firing)
+    for reading in ev.tiers:
+        if reading.burning and reading.name not in firing:
+            firing.add(reading.name)
+            emit(TransitionType.BURNRATE_FIRING, tier=reading.name)
+        elif not reading.burning and reading.name in firing:
+            firing.discard(reading.name)
+            emit(TransitionType.BURNRATE_RESOLVED, tier=reading.name)
+
+    previous_crossed = state.crossed
+    exhausted = state.exhausted
+    period_start = ev.window_start if isinstance(terms.window, CalendarWindow) else None
+    if period_start is not None and state.period_start is not None and period_start != state.period_start:
+        previous_crossed = frozenset()
+        if exhausted:
+            exhausted = False
+            emit(TransitionType.BUDGET_RECOVERED, reason=PERIOD_RESET)
+
+    consumed = ev.budget_consumed
+    crossed = {t for t in previous_crossed if consumed >= t}
+    for threshold in sorted(terms.budget_thresholds):
+        if threshold < 1.0 and consumed >= threshold and threshold not in previous_crossed:
+            crossed.add(threshold)
+            emit(TransitionType.BUDGET_THRESHOLD, threshold=threshold)
+
+    if consumed >= 1.0 and not exhausted:
+        exhausted = True
+        emit(TransitionType.BUDGET_EXHAUSTED)
+    elif consumed < 1.0 and exhausted:
+        exhausted = False
+        emit(TransitionType.BUDGET_RECOVERED)
+
+    new_state = replace(
+        state,
+        firing=frozenset(firing),
+        crossed=frozenset(crossed),
+        exhausted=exhausted,
+        seq=seq,
+        period_start=period_start,
+    )
+    return new_state, out

@@ -1,0 +1,242 @@
+"""Excluded time: maintenance windows and time outside business hours (DESIGN §3).
+
+Excluded time contributes neither good nor total. The granularity is the minute
+bucket: a bucket is excluded when its start lies in excluded time. Each kind of
+exclusion is a frozen object that yields the excluded bucket intervals
+[start, end) (minutes since the epoch) within a range; `excluded_intervals`
+merges several of them, `included_intervals` is the complement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+from dateutil.rrule import rrule, rruleset, rrulestr
+
+from shared.budget.periods import zone
+
+MINUTES_PER_DAY = 24 * 60
+EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+EPOCH_DATE = date(1970, 1, 1)
+# Offsets are sampled this often when looking for DST changes; two changes closer than this are not seen.
+OFFSET_PROBE_MINUTES = 200 * 24 * 60
+
+Interval = tuple[int, int]
+
+
+class ExcludedTime(Protocol):
+    def excluded(self, start: int, end: int) -> Iterable[Interval]:
+        """Excluded bucket intervals that overlap [start, end), clipped to it (any order, may overlap)."""
+        ...
+
+
+def _ceil_minute(seconds: float) -> int:
+    return -int(-seconds // 60)
+
+
+def _clip(a: int, b: int, start: int, end: int) -> Interval | None:
+    a, b = max(a, start), min(b, end)
+    return (a, b) if a < b else None
+
+
+def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
+    """Sorted, non-overlapping, non-adjacent intervals covering the same minutes."""
+    merged: list[list[int]] = []
+    for a, b in sorted(i for i in intervals if i[0] < i[1]):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def excluded_intervals(exclusions: Iterable[ExcludedTime], start: int, end: int) -> list[Interval]:
+    """All excluded bucket intervals within [start, end), merged and sorted."""
+    return merge_intervals(i for ex in exclusions for i in ex.excluded(start, end))
+
+
+def included_intervals(start: int, end: int, excluded: Sequence[Interval]) -> list[Interval]:
+    """The parts of [start, end) outside the merged, sorted `excluded` intervals."""
+    out: list[Interval] = []
+    cursor = start
+    for a, b in excluded:
+        if b <= cursor:
+            continue
+        if a >= end:
+            break
+        if a > cursor:
+            out.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < end:
+        out.append((cursor, end))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    """A one-off maintenance window [start_ms, end_ms)."""
+
+    start_ms: int
+    end_ms: int
+
+    def __post_init__(self) -> None:
+        if self.end_ms <= self.start_ms:
+            raise ValueError("a maintenance window must end after it starts")
+
+    def excluded(self, start: int, end: int) -> Iterator[Interval]:
+        clipped = _clip(-(-self.start_ms // 60_000), -(-self.end_ms // 60_000), start, end)
+        if clipped:
+            yield clipped
+
+
+_NAIVE_DTSTART = re.compile(r"^DTSTART:(\d{8}T\d{6})\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def parse_rule(text: str, timezone: str) -> rrule | rruleset:
+    """An iCalendar recurrence (`DTSTART:...` + `RRULE:...` lines); a DTSTART without zone is local to `timezone`."""
+    if "DTSTART" not in text.upper():
+        raise ValueError("a recurring maintenance rule needs a DTSTART (e.g. 'DTSTART:20250105T020000')")
+    zone(timezone)
+    local = _NAIVE_DTSTART.sub(lambda m: f"DTSTART;TZID={timezone}:{m.group(1)}", text.strip())
+    try:
+        return rrulestr(local, tzids=zone, cache=True)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"invalid recurrence rule {text!r}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringMaintenance:
+    """A maintenance window of `duration_minutes` (elapsed time) at every occurrence of an iCalendar rule.
+
+    `rule` holds `DTSTART` and `RRULE` lines, e.g. "DTSTART:20250105T020000\\nRRULE:FREQ=WEEKLY;BYDAY=SU";
+    occurrences follow the wall clock of `timezone` (02:00 local stays 02:00 local across DST).
+    """
+
+    rule: str
+    duration_minutes: int
+    timezone: str = "UTC"
+    occurrences: rrule | rruleset = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.duration_minutes <= 0:
+            raise ValueError("a recurring maintenance window needs a positive duration")
+        object.__setattr__(self, "occurrences", parse_rule(self.rule, self.timezone))
+
+    def excluded(self, start: int, end: int) -> Iterator[Interval]:
+        duration = timedelta(minutes=self.duration_minutes)
+        after = datetime.fromtimestamp(start * 60, UTC) - duration
+        before = datetime.fromtimestamp(end * 60, UTC)
+        for occurrence in self.occurrences.between(after, before, inc=True):
+            begin = occurrence.timestamp()
+            clipped = _clip(_ceil_minute(begin), _ceil_minute(begin + duration.total_seconds()), start, end)
+            if clipped:
+                yield clipped
+
+
+def _parse_clock(text: str) -> int:
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not match:
+        raise ValueError(f"invalid time of day {text!r} (expected HH:MM)")
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if minutes >= 60 or hours > 24 or (hours == 24 and minutes):
+        raise ValueError(f"invalid time of day {text!r} (00:00 to 24:00)")
+    return hours * 60 + minutes
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessHours:
+    """Weekly opening hours in `timezone` plus holiday dates; everything else is excluded time.
+
+    `hours` holds (weekday Monday=0, open minute of day, close minute of day) with open < close <= 1440;
+    a minute is business time when its local wall-clock date is no holiday and its local time of day
+    lies in one of that weekday's [open, close) spans.
+    """
+
+    timezone: str
+    hours: tuple[tuple[int, int, int], ...]
+    holidays: frozenset[date] = frozenset()
+
+    def __post_init__(self) -> None:
+        zone(self.timezone)
+        for weekday, opens, closes in self.hours:
+            if not 0 <= weekday <= 6 or not 0 <= opens < closes <= MINUTES_PER_DAY:
+                raise ValueError(f"invalid business hours span {(weekday, opens, closes)!r}")
+
+    @classmethod
+    def parse(
+        cls,
+        timezone: str,
+        weekly: Mapping[str, str | Sequence[str]],
+        holidays: Iterable[str | date] = (),
+    ) -> BusinessHours:
+        """From {"mon": "09:00-17:00", "tue": ["09:00-12:00", "13:00-17:00"], ...} and ISO holiday dates."""
+        spans: list[tuple[int, int, int]] = []
+        for name, value in weekly.items():
+            key = name.strip().lower()[:3]
+            if key not in WEEKDAYS:
+                raise ValueError(f"unknown weekday {name!r} (expected one of {', '.join(WEEKDAYS)})")
+            for span in [value] if isinstance(value, str) else value:
+                opens, sep, closes = span.partition("-")
+                if not sep:
+                    raise ValueError(f"invalid business hours {span!r} (expected HH:MM-HH:MM)")
+                spans.append((WEEKDAYS.index(key), _parse_clock(opens), _parse_clock(closes)))
+        days = frozenset(d if isinstance(d, date) else date.fromisoformat(d) for d in holidays)
+        return cls(timezone, tuple(sorted(spans)), days)
+
+    def _offset_segments(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """[a, b) pieces of [start, end) with a constant UTC offset (minutes), found by probing and bisection."""
+        tz = zone(self.timezone)
+
+        def offset(minute: int) -> int:
+            delta = datetime.fromtimestamp(minute * 60, UTC).astimezone(tz).utcoffset()
+            return int(delta.total_seconds()) // 60 if delta is not None else 0
+
+        segments: list[tuple[int, int, int]] = []
+        seg_start, seg_offset = start, offset(start)
+        probe = start
+        while probe < end - 1:
+            nxt = min(probe + OFFSET_PROBE_MINUTES, end - 1)
+            if offset(nxt) == seg_offset:
+                probe = nxt
+                continue
+            lo, hi = probe, nxt
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if offset(mid) == seg_offset:
+                    lo = mid
+                else:
+                    hi = mid
+            segments.append((seg_start, hi, seg_offset))
+            seg_start, seg_offset, probe = hi, offset(hi), hi
+        segments.append((seg_start, end, seg_offset))
+        return segments
+
+    def business_intervals(self, start: int, end: int) -> list[Interval]:
+        """Business-time bucket intervals within [start, end), merged and sorted."""
+        if start >= end:
+            return []
+        by_weekday: dict[int, list[tuple[int, int]]] = {}
+        for weekday, opens, closes in self.hours:
+            by_weekday.setdefault(weekday, []).append((opens, closes))
+        out: list[Interval] = []
+        for a, b, off in self._offset_segments(start, end):
+            # In this piece local wall-clock minute = utc minute + off, so business hours are plain shifts.
+            for day in range((a + off) // MINUTES_PER_DAY, (b - 1 + off) // MINUTES_PER_DAY + 1):
+                spans = by_weekday.get((day + EPOCH_WEEKDAY) % 7)
+                if not spans or EPOCH_DATE + timedelta(days=day) in self.holidays:
+                    continue
+                for opens, closes in spans:
+                    clipped = _clip(day * MINUTES_PER_DAY + opens - off, day * MINUTES_PER_DAY + closes - off, a, b)
+                    if clipped:
+                        out.append(clipped)
+        return merge_intervals(out)
+
+    def excluded(self, start: int, end: int) -> list[Interval]:
+        return included_intervals(start, end, self.business_intervals(start, end))

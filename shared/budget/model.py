@@ -1,0 +1,273 @@
+"""The terms an objective is evaluated under: frozen domain objects, validated on construction.
+
+Policy is data (STYLE: "Policy as data"): burn-rate tiers and budget thresholds are
+tables carried by the objective, with defaults from DESIGN §3.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.budget.counts import Counts
+from shared.budget.exclusions import ExcludedTime
+from shared.budget.periods import MAX_DAYS, NOMINAL_DAYS, Period, PeriodKind, period_bounds, zone
+
+MINUTES_PER_HOUR = 60
+MINUTES_PER_DAY = 24 * 60
+
+
+class Severity(StrEnum):
+    PAGE = "page"
+    TICKET = "ticket"
+
+
+@dataclass(frozen=True, slots=True)
+class BurnRateTier:
+    """Fire when both windows burn faster than `factor` times the sustainable rate."""
+
+    name: str
+    severity: Severity
+    long_minutes: int
+    short_minutes: int
+    factor: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.short_minutes <= self.long_minutes:
+            raise ValueError("a burn-rate tier needs 0 < short window <= long window")
+        if self.factor <= 0:
+            raise ValueError("a burn-rate factor must be positive")
+
+
+# (severity, share of the budget burnt, long window in minutes): DESIGN §3 / SRE Workbook table 5-8.
+DEFAULT_TIER_SHARES: tuple[tuple[Severity, float, int], ...] = (
+    (Severity.PAGE, 0.02, 1 * MINUTES_PER_HOUR),
+    (Severity.PAGE, 0.05, 6 * MINUTES_PER_HOUR),
+    (Severity.TICKET, 0.10, 1 * MINUTES_PER_DAY),
+    (Severity.TICKET, 0.10, 3 * MINUTES_PER_DAY),
+)
+
+DEFAULT_BUDGET_THRESHOLDS: tuple[float, ...] = (0.5, 0.75, 0.9, 1.0)
+
+
+def tier_name(long_minutes: int) -> str:
+    """`1h`, `6h`, `1d`, `3d`, `90m`: a tier's name is its long window."""
+    if long_minutes % MINUTES_PER_DAY == 0:
+        return f"{long_minutes // MINUTES_PER_DAY}d"
+    if long_minutes % MINUTES_PER_HOUR == 0:
+        return f"{long_minutes // MINUTES_PER_HOUR}h"
+    return f"{long_minutes}m"
+
+
+def default_tiers(window_minutes: int) -> tuple[BurnRateTier, ...]:
+    """The default tiers for a budget window: factor = share × window / long window."""
+    return tuple(
+        BurnRateTier(
+            name=tier_name(long),
+            severity=severity,
+            long_minutes=long,
+            short_minutes=max(1, long // 12),
+            factor=round(share * window_minutes / long, 6),
+        )
+        for severity, share, long in DEFAULT_TIER_SHARES
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RollingWindow:
+    """The last `minutes` minutes, ending at the evaluation instant (current bucket included)."""
+
+    minutes: int
+
+    def __post_init__(self) -> None:
+        if self.minutes <= 0:
+            raise ValueError("a rolling window must be at least one minute long")
+
+    @property
+    def label(self) -> str:
+        return tier_name(self.minutes)
+
+    @property
+    def nominal_minutes(self) -> int:
+        """The window's length, used for default tiers and time left."""
+        return self.minutes
+
+    @property
+    def max_minutes(self) -> int:
+        """How far back (in minutes) counts must be kept to evaluate this window."""
+        return self.minutes
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarWindow:
+    """The current calendar week (from Monday), month or quarter in `timezone`, so far: no extrapolation.
+
+    It resets at local midnight of the period's first day. `minutes` is the nominal
+    length (week 7 d, month 30 d, quarter 90 d), used for default tiers and time left;
+    `max_minutes` bounds the longest period (use it to decide what counts to keep).
+    """
+
+    kind: PeriodKind
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", PeriodKind(self.kind))
+        zone(self.timezone)
+
+    @property
+    def label(self) -> str:
+        return self.kind.value
+
+    @property
+    def minutes(self) -> int:
+        return self.nominal_minutes
+
+    @property
+    def nominal_minutes(self) -> int:
+        return NOMINAL_DAYS[self.kind] * MINUTES_PER_DAY
+
+    @property
+    def max_minutes(self) -> int:
+        # A DST change can lengthen a period by an hour; a day of slack covers any offset change.
+        return (MAX_DAYS[self.kind] + 1) * MINUTES_PER_DAY
+
+    def period(self, instant_ms: int) -> Period:
+        return period_bounds(self.kind, self.timezone, instant_ms)
+
+
+Window = RollingWindow | CalendarWindow
+
+_ROLLING = re.compile(r"(\d+)([dhm])")
+_UNIT_MINUTES = {"d": MINUTES_PER_DAY, "h": MINUTES_PER_HOUR, "m": 1}
+
+
+def parse_window(text: str, timezone: str = "UTC") -> Window:
+    """`30d`, `7d`, `12h`, `90m` (rolling) or `month`, `quarter`, `week` (calendar, in `timezone`)."""
+    spec = text.strip().lower()
+    if spec in PeriodKind.__members__.values():
+        return CalendarWindow(PeriodKind(spec), timezone)
+    match = _ROLLING.fullmatch(spec)
+    if not match:
+        raise ValueError(
+            f"invalid window {text!r}: expected a rolling length such as '30d', '12h' or '90m', "
+            "or a calendar period: 'week', 'month' or 'quarter'"
+        )
+    minutes = int(match.group(1)) * _UNIT_MINUTES[match.group(2)]
+    if minutes == 0:
+        raise ValueError(f"invalid window {text!r}: a rolling window must be at least one minute long")
+    return RollingWindow(minutes)
+
+
+def default_tiers_for(window: Window) -> tuple[BurnRateTier, ...]:
+    """Default tiers for a window; a calendar window uses its nominal length (month = 30 d)."""
+    return default_tiers(window.nominal_minutes)
+
+
+class Budgeting(StrEnum):
+    """How the budget is counted: per event, or per time slice (good when its ratio >= the slice target)."""
+
+    OCCURRENCES = "occurrences"
+    TIMESLICES = "timeslices"
+
+
+class Comparison(StrEnum):
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdRule:
+    """A threshold measurement's events are good when `value <op> threshold`."""
+
+    op: Comparison
+    threshold: float
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "op", Comparison(self.op))
+        except ValueError:
+            raise ValueError(f"invalid comparison {self.op!r} (expected <, <=, > or >=)") from None
+        if not math.isfinite(self.threshold):
+            raise ValueError("a threshold must be a finite number")
+
+    def is_good(self, value: float) -> bool:
+        if self.op is Comparison.LT:
+            return value < self.threshold
+        if self.op is Comparison.LE:
+            return value <= self.threshold
+        if self.op is Comparison.GT:
+            return value > self.threshold
+        return value >= self.threshold
+
+    @property
+    def key(self) -> str:
+        """A stable name for the predicate, e.g. `<=0.3`: counts of a threshold series are kept per rule."""
+        return f"{self.op.value}{self.threshold!r}"
+
+
+def classify(rule: ThresholdRule, value: float, count: int = 1) -> Counts:
+    """The (good, total) a threshold measurement of `count` events at `value` contributes under `rule`."""
+    if count < 0:
+        raise ValueError("a measurement's count cannot be negative")
+    return Counts(count if rule.is_good(value) else 0, count)
+
+
+LabelSet = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def matches(matchers: LabelSet, labels: LabelSet) -> bool:
+    """True when every matcher's label equals the series' label (a missing label matches nothing)."""
+    have = labels if isinstance(labels, Mapping) else dict(labels)
+    want = matchers.items() if isinstance(matchers, Mapping) else matchers
+    return all(have.get(name) == value for name, value in want)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectiveTerms:
+    """What an objective promises and how it alerts; no identity, no I/O.
+
+    `exclusions` hold every excluded time of the objective (the agreement's maintenance
+    windows, and its business hours for a business-hours objective). A timeslices objective
+    counts slices of `slice_minutes`, good when good/total >= `slice_target` (default: `target`).
+    """
+
+    target: float
+    window: Window
+    tiers: tuple[BurnRateTier, ...] = ()
+    budget_thresholds: tuple[float, ...] = DEFAULT_BUDGET_THRESHOLDS
+    min_events_for_page: int = 0
+    budgeting: Budgeting = Budgeting.OCCURRENCES
+    slice_minutes: int = 1
+    slice_target: float | None = None
+    threshold: ThresholdRule | None = None
+    matchers: tuple[tuple[str, str], ...] = ()
+    exclusions: tuple[ExcludedTime, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target < 1:
+            raise ValueError("target must lie strictly between 0 and 1")
+        if any(not 0 < t <= 10 for t in self.budget_thresholds):
+            raise ValueError("budget-consumed thresholds must be positive fractions of the budget")
+        object.__setattr__(self, "budgeting", Budgeting(self.budgeting))
+        if self.slice_minutes < 1:
+            raise ValueError("a time slice must be at least one minute long")
+        if self.slice_target is not None and not 0 < self.slice_target <= 1:
+            raise ValueError("a slice target must lie in (0, 1]")
+
+    @property
+    def budget_fraction(self) -> float:
+        return 1.0 - self.target
+
+    @property
+    def good_slice_ratio(self) -> float:
+        """The ratio at or above which a time slice is good."""
+        return self.target if self.slice_target is None else self.slice_target
+
+    def matches(self, labels: LabelSet) -> bool:
+        """Whether a series with `labels` feeds this objective."""
+        return matches(self.matchers, labels)

@@ -1,0 +1,176 @@
+"""The Postgres schema (SQLAlchemy 2 declarative) and the engine factory.
+
+Migrations in `migrations/` create these tables; tests build the schema with
+`alembic upgrade head`, so the migrations are tested too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CONFIG_CHANNEL = "accord_config"
+"""Postgres NOTIFY channel: the api announces committed agreement/indicator changes here."""
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Indicator(Base):
+    __tablename__ = "indicators"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    unit: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class Agreement(Base):
+    __tablename__ = "agreements"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    provider: Mapped[str] = mapped_column(Text, nullable=False)
+    customer: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    timezone: Mapped[str] = mapped_column(Text, nullable=False, server_default="UTC")
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Objective(Base):
+    __tablename__ = "objectives"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    agreement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agreements.id"), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    indicator_key: Mapped[str] = mapped_column(ForeignKey("indicators.key"), nullable=False, index=True)
+    target: Mapped[float] = mapped_column(Double, nullable=False)
+    window: Mapped[str] = mapped_column(Text, nullable=False)
+    alert_policy: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class SeriesBucket(Base):
+    """Minute-bucket counts per indicator series: the stored truth budgets are recomputed from."""
+
+    __tablename__ = "series_buckets"
+
+    indicator_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    series: Mapped[str] = mapped_column(Text, primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    good: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ObjectiveStatus(Base):
+    """The evaluator's latest reading of an objective, and its announced alert state."""
+
+    __tablename__ = "objective_status"
+
+    objective_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("objectives.id"), primary_key=True)
+    good: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sli: Mapped[float | None] = mapped_column(Double)
+    budget_consumed: Mapped[float] = mapped_column(Double, nullable=False)
+    burn_rate: Mapped[float | None] = mapped_column(Double)
+    tiers: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    alert_state: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    last_measurement_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ConsumerOffset(Base):
+    """Next offset to consume per partition, written in the same transaction as the state it produced."""
+
+    __tablename__ = "consumer_offsets"
+
+    group_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text, primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = _now()
+
+
+class IndicatorState(Base):
+    """Which partition an indicator's measurements arrive on, and its event-time watermark."""
+
+    __tablename__ = "indicator_state"
+
+    indicator_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text, nullable=False)
+    partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    watermark_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class SeenMeasurement(Base):
+    """Measurement ids already counted, per indicator, so a retried send counts once."""
+
+    __tablename__ = "seen_measurements"
+
+    indicator_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    measurement_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class BreachEvent(Base):
+    """Every breach event ever decided (the outbox): unpublished rows are relayed to the breach topic."""
+
+    __tablename__ = "breach_events"
+    __table_args__ = (
+        Index("ix_breach_events_unpublished", "created_at", postgresql_where="published_at IS NULL"),
+        Index("ix_breach_events_objective_time", "objective_id", "time"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    objective_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    agreement_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    customer: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    type: Mapped[str] = mapped_column(Text, nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    event: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,67 @@
+"""Kafka clients configured the one way Accord uses them (standard Kafka features only).
+
+Producers wait for every in-sync replica (acks=all). Idempotent and transactional
+producers stay off: exactly-once comes from Postgres (DESIGN §5). Consumers never
+auto-commit: offsets are stored in Postgres with the state they produced.
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+def make_producer(
+    bootstrap: str, *, client_id: str, request_timeout_ms: int = 10_000, linger_ms: int = 2
+) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=linger_ms,
+        request_timeout_ms=request_timeout_ms,
+        max_request_size=8 * 1024 * 1024,
+        compression_type="lz4" if _has_lz4() else None,
+    )
+
+
+def _has_lz4() -> bool:
+    try:
+        import lz4  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_consumer(
+    bootstrap: str, *, group_id: str, client_id: str, session_timeout_ms: int = 10_000
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        # Positions come from Postgres; a partition with no stored offset starts at the beginning.
+        auto_offset_reset="earliest",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 5),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+
+
+async def ensure_topics(bootstrap: str, topics: dict[str, int], replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet with the given partition counts; returns the created ones."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="accord-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, partitions, replication) for name, partitions in topics.items() if name not in existing
+        ]
+        if missing:
+            await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,52 @@
+"""Config-change notifications over Postgres LISTEN/NOTIFY, with a periodic reload as a safety net.
+
+The api sends `NOTIFY accord_config` in the transaction that changes agreements,
+objectives or indicators, so the notice arrives only after the change committed.
+Listeners reload on each notice and every `fallback_seconds` in case a notice
+was missed while disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from shared.db import CONFIG_CHANNEL
+
+log = logging.getLogger("accord.notify")
+
+
+async def follow_config(
+    dsn: str, reload: Callable[[], Awaitable[None]], *, fallback_seconds: float = 30.0, retry_seconds: float = 1.0
+) -> None:
+    """Run forever: call `reload` on every config notice and every `fallback_seconds`; survive outages."""
+    changed = asyncio.Event()
+
+    def on_notice(*_: Any) -> None:
+        changed.set()
+
+    while True:
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+            await conn.add_listener(CONFIG_CHANNEL, on_notice)
+            changed.set()  # reload once after every (re)connect: notices may have been missed
+            while not conn.is_closed():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=fallback_seconds)
+                changed.clear()
+                await reload()
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("config listener lost Postgres (%s); retrying in %.0fs", exc, retry_seconds)
+        finally:
+            if conn is not None and not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+        await asyncio.sleep(retry_seconds)

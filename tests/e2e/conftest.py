@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from support import Servers, ServiceProcess, Topics
+
+
+@pytest.fixture
+async def stack_env(servers: Servers, database_url: str, topics: Topics) -> dict[str, str]:
+    """Environment for service processes: this test's database, broker, topics and group."""
+    return {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": servers.bootstrap,
+        "ACCORD_EVALUATOR_SESSION_TIMEOUT_MS": "3000",
+        "ACCORD_EVALUATOR_CHECKPOINT_INTERVAL_MS": "100",
+        "ACCORD_EVALUATOR_RELAY_INTERVAL_MS": "100",
+        **topics.env(),
+    }
+
+
+@pytest.fixture
+async def launch(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Callable[..., ServiceProcess]]:
+    """Start a service process (stopped at the end of the test); its log goes to tmp_path."""
+    started: list[ServiceProcess] = []
+
+    def _launch(command: str, **env: str) -> ServiceProcess:
+        svc = ServiceProcess(command, {**stack_env, **env}, log=tmp_path / f"{command}-{len(started)}.log")
+        started.append(svc.start())
+        return svc
+
+    yield _launch
+    for svc in reversed(started):
+        svc.stop()

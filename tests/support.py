@@ -1,0 +1,137 @@
+"""Helpers for tests that run the services as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from accord.localstack import Broker, free_port
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Servers:
+    admin_url: str  # a database on the server to run CREATE DATABASE from
+    bootstrap: str
+    broker: Broker | None  # the local broker, when the tests started it (pause/kill tests need it)
+
+    def database_url(self, name: str) -> str:
+        return self.admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@dataclass(frozen=True)
+class Topics:
+    measurements: str
+    breaches: str
+    group: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "ACCORD_MEASUREMENTS_TOPIC": self.measurements,
+            "ACCORD_BREACHES_TOPIC": self.breaches,
+            "ACCORD_EVALUATOR_GROUP_ID": self.group,
+        }
+
+
+@dataclass
+class ServiceProcess:
+    """One service (`accord-api`, `accord-ingest`, `accord-evaluator`) as a child process."""
+
+    command: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    log: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        prefix = {"accord-api": "API", "accord-ingest": "INGEST", "accord-evaluator": "EVALUATOR"}[self.command]
+        env = {**os.environ, **self.env, f"ACCORD_{prefix}_PORT": str(self.port)}
+        if self.log is None:
+            self.proc = subprocess.Popen(
+                [str(BIN / self.command)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            )
+        else:
+            with self.log.open("ab") as out:
+                self.proc = subprocess.Popen([str(BIN / self.command)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while True:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.command} exited with {self.proc.returncode}; log: {self.log}")
+                try:
+                    if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{self.command} not ready after {timeout}s; log: {self.log}")
+                await asyncio.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll an async or sync predicate until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 30):
+    """Read JSON records of `topic` from the beginning until `until(records)` holds."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while not until(records):
+                batch = await consumer.getmany(timeout_ms=200)
+                for msgs in batch.values():
+                    records.extend(orjson.loads(m.value) for m in msgs)
+    finally:
+        await consumer.stop()
+    return records
