@@ -42,8 +42,9 @@ def make_consumer(
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
-        # Positions come from Postgres; a partition with no stored offset starts at the beginning.
-        auto_offset_reset="earliest",
+        # Positions come from Postgres: the owner seeks every assigned partition itself, and a stored
+        # offset the log no longer has is an error the owner handles (it must know, to re-base).
+        auto_offset_reset="none",
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 5),
         max_partition_fetch_bytes=4 * 1024 * 1024,

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from support import Servers, Topics
+from support import TEMPLATE, Servers, Topics, create_database
 
 from accord.cli import migrate
 from accord.localstack import Broker, Postgres, free_port
 from shared.kafka import ensure_topics
-
-TEMPLATE = "accord_template"
 
 
 @pytest.fixture(scope="session")
@@ -63,17 +61,6 @@ async def _make_template(servers: Servers) -> None:
     finally:
         await conn.close()
     await asyncio.to_thread(migrate, servers.database_url(TEMPLATE))
-
-
-async def create_database(servers: Servers) -> str:
-    """A fresh, migrated database (a clone of the template); returns its URL."""
-    name = f"accord_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(servers.admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
-    finally:
-        await conn.close()
-    return servers.database_url(name)
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -20,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from accord.localstack import Broker, free_port
 
 BIN = Path(sys.executable).parent
+TEMPLATE = "accord_template"
 
 
 @dataclass
@@ -135,3 +138,14 @@ async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[s
     finally:
         await consumer.stop()
     return records
+
+
+async def create_database(servers: Servers) -> str:
+    """A fresh, migrated database (a clone of the template); returns its URL."""
+    name = f"accord_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(servers.admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    finally:
+        await conn.close()
+    return servers.database_url(name)

@@ -7,6 +7,11 @@ newest measurement time seen), so results depend only on the records and their
 order within a partition, never on batching, timing or crashes: a replay from
 stored offsets reproduces the same numbers and the same event ids.
 
+Series: counts are kept per (label set, threshold rule) of an indicator. A ratio
+measurement adds to one series; a threshold measurement adds to one series per distinct
+threshold rule among the indicator's objectives (work grows with distinct rules, never
+with objectives). An objective sums the series whose labels its matchers accept.
+
 Everything changed since the last checkpoint is tracked, so `drain()` returns
 exactly what the next Postgres transaction must write.
 """
@@ -17,20 +22,51 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.budget import AlertState, Evaluation, SeriesCounts, Transition, decide, evaluate, minute_of
+import orjson
+
+from shared.budget import (
+    AlertState,
+    Evaluation,
+    SeriesCounts,
+    ThresholdRule,
+    Transition,
+    classify,
+    decide,
+    evaluate,
+    matches,
+    minute_of,
+)
 from shared.events import cloud_event, iso_ms
 from shared.measurements import Measurement
 from shared.terms import ObjectiveConfig
 
-SERIES = ""  # one series per indicator for now; label sets come with label matchers
+Labels = tuple[tuple[str, str], ...]
+SeriesKey = tuple[Labels, str]  # (label set, threshold rule key; "" for ratio indicators)
+
+
+def series_name(key: SeriesKey) -> str:
+    """The stored name of a series: its labels as sorted JSON, `|`, its rule key."""
+    labels, rule = key
+    return orjson.dumps(dict(labels), option=orjson.OPT_SORT_KEYS).decode() + "|" + rule
+
+
+def series_key(name: str) -> SeriesKey:
+    labels, _, rule = name.rpartition("|")
+    return tuple(sorted(orjson.loads(labels).items())), rule
 
 
 @dataclass
 class IndicatorCounts:
     partition: int
-    counts: SeriesCounts = field(default_factory=SeriesCounts)
+    series: dict[SeriesKey, SeriesCounts] = field(default_factory=dict)
     watermark_ms: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
+
+    def counts(self, key: SeriesKey) -> SeriesCounts:
+        found = self.series.get(key)
+        if found is None:
+            found = self.series[key] = SeriesCounts()
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +120,9 @@ class Engine:
         self.indicators: dict[str, IndicatorCounts] = {}
         self.alert_states: dict[str, AlertState] = {}
         self.objectives: dict[str, list[ObjectiveConfig]] = {}
+        self.rules: dict[str, list[ThresholdRule]] = {}
         self.set_objectives(objectives)
-        self._dirty_buckets: set[tuple[str, int]] = set()
+        self._dirty_buckets: set[tuple[str, SeriesKey, int]] = set()
         self._new_seen: list[tuple[str, str, int]] = []
         self._dirty_indicators: set[str] = set()
         self._statuses: dict[str, StatusRow] = {}
@@ -95,13 +132,17 @@ class Engine:
 
     def set_objectives(self, objectives: Iterable[ObjectiveConfig]) -> None:
         by_indicator: dict[str, list[ObjectiveConfig]] = {}
+        rules: dict[str, dict[str, ThresholdRule]] = {}
         for o in objectives:
             by_indicator.setdefault(o.indicator, []).append(o)
+            if o.terms.threshold is not None:
+                rules.setdefault(o.indicator, {})[o.terms.threshold.key] = o.terms.threshold
         self.objectives = by_indicator
+        self.rules = {k: sorted(v.values(), key=lambda r: r.key) for k, v in rules.items()}
 
     def history_minutes(self, indicator: str) -> int:
         """Minutes of history any objective of `indicator` can still look at."""
-        windows = [o.terms.window.minutes for o in self.objectives.get(indicator, ())]
+        windows = [o.terms.window.max_minutes for o in self.objectives.get(indicator, ())]
         tiers = [t.long_minutes for o in self.objectives.get(indicator, ()) for t in o.terms.tiers]
         return max([*windows, *tiers], default=self.max_age_minutes)
 
@@ -112,12 +153,12 @@ class Engine:
         key: str,
         partition: int,
         watermark_ms: int,
-        buckets: Iterable[tuple[int, int, int]],
+        buckets: Iterable[tuple[str, int, int, int]],
         seen: Iterable[tuple[str, int]],
     ) -> None:
         state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms)
-        for minute, good, total in buckets:
-            state.counts.add(minute, good, total)
+        for name, minute, good, total in buckets:
+            state.counts(series_key(name)).add(minute, good, total)
         state.seen = dict(seen)
         self.indicators[key] = state
 
@@ -157,9 +198,16 @@ class Engine:
                     continue
                 state.seen[m.id] = minute
                 self._new_seen.append((indicator, m.id, minute))
-            good, total = (m.good or 0, m.total or 0) if m.good is not None else (0, m.count)
-            state.counts.add(minute, good, total)
-            self._dirty_buckets.add((indicator, minute))
+            if m.value is None:
+                key = (m.labels, "")
+                state.counts(key).add(minute, m.good or 0, m.total or 0)
+                self._dirty_buckets.add((indicator, key, minute))
+            else:
+                for rule in self.rules.get(indicator, ()):
+                    c = classify(rule, m.value, m.count)
+                    key = (m.labels, rule.key)
+                    state.counts(key).add(minute, c.good, c.total)
+                    self._dirty_buckets.add((indicator, key, minute))
             result.applied += 1
         self._dirty_indicators.add(indicator)
         if result.applied and state.watermark_ms is not None:
@@ -172,7 +220,10 @@ class Engine:
         now = state.watermark_ms
         emitted = 0
         for objective in self.objectives.get(indicator, ()):
-            ev = evaluate(objective.terms, state.counts, now)
+            terms = objective.terms
+            rule = terms.threshold.key if terms.threshold is not None else ""
+            sources = [c for (labels, r), c in state.series.items() if r == rule and matches(terms.matchers, labels)]
+            ev = evaluate(terms, sources, now)
             before = self.alert_states.get(objective.id, AlertState())
             after, transitions = decide(objective.terms, before, ev)
             self.alert_states[objective.id] = after
@@ -187,12 +238,12 @@ class Engine:
     def drain(self) -> Changes:
         """Everything changed since the last drain; the caller writes it in one transaction."""
         changes = Changes()
-        for indicator, minute in self._dirty_buckets:
+        for indicator, key, minute in self._dirty_buckets:
             state = self.indicators.get(indicator)
             if state is None:
                 continue
-            c = state.counts.bucket(minute)
-            changes.buckets.append((indicator, SERIES, minute, c.good, c.total))
+            c = state.counts(key).bucket(minute)
+            changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
         changes.seen = self._new_seen
         for indicator in self._dirty_indicators:
             state = self.indicators.get(indicator)
@@ -214,7 +265,8 @@ class Engine:
             if state.watermark_ms is None:
                 continue
             now_minute = minute_of(state.watermark_ms)
-            state.counts.drop_before(now_minute - self.history_minutes(key))
+            for counts in state.series.values():
+                counts.drop_before(now_minute - self.history_minutes(key))
             horizon = now_minute - self.dedup_horizon_minutes
             state.seen = {i: m for i, m in state.seen.items() if m >= horizon}
             cut.append((key, horizon))
@@ -223,7 +275,7 @@ class Engine:
     def stats(self) -> Mapping[str, int]:
         return {
             "indicators": len(self.indicators),
-            "buckets": sum(len(s.counts) for s in self.indicators.values()),
+            "buckets": sum(len(c) for s in self.indicators.values() for c in s.series.values()),
             "seen_ids": sum(len(s.seen) for s in self.indicators.values()),
         }
 
@@ -240,7 +292,10 @@ def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> Eve
         "sli": ev.sli,
         "good": ev.counts.good,
         "total": ev.counts.total,
+        "budgeting": ev.unit.value,
         "budget_remaining": ev.budget_remaining,
+        "budget_allowed": ev.budget_allowed,
+        "budget_spent": ev.budget_spent,
         "burn_rates": {r.name: r.long_burn_rate for r in ev.tiers},
         "measurement_time": iso_ms(ev.now_ms),
     }
@@ -248,6 +303,8 @@ def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> Eve
         data["tier"] = t.tier
     if t.threshold is not None:
         data["threshold"] = t.threshold
+    if t.reason:
+        data["reason"] = t.reason
     event = cloud_event(objective_id=objective.id, event_type=t.type.value, seq=t.seq, time_ms=ev.now_ms, data=data)
     return EventRow(
         id=event["id"],

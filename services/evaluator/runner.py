@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.evaluator.engine import Engine
@@ -67,10 +67,14 @@ class Evaluator:
     pool: asyncpg.Pool
     engine: Engine
     consumer: AIOKafkaConsumer | None = None
-    positions: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # applied, not yet checkpointed
+    expected: dict[int, int] = field(default_factory=dict)  # next offset each owned partition may apply
     owned: set[int] = field(default_factory=set)
     last_checkpoint: float = field(default_factory=time.monotonic)
     events_waiting: asyncio.Event = field(default_factory=asyncio.Event)
+    # Checkpoints and partition moves never interleave: a partition is reloaded only after
+    # every checkpoint that touched it has committed.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ready: bool = False
 
     @classmethod
@@ -95,6 +99,10 @@ class Evaluator:
     # --- partitions ----------------------------------------------------------------------------
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.lock:
+            await self._assign(assigned)
+
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
         assert self.consumer is not None
         topic = self.settings.measurements_topic
         for tp in sorted(assigned, key=lambda t: t.partition):
@@ -108,6 +116,7 @@ class Evaluator:
                     topic=topic,
                     partition=tp.partition,
                 )
+            self.expected[tp.partition] = loaded.next_offset or 0
             if loaded.next_offset is None:
                 await self.consumer.seek_to_beginning(tp)
                 log.info("partition %d assigned: no stored offset, reading from the beginning", tp.partition)
@@ -125,12 +134,17 @@ class Evaluator:
         self.ready = True
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.checkpoint()
+        async with self.lock:
+            await self._checkpoint()
+            self._forget(revoked)
+
+    def _forget(self, revoked: set[TopicPartition]) -> None:
         gone = {tp.partition for tp in revoked if tp.topic == self.settings.measurements_topic}
         self.engine.forget_partitions(gone)
         self.owned -= gone
         for p in gone:
             self.positions.pop(p, None)
+            self.expected.pop(p, None)
         self.metrics.partitions.set(len(self.owned))
         if gone:
             log.info("partitions %s revoked after a checkpoint", sorted(gone))
@@ -151,9 +165,20 @@ class Evaluator:
         interval = settings.checkpoint_interval_ms / 1000
         try:
             while True:
-                batches = await consumer.getmany(
-                    timeout_ms=settings.checkpoint_interval_ms, max_records=settings.max_batch
-                )
+                try:
+                    batches = await consumer.getmany(
+                        timeout_ms=settings.checkpoint_interval_ms, max_records=settings.max_batch
+                    )
+                except OffsetOutOfRangeError as exc:
+                    await self._rebase(exc)
+                    continue
+                except NoOffsetForPartitionError as exc:
+                    # The fetcher looked for a Kafka-committed offset (there never is one) before our
+                    # seek landed; seek again. Only partitions with no stored offset get here.
+                    tp = exc.args[0] if exc.args else None
+                    if isinstance(tp, TopicPartition) and tp.partition in self.owned:
+                        await consumer.seek_to_beginning(tp)
+                    continue
                 for tp, records in batches.items():
                     self._apply(tp, records)
                 if time.monotonic() - self.last_checkpoint >= interval:
@@ -163,8 +188,30 @@ class Evaluator:
                 await self.checkpoint()
             await consumer.stop()
 
+    async def _rebase(self, exc: OffsetOutOfRangeError) -> None:
+        """A stored offset is outside the log (topic recreated, data lost to retention): read what the log has.
+
+        Counts already stored stay; measurement ids already seen still count once.
+        """
+        assert self.consumer is not None
+        lost: dict[TopicPartition, int] = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        async with self.lock:
+            for tp, offset in lost.items():
+                log.warning(
+                    "partition %d: stored offset %d is outside the log; reading the log from its beginning",
+                    tp.partition,
+                    offset,
+                )
+                await self.consumer.seek_to_beginning(tp)
+                self.expected[tp.partition] = 0
+
     def _apply(self, tp: TopicPartition, records: list) -> None:  # type: ignore[type-arg]
+        expected = self.expected.get(tp.partition)
+        if expected is None:
+            return  # fetched before the partition moved away: its new owner applies it
         for record in records:
+            if record.offset < expected:
+                continue  # offsets only move forward: never apply a record twice
             try:
                 measurements = decode_record(record.value)
                 indicator = measurements[0].indicator if measurements else ""
@@ -185,11 +232,15 @@ class Evaluator:
                         self.metrics.measurements.labels("duplicate").inc(result.duplicates)
                     if result.too_late:
                         self.metrics.measurements.labels("too_late").inc(result.too_late)
-            self.positions[tp.partition] = record.offset + 1
+            expected = self.positions[tp.partition] = self.expected[tp.partition] = record.offset + 1
             self.metrics.records.inc()
 
     async def checkpoint(self) -> None:
         """Write every change since the last checkpoint, with the offsets, in one transaction."""
+        async with self.lock:
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
         changes = self.engine.drain()
         offsets = dict(self.positions)
         self.last_checkpoint = time.monotonic()

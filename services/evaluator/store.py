@@ -53,29 +53,6 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
     return out
 
 
-def alert_state_to_json(state: AlertState) -> str:
-    return orjson.dumps(
-        {
-            "firing": sorted(state.firing),
-            "crossed": sorted(state.crossed),
-            "exhausted": state.exhausted,
-            "seq": state.seq,
-        }
-    ).decode()
-
-
-def alert_state_from_json(doc: dict[str, object]) -> AlertState:
-    firing = doc.get("firing", [])
-    crossed = doc.get("crossed", [])
-    seq = doc.get("seq", 0)
-    return AlertState(
-        firing=frozenset(str(f) for f in firing) if isinstance(firing, list) else frozenset(),
-        crossed=frozenset(float(c) for c in crossed) if isinstance(crossed, list) else frozenset(),
-        exhausted=bool(doc.get("exhausted", False)),
-        seq=int(seq) if isinstance(seq, int) else 0,
-    )
-
-
 @dataclass(frozen=True)
 class PartitionLoad:
     next_offset: int | None
@@ -101,7 +78,7 @@ async def load_partition(
         key, watermark = ind["indicator_key"], ind["watermark_ms"]
         oldest = watermark // 60_000 - engine.history_minutes(key)
         buckets = await conn.fetch(
-            "SELECT minute, good, total FROM series_buckets WHERE indicator_key = $1 AND minute >= $2",
+            "SELECT series, minute, good, total FROM series_buckets WHERE indicator_key = $1 AND minute >= $2",
             key,
             oldest,
         )
@@ -114,14 +91,14 @@ async def load_partition(
             key,
             partition,
             watermark,
-            ((b["minute"], b["good"], b["total"]) for b in buckets),
+            ((b["series"], b["minute"], b["good"], b["total"]) for b in buckets),
             ((s["measurement_id"], s["minute"]) for s in seen),
         )
         total_buckets += len(buckets)
         for o in engine.objectives.get(key, ()):
             doc = await conn.fetchval("SELECT alert_state FROM objective_status WHERE objective_id = $1", o.id)
             if doc is not None:
-                engine.load_alert_state(o.id, alert_state_from_json(orjson.loads(doc)))
+                engine.load_alert_state(o.id, AlertState.from_json(orjson.loads(doc)))
     return PartitionLoad(next_offset, len(indicators), total_buckets)
 
 
@@ -207,7 +184,7 @@ async def write_checkpoint(
                                 for r in s.evaluation.tiers
                             ]
                         ).decode(),
-                        alert_state_to_json(s.alert_state),
+                        orjson.dumps(s.alert_state.to_json()).decode(),
                         _dt(s.last_measurement_ms),
                         _dt(s.evaluation.now_ms),
                     )
