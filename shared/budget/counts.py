@@ -67,6 +67,7 @@ class SeriesCounts:
 
     def buckets(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
         """The non-empty buckets with start <= minute < end, ascending; skips empty days and hours."""
+        minutes = self._minutes
         m = start
         while m < end:
             if m % DAY == 0 and m + DAY <= end and m // DAY not in self._days:
@@ -74,10 +75,37 @@ class SeriesCounts:
             elif m % HOUR == 0 and m + HOUR <= end and m // HOUR not in self._hours:
                 m += HOUR
             else:
-                cell = self._minutes.get(m)
-                if cell is not None and cell[1]:
-                    yield m, Counts(cell[0], cell[1])
-                m += 1
+                stop = min(end, (m // HOUR + 1) * HOUR)
+                for minute in range(m, stop):
+                    cell = minutes.get(minute)
+                    if cell is not None and cell[1]:
+                        yield minute, Counts(cell[0], cell[1])
+                m = stop
+
+    def add_slices(self, start: int, end: int, size: int, into: dict[int, list[int]]) -> None:
+        """Add the buckets with start <= minute < end into `into[minute // size]` as [good, total] cells.
+
+        The same sums as grouping `buckets()` by slice, without building a Counts per minute.
+        """
+        minutes = self._minutes
+        m = start
+        while m < end:
+            if m % DAY == 0 and m + DAY <= end and m // DAY not in self._days:
+                m += DAY
+            elif m % HOUR == 0 and m + HOUR <= end and m // HOUR not in self._hours:
+                m += HOUR
+            else:
+                stop = min(end, (m // HOUR + 1) * HOUR)
+                for minute in range(m, stop):
+                    cell = minutes.get(minute)
+                    if cell is not None:
+                        acc = into.get(minute // size)
+                        if acc is None:
+                            into[minute // size] = [cell[0], cell[1]]
+                        else:
+                            acc[0] += cell[0]
+                            acc[1] += cell[1]
+                m = stop
 
     def minutes(self) -> list[int]:
         """Bucket minutes that hold counts, ascending."""

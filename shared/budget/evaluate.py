@@ -10,9 +10,10 @@ import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from itertools import accumulate
 from typing import Any, Protocol, runtime_checkable
 
-from shared.budget.counts import ZERO, Counts, minute_of
+from shared.budget.counts import ZERO, Counts, SeriesCounts, minute_of
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
 from shared.budget.model import Budgeting, CalendarWindow, ObjectiveTerms, Severity, Window
 
@@ -152,18 +153,19 @@ class _Units:
         first = -(-lo // self.size) * self.size
         slices: dict[int, list[int]] = {}
         for src in sources:
-            if not isinstance(src, BucketSource):
-                raise TypeError("a timeslices objective needs count sources with buckets() (e.g. SeriesCounts)")
             for a, b in included_intervals(first, end, excluded):
-                for minute, c in src.buckets(a, b):
-                    cell = slices.setdefault(minute // self.size, [0, 0])
-                    cell[0] += c.good
-                    cell[1] += c.total
+                if isinstance(src, SeriesCounts):
+                    src.add_slices(a, b, self.size, slices)
+                elif isinstance(src, BucketSource):
+                    for minute, c in src.buckets(a, b):
+                        cell = slices.setdefault(minute // self.size, [0, 0])
+                        cell[0] += c.good
+                        cell[1] += c.total
+                else:
+                    raise TypeError("a timeslices objective needs count sources with buckets() (e.g. SeriesCounts)")
         self.keys = sorted(k for k, (_, t) in slices.items() if t)
-        self.good_prefix = [0]
-        for k in self.keys:
-            good, total = slices[k]
-            self.good_prefix.append(self.good_prefix[-1] + slice_is_good(Counts(good, total), terms.good_slice_ratio))
+        ratio = terms.good_slice_ratio
+        self.good_prefix = list(accumulate((slices[k][0] / slices[k][1] >= ratio for k in self.keys), initial=0))
 
     def events(self, start: int) -> Counts:
         total = ZERO

@@ -9,6 +9,7 @@ merges several of them, `included_intervals` is the complement.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ MINUTES_PER_DAY = 24 * 60
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 EPOCH_DATE = date(1970, 1, 1)
 # Offsets are sampled this often when looking for DST changes; two changes closer than this are not seen.
-OFFSET_PROBE_MINUTES = 200 * 24 * 60
+OFFSET_PROBE_MINUTES = 6 * 60
+
+RULE_LOOKAHEAD_SECONDS = 86_400
 
 Interval = tuple[int, int]
 
@@ -93,6 +96,7 @@ class MaintenanceWindow:
             yield clipped
 
 
+_NAIVE_UNTIL = re.compile(r"UNTIL=(\d{8}T\d{6})(?![\dZz])")
 _NAIVE_DTSTART = re.compile(r"^DTSTART:(\d{8}T\d{6})\s*$", re.MULTILINE | re.IGNORECASE)
 
 
@@ -100,8 +104,15 @@ def parse_rule(text: str, timezone: str) -> rrule | rruleset:
     """An iCalendar recurrence (`DTSTART:...` + `RRULE:...` lines); a DTSTART without zone is local to `timezone`."""
     if "DTSTART" not in text.upper():
         raise ValueError("a recurring maintenance rule needs a DTSTART (e.g. 'DTSTART:20250105T020000')")
-    zone(timezone)
+    tz = zone(timezone)
     local = _NAIVE_DTSTART.sub(lambda m: f"DTSTART;TZID={timezone}:{m.group(1)}", text.strip())
+
+    def until_utc(m: re.Match[str]) -> str:
+        # RFC 5545 wants UNTIL in UTC when DTSTART has a zone; a floating UNTIL is read as local time.
+        instant = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=tz).astimezone(UTC)
+        return f"UNTIL={instant:%Y%m%dT%H%M%S}Z"
+
+    local = _NAIVE_UNTIL.sub(until_utc, local)
     try:
         return rrulestr(local, tzids=zone, cache=True)
     except (ValueError, TypeError, KeyError) as exc:
@@ -120,19 +131,37 @@ class RecurringMaintenance:
     duration_minutes: int
     timezone: str = "UTC"
     occurrences: rrule | rruleset = field(init=False, repr=False, compare=False)
+    # Occurrence instants (epoch seconds) generated so far, ascending: a memo, so a range query is a bisection
+    # instead of a walk from DTSTART. Deterministic, so the object stays a pure value.
+    _seen: list[float] = field(init=False, repr=False, compare=False)
+    _rest: Iterator[datetime] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.duration_minutes <= 0:
             raise ValueError("a recurring maintenance window needs a positive duration")
-        object.__setattr__(self, "occurrences", parse_rule(self.rule, self.timezone))
+        occurrences = parse_rule(self.rule, self.timezone)
+        object.__setattr__(self, "occurrences", occurrences)
+        object.__setattr__(self, "_seen", [])
+        object.__setattr__(self, "_rest", iter(occurrences))
+
+    def _until(self, seconds: float) -> list[float]:
+        """Every occurrence instant up to `seconds`, sorted (with more after it, for an infinite rule)."""
+        seen = self._seen
+        # Occurrences come in wall-clock order; a wall time in a DST gap can map to an instant a little before
+        # its predecessor's, so keep the list sorted and generate a day past the instant asked for.
+        while not seen or seen[-1] < seconds + RULE_LOOKAHEAD_SECONDS:
+            nxt = next(self._rest, None)
+            if nxt is None:
+                break
+            bisect.insort(seen, nxt.timestamp())
+        return seen
 
     def excluded(self, start: int, end: int) -> Iterator[Interval]:
-        duration = timedelta(minutes=self.duration_minutes)
-        after = datetime.fromtimestamp(start * 60, UTC) - duration
-        before = datetime.fromtimestamp(end * 60, UTC)
-        for occurrence in self.occurrences.between(after, before, inc=True):
-            begin = occurrence.timestamp()
-            clipped = _clip(_ceil_minute(begin), _ceil_minute(begin + duration.total_seconds()), start, end)
+        duration = self.duration_minutes * 60
+        seen = self._until(end * 60)
+        first = bisect.bisect_left(seen, start * 60 - duration)
+        for begin in seen[first : bisect.bisect_left(seen, end * 60)]:
+            clipped = _clip(_ceil_minute(begin), _ceil_minute(begin + duration), start, end)
             if clipped:
                 yield clipped
 
