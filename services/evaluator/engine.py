@@ -18,15 +18,19 @@ exactly what the next Postgres transaction must write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from shared.budget import (
+    ZERO,
     AlertState,
+    Budgeting,
+    Counts,
     Evaluation,
+    ObjectiveTerms,
     SeriesCounts,
     ThresholdRule,
     Transition,
@@ -36,6 +40,7 @@ from shared.budget import (
     matches,
     minute_of,
 )
+from shared.budget.counts import MINUTE_MS
 from shared.events import cloud_event, iso_ms
 from shared.measurements import Measurement
 from shared.terms import ObjectiveConfig
@@ -67,6 +72,38 @@ class IndicatorCounts:
         if found is None:
             found = self.series[key] = SeriesCounts()
         return found
+
+
+class SharedSums:
+    """Range sums over a group of series, remembered for one evaluation instant."""
+
+    __slots__ = ("_cache", "series")
+
+    def __init__(self, series: list[SeriesCounts]) -> None:
+        self.series = series
+        self._cache: dict[tuple[int, int], Counts] = {}
+
+    def source_for(self, terms: ObjectiveTerms) -> SharedSums | SeriesCounts:
+        # Timeslices walk buckets, not ranges: a lone series goes as itself, to SeriesCounts' fast path.
+        if terms.budgeting is Budgeting.TIMESLICES and len(self.series) == 1:
+            return self.series[0]
+        return self
+
+    def range(self, start: int, end: int) -> Counts:
+        found = self._cache.get((start, end))
+        if found is None:
+            found = ZERO
+            for counts in self.series:
+                found = found + counts.range(start, end)
+            self._cache[(start, end)] = found
+        return found
+
+    def buckets(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
+        merged: dict[int, Counts] = {}
+        for counts in self.series:
+            for minute, c in counts.buckets(start, end):
+                merged[minute] = merged.get(minute, ZERO) + c
+        return iter(sorted(merged.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +175,17 @@ class Engine:
             if o.terms.threshold is not None:
                 rules.setdefault(o.indicator, {})[o.terms.threshold.key] = o.terms.threshold
         self.objectives = by_indicator
+        self._history: dict[str, int] = {}
         self.rules = {k: sorted(v.values(), key=lambda r: r.key) for k, v in rules.items()}
 
     def history_minutes(self, indicator: str) -> int:
         """Minutes of history any objective of `indicator` can still look at."""
-        windows = [o.terms.window.max_minutes for o in self.objectives.get(indicator, ())]
-        tiers = [t.long_minutes for o in self.objectives.get(indicator, ()) for t in o.terms.tiers]
-        return max([*windows, *tiers], default=self.max_age_minutes)
+        found = self._history.get(indicator)
+        if found is None:
+            windows = [o.terms.window.max_minutes for o in self.objectives.get(indicator, ())]
+            tiers = [t.long_minutes for o in self.objectives.get(indicator, ()) for t in o.terms.tiers]
+            found = self._history[indicator] = max([*windows, *tiers], default=self.max_age_minutes)
+        return found
 
     # --- ownership -------------------------------------------------------------------------------
 
@@ -186,29 +227,40 @@ class Engine:
         if newest is not None and (state.watermark_ms is None or newest > state.watermark_ms):
             state.watermark_ms = newest
         assert state.watermark_ms is not None or not measurements
-        oldest_minute = minute_of(state.watermark_ms or 0) - self.history_minutes(indicator)
+        oldest_minute = (state.watermark_ms or 0) // MINUTE_MS - self.history_minutes(indicator)
+        # Sum the record per (series, minute) first: one bucket update per pair, not per measurement.
+        sums: dict[tuple[Labels, int], list[int]] = {}
+        seen = state.seen
+        rules = self.rules.get(indicator, ())
         for m in measurements:
-            minute = minute_of(m.timestamp_ms)
+            minute = m.timestamp_ms // MINUTE_MS
             if minute < oldest_minute:
                 result.too_late += 1
                 continue
-            if m.id is not None:
-                if m.id in state.seen:
+            mid = m.id
+            if mid is not None:
+                if mid in seen:
                     result.duplicates += 1
                     continue
-                state.seen[m.id] = minute
-                self._new_seen.append((indicator, m.id, minute))
+                seen[mid] = minute
+                self._new_seen.append((indicator, mid, minute))
             if m.value is None:
-                key = (m.labels, "")
-                state.counts(key).add(minute, m.good or 0, m.total or 0)
-                self._dirty_buckets.add((indicator, key, minute))
+                cell = sums.get((m.labels, minute))
+                if cell is None:
+                    sums[(m.labels, minute)] = [m.good or 0, m.total or 0]
+                else:
+                    cell[0] += m.good or 0
+                    cell[1] += m.total or 0
             else:
-                for rule in self.rules.get(indicator, ()):
-                    c = classify(rule, m.value, m.count)
-                    key = (m.labels, rule.key)
-                    state.counts(key).add(minute, c.good, c.total)
-                    self._dirty_buckets.add((indicator, key, minute))
+                for rule in rules:
+                    c = classify(rule, m.value, m.weight)
+                    state.counts((m.labels, rule.key)).add(minute, c.good, c.total)
+                    self._dirty_buckets.add((indicator, (m.labels, rule.key), minute))
             result.applied += 1
+        for (labels, minute), (good, total) in sums.items():
+            key = (labels, "")
+            state.counts(key).add(minute, good, total)
+            self._dirty_buckets.add((indicator, key, minute))
         self._dirty_indicators.add(indicator)
         if result.applied and state.watermark_ms is not None:
             last = newest if newest is not None else state.watermark_ms
@@ -219,11 +271,18 @@ class Engine:
         assert state.watermark_ms is not None
         now = state.watermark_ms
         emitted = 0
+        # Objectives of one indicator mostly share their series and windows (fifty customers, one
+        # availability): range sums are computed once per group and instant, not once per objective.
+        groups: dict[tuple[str, Labels], SharedSums] = {}
         for objective in self.objectives.get(indicator, ()):
             terms = objective.terms
             rule = terms.threshold.key if terms.threshold is not None else ""
-            sources = [c for (labels, r), c in state.series.items() if r == rule and matches(terms.matchers, labels)]
-            ev = evaluate(terms, sources, now)
+            group = groups.get((rule, terms.matchers))
+            if group is None:
+                group = groups[(rule, terms.matchers)] = SharedSums(
+                    [c for (labels, r), c in state.series.items() if r == rule and matches(terms.matchers, labels)]
+                )
+            ev = evaluate(terms, group.source_for(terms), now)
             before = self.alert_states.get(objective.id, AlertState())
             after, transitions = decide(objective.terms, before, ev)
             self.alert_states[objective.id] = after

@@ -10,7 +10,7 @@ import asyncpg
 import orjson
 
 from services.evaluator.engine import Changes, Engine
-from shared.budget import AlertState
+from shared.budget import AlertState, TierReading
 from shared.terms import ObjectiveConfig, terms_from_spec
 
 log = logging.getLogger("accord.evaluator.store")
@@ -102,6 +102,17 @@ async def load_partition(
     return PartitionLoad(next_offset, len(indicators), total_buckets)
 
 
+def _tier_json(r: TierReading, state: AlertState) -> dict[str, object]:
+    return {
+        "name": r.name,
+        "severity": r.severity.value,
+        "factor": r.factor,
+        "long_burn_rate": r.long_burn_rate,
+        "short_burn_rate": r.short_burn_rate,
+        "firing": r.name in state.firing,
+    }
+
+
 async def write_checkpoint(
     conn: asyncpg.Connection,
     changes: Changes,
@@ -150,46 +161,39 @@ async def write_checkpoint(
                 list(watermarks),
             )
         if changes.statuses:
-            await conn.executemany(
+            rows = [
+                (
+                    s.objective_id,
+                    s.evaluation.counts.good,
+                    s.evaluation.counts.total,
+                    s.evaluation.sli,
+                    s.evaluation.budget_consumed,
+                    s.evaluation.burn_rate,
+                    orjson.dumps([_tier_json(r, s.alert_state) for r in s.evaluation.tiers]).decode(),
+                    orjson.dumps(s.alert_state.to_json()).decode(),
+                    _dt(s.last_measurement_ms),
+                    _dt(s.evaluation.now_ms),
+                )
+                for s in changes.statuses
+            ]
+            # One statement for all rows (unnest), not one round trip per objective. Objectives deleted
+            # meanwhile are skipped by the join rather than failing the whole checkpoint.
+            await conn.execute(
                 """
                 INSERT INTO objective_status (objective_id, good, total, sli, budget_consumed, burn_rate, tiers,
                                               alert_state, last_measurement_at, evaluated_at)
-                SELECT $1::uuid, $2::bigint, $3::bigint, $4::float8, $5::float8, $6::float8, $7::jsonb, $8::jsonb,
-                       $9::timestamptz, $10::timestamptz
-                WHERE EXISTS (SELECT 1 FROM objectives WHERE id = $1::uuid)
+                SELECT u.* FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
+                                       $6::float8[], $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
+                     AS u(objective_id, good, total, sli, budget_consumed, burn_rate, tiers, alert_state,
+                          last_measurement_at, evaluated_at)
+                JOIN objectives o ON o.id = u.objective_id
                 ON CONFLICT (objective_id) DO UPDATE SET
                     good = EXCLUDED.good, total = EXCLUDED.total, sli = EXCLUDED.sli,
                     budget_consumed = EXCLUDED.budget_consumed, burn_rate = EXCLUDED.burn_rate,
                     tiers = EXCLUDED.tiers, alert_state = EXCLUDED.alert_state,
                     last_measurement_at = EXCLUDED.last_measurement_at, evaluated_at = EXCLUDED.evaluated_at
                 """,
-                [
-                    (
-                        s.objective_id,
-                        s.evaluation.counts.good,
-                        s.evaluation.counts.total,
-                        s.evaluation.sli,
-                        s.evaluation.budget_consumed,
-                        s.evaluation.burn_rate,
-                        orjson.dumps(
-                            [
-                                {
-                                    "name": r.name,
-                                    "severity": r.severity.value,
-                                    "factor": r.factor,
-                                    "long_burn_rate": r.long_burn_rate,
-                                    "short_burn_rate": r.short_burn_rate,
-                                    "firing": r.name in s.alert_state.firing,
-                                }
-                                for r in s.evaluation.tiers
-                            ]
-                        ).decode(),
-                        orjson.dumps(s.alert_state.to_json()).decode(),
-                        _dt(s.last_measurement_ms),
-                        _dt(s.evaluation.now_ms),
-                    )
-                    for s in changes.statuses
-                ],
+                *(list(col) for col in zip(*rows, strict=True)),
             )
         if changes.events:
             await conn.executemany(
