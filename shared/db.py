@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
@@ -54,10 +55,18 @@ class Indicator(Base):
     description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Agreement(Base):
+    """The current revision of an agreement; older revisions live in `agreement_revisions`.
+
+    `spec` holds the agreement's terms at the current revision (shared.contract documents the format);
+    the scalar columns repeat the fields lists filter on.
+    """
+
     __tablename__ = "agreements"
+    __table_args__ = (Index("ix_agreements_labels", "labels", postgresql_using="gin"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(Text, nullable=False)
@@ -69,9 +78,13 @@ class Agreement(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    labels: Mapped[dict[str, str]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
 
 
 class Objective(Base):
+    """An objective of an agreement's current revision; `spec` holds its full terms (shared.contract)."""
+
     __tablename__ = "objectives"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -83,6 +96,38 @@ class Objective(Base):
     alert_policy: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+
+
+class AgreementRevision(Base):
+    """One immutable revision of an agreement: the whole document (terms and objectives) as it was from `valid_from`."""
+
+    __tablename__ = "agreement_revisions"
+
+    agreement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agreements.id"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    author: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    change: Mapped[str] = mapped_column(Text, nullable=False)
+    review_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    document: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+
+
+class Review(Base):
+    """A service level review: notes and decisions, recorded as the revision it produced."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    agreement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agreements.id"), nullable=False, index=True)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    author: Mapped[str] = mapped_column(Text, nullable=False)
+    notes: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    decisions: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    participants: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    changed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class SeriesBucket(Base):
@@ -102,7 +147,8 @@ class ObjectiveStatus(Base):
 
     __tablename__ = "objective_status"
 
-    objective_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("objectives.id"), primary_key=True)
+    # An objective removed by a revision takes its live status with it (its history stays in the revisions).
+    objective_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("objectives.id", ondelete="CASCADE"), primary_key=True)
     good: Mapped[int] = mapped_column(BigInteger, nullable=False)
     total: Mapped[int] = mapped_column(BigInteger, nullable=False)
     sli: Mapped[float | None] = mapped_column(Double)

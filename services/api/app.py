@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import ApiState
-from services.api.routes import agreements, indicators, status
+from services.api.routes import agreements, indicators, objectives, openslo, status
 from services.api.settings import ApiSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.http import install_error_handlers, ops_router
@@ -52,5 +52,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(ops_router(registry, {"postgres": postgres_ready}))
     app.include_router(indicators.router)
     app.include_router(agreements.router)
+    app.include_router(objectives.router)
+    app.include_router(openslo.router)
     app.include_router(status.router)
     return app

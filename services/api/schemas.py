@@ -1,29 +1,96 @@
-"""Request and response bodies of the api (pydantic), with examples for /docs."""
+"""Request and response bodies of the api (pydantic), with examples for /docs.
+
+Request models check each field on its own; rules that span fields (a threshold for a
+threshold indicator, slices for timeslices budgeting, ...) live in shared.contract and
+run on the whole document. Request models dumped in JSON mode are the stored documents.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import date, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from shared.terms import parse_window
+from shared.budget import parse_window
+from shared.contract import check_timezone
+from shared.terms import parse_minutes
 
 T = TypeVar("T")
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+LABEL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$"
+_SPAN = re.compile(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+
+
+def _window(v: str) -> str:
+    v = v.strip().lower()
+    parse_window(v)
+    return v
+
+
+def _duration(v: str) -> str:
+    v = v.strip().lower()
+    parse_minutes(v)
+    return v
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+WindowText = Annotated[
+    str,
+    AfterValidator(_window),
+    Field(
+        description="Rolling `30d`, `12h`, `90m`, or calendar `week`, `month`, `quarter` (agreement timezone).",
+        examples=["30d"],
+    ),
+]
+Duration = Annotated[str, AfterValidator(_duration), Field(description="`90m`, `6h`, `1d`.", examples=["1h"])]
+Timezone = Annotated[str, AfterValidator(check_timezone), Field(examples=["Europe/Berlin"])]
+LabelKey = Annotated[str, Field(pattern=LABEL_PATTERN)]
+Labels = dict[LabelKey, Annotated[str, Field(max_length=256)]]
+Finite = Annotated[float, AfterValidator(_finite)]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# --- indicators -------------------------------------------------------------------------------------
+
+
 class IndicatorIn(Strict):
     key: str = Field(pattern=KEY_PATTERN, examples=["checkout.availability"])
-    kind: Literal["ratio", "threshold"] = Field(examples=["ratio"])
+    kind: Literal["ratio", "threshold"] = Field(
+        examples=["ratio"],
+        description="`ratio`: measurements carry good and total; `threshold`: they carry a value (and count).",
+    )
     unit: str | None = Field(default=None, examples=["requests"])
     description: str = ""
+
+
+class IndicatorPatch(Strict):
+    kind: Literal["ratio", "threshold"] | None = Field(
+        default=None, description="Only while no objective uses the indicator."
+    )
+    unit: str | None = None
+    description: str | None = None
 
 
 class IndicatorOut(BaseModel):
@@ -32,20 +99,31 @@ class IndicatorOut(BaseModel):
     unit: str | None
     description: str
     created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+
+
+# --- objectives -------------------------------------------------------------------------------------
 
 
 class AlertTierIn(Strict):
     name: str | None = None
     severity: Literal["page", "ticket"] = "page"
-    long_window: str = Field(examples=["1h"])
-    short_window: str = Field(examples=["5m"])
-    factor: float = Field(gt=0, examples=[14.4])
+    long_window: Duration = Field(examples=["1h"])
+    short_window: Duration = Field(examples=["5m"])
+    factor: float = Field(gt=0, allow_inf_nan=False, examples=[14.4])
 
 
 class AlertPolicyIn(Strict):
-    tiers: list[AlertTierIn] | None = Field(default=None, description="Burn-rate tiers; defaults from DESIGN §3.")
+    tiers: list[AlertTierIn] | None = Field(
+        default=None,
+        description="Burn-rate tiers (both windows must burn faster than `factor`); null: the defaults of DESIGN §3 "
+        "(page 2 % of the budget in 1 h and 5 % in 6 h, ticket 10 % in 1 d and in 3 d).",
+    )
     min_events: int = Field(default=0, ge=0, description="Events needed in a page tier's long window to page.")
-    budget_thresholds: list[float] = Field(default=[0.5, 0.75, 0.9, 1.0])
+    budget_thresholds: list[float] = Field(
+        default=[0.5, 0.75, 0.9, 1.0], description="Budget-consumed fractions that emit an event when first crossed."
+    )
 
     @field_validator("budget_thresholds")
     @classmethod
@@ -55,61 +133,296 @@ class AlertPolicyIn(Strict):
         return sorted(set(v))
 
 
+class ThresholdIn(Strict):
+    op: Literal["<", "<=", ">", ">="] = Field(examples=["<="])
+    value: Finite = Field(examples=[300])
+
+
+OBJECTIVE_EXAMPLE: dict[str, Any] = {
+    "name": "Checkout latency",
+    "indicator": "checkout.latency",
+    "matchers": {"region": "eu"},
+    "target": 0.99,
+    "window": "month",
+    "threshold": {"op": "<=", "value": 300},
+    "business_hours_only": True,
+    "alert_policy": {"min_events": 100},
+}
+
+
 class ObjectiveIn(Strict):
-    name: str = Field(min_length=1, examples=["Checkout availability"])
+    """An objective's terms (the stored objective spec, shared.contract)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [OBJECTIVE_EXAMPLE]})
+
+    name: str = Field(min_length=1, max_length=200, examples=["Checkout availability"])
+    description: str = ""
     indicator: str = Field(pattern=KEY_PATTERN, examples=["checkout.availability"])
+    matchers: Labels = Field(default_factory=dict, description="Labels a measurement must carry to count.")
     target: float = Field(gt=0, lt=1, examples=[0.999])
-    window: str = Field(default="30d", examples=["30d"])
+    window: WindowText = "30d"
+    budgeting: Literal["occurrences", "timeslices"] = "occurrences"
+    slice_length: Duration | None = Field(default=None, description="Timeslices: length of a slice.")
+    slice_target: float | None = Field(default=None, gt=0, le=1, description="Timeslices: good ratio of a good slice.")
+    threshold: ThresholdIn | None = Field(
+        default=None, description="Threshold indicators only: an event is good when `value <op> threshold.value`."
+    )
+    business_hours_only: bool = Field(default=False, description="Count only business hours of the agreement.")
     alert_policy: AlertPolicyIn = Field(default_factory=AlertPolicyIn)
 
-    @field_validator("window")
+
+class ObjectiveItem(ObjectiveIn):
+    """An objective in a change's list: with `id` it updates that objective, without it adds one."""
+
+    id: uuid.UUID | None = None
+
+
+class ObjectivePatch(Strict):
+    """Fields to change (absent: unchanged; nested objects are replaced whole)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    indicator: str | None = Field(default=None, pattern=KEY_PATTERN)
+    matchers: Labels | None = None
+    target: float | None = Field(default=None, gt=0, lt=1, examples=[0.995])
+    window: WindowText | None = None
+    budgeting: Literal["occurrences", "timeslices"] | None = None
+    slice_length: Duration | None = None
+    slice_target: float | None = Field(default=None, gt=0, le=1)
+    threshold: ThresholdIn | None = None
+    business_hours_only: bool | None = None
+    alert_policy: AlertPolicyIn | None = None
+
+
+class ObjectiveChange(ObjectivePatch):
+    author: str = Field(default="anonymous", min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+class ObjectiveCreate(ObjectiveIn):
+    author: str = Field(default="anonymous", min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+class AlertTierOut(BaseModel):
+    name: str
+    severity: str
+    long_window: str
+    short_window: str
+    factor: float
+
+
+class ObjectiveOut(ObjectiveIn):
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+    agreement_id: uuid.UUID
+    effective_tiers: list[AlertTierOut] = Field(description="The burn-rate tiers in force (defaults resolved).")
+
+
+# --- agreements -------------------------------------------------------------------------------------
+
+
+def _spans(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Span = Annotated[str, Field(pattern=_SPAN.pattern, examples=["09:00-17:00"])]
+
+
+class BusinessHoursIn(Strict):
+    weekly: dict[Weekday, Annotated[list[Span], BeforeValidator(_spans)]] = Field(
+        examples=[{"mon": ["09:00-17:00"], "tue": ["09:00-17:00"]}],
+        description="Opening hours per weekday (mon..sun) in the agreement's timezone; a weekday left out is closed.",
+    )
+    holidays: list[date] = Field(default_factory=list, examples=[["2025-12-25"]])
+
+    @field_validator("holidays")
     @classmethod
-    def _window(cls, v: str) -> str:
-        parse_window(v)
-        return v
+    def _sorted(cls, v: list[date]) -> list[date]:
+        return sorted(set(v))
 
 
-class AgreementIn(Strict):
-    name: str = Field(min_length=1, examples=["Acme checkout SLA"])
-    provider: str = Field(min_length=1, examples=["Shop Platform"])
-    customer: str = Field(min_length=1, examples=["Acme Corp"])
+class MaintenanceIn(Strict):
+    """One-off (`start` and `end`) or recurring (`rrule` and `duration`, in the agreement's timezone)."""
+
+    reason: str = ""
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    rrule: str | None = Field(default=None, examples=["DTSTART:20250105T020000\nRRULE:FREQ=WEEKLY;BYDAY=SU"])
+    duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> MaintenanceIn:
+        one_off = self.start is not None or self.end is not None
+        recurring = self.rrule is not None or self.duration is not None
+        if one_off == recurring:
+            raise ValueError("give either start and end (one-off) or rrule and duration (recurring)")
+        if one_off and (self.start is None or self.end is None):
+            raise ValueError("a one-off maintenance window needs both start and end")
+        if recurring and (self.rrule is None or self.duration is None):
+            raise ValueError("a recurring maintenance window needs both rrule and duration")
+        return self
+
+
+class CreditTierIn(Strict):
+    below: float = Field(gt=0, le=1, description="Compliance (SLI) below this fraction owes the credit.")
+    credit_percent: float = Field(ge=0, le=100, description="Percent of the period's fee credited.")
+
+
+AGREEMENT_EXAMPLE: dict[str, Any] = {
+    "name": "Acme checkout SLA",
+    "provider": "Shop Platform",
+    "customer": "Acme Corp",
+    "timezone": "Europe/Berlin",
+    "reporting_period": "month",
+    "business_hours": {"weekly": {d: ["08:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}},
+    "maintenance": [
+        {"reason": "Sunday patching", "rrule": "DTSTART:20250105T020000\nRRULE:FREQ=WEEKLY", "duration": "2h"}
+    ],
+    "credit_tiers": [{"below": 0.999, "credit_percent": 10}, {"below": 0.99, "credit_percent": 25}],
+    "labels": {"team": "payments"},
+    "objectives": [{"name": "Checkout availability", "indicator": "checkout.availability", "target": 0.999}],
+}
+
+
+class AgreementTerms(Strict):
+    """The agreement's own terms (the stored agreement spec, shared.contract)."""
+
+    name: str = Field(min_length=1, max_length=200, examples=["Acme checkout SLA"])
+    provider: str = Field(min_length=1, max_length=200, examples=["Shop Platform"])
+    customer: str = Field(min_length=1, max_length=200, examples=["Acme Corp"])
     description: str = ""
-    timezone: str = Field(default="UTC", examples=["Europe/Berlin"])
-    objectives: list[ObjectiveIn] = Field(default_factory=list)
+    effective_from: AwareDatetime | None = None
+    effective_until: AwareDatetime | None = None
+    timezone: Timezone = "UTC"
+    reporting_period: Literal["month", "quarter", "week"] = "month"
+    business_hours: BusinessHoursIn | None = None
+    maintenance: list[MaintenanceIn] = Field(default_factory=list)
+    credit_tiers: list[CreditTierIn] = Field(default_factory=list)
+    labels: Labels = Field(default_factory=dict, examples=[{"team": "payments"}])
 
-    @field_validator("timezone")
+    @field_validator("credit_tiers")
     @classmethod
-    def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not an IANA timezone") from None
-        return v
+    def _descending(cls, v: list[CreditTierIn]) -> list[CreditTierIn]:
+        return sorted(v, key=lambda t: t.below, reverse=True)
 
 
-class ObjectiveOut(BaseModel):
+class AgreementIn(AgreementTerms):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [AGREEMENT_EXAMPLE]})
+
+    objectives: list[ObjectiveIn] = Field(default_factory=list)
+    author: str = Field(default="anonymous", min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+class AgreementPatch(Strict):
+    """Fields to change (absent: unchanged; null clears an optional field; lists and objects are replaced whole).
+
+    `objectives`, when given, is the new list: an item with `id` updates that objective,
+    one without adds an objective, and objectives left out are removed.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"credit_tiers": [{"below": 0.995, "credit_percent": 15}]}]}
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    provider: str | None = Field(default=None, min_length=1, max_length=200)
+    customer: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    effective_from: AwareDatetime | None = None
+    effective_until: AwareDatetime | None = None
+    timezone: Timezone | None = None
+    reporting_period: Literal["month", "quarter", "week"] | None = None
+    business_hours: BusinessHoursIn | None = None
+    maintenance: list[MaintenanceIn] | None = None
+    credit_tiers: list[CreditTierIn] | None = None
+    labels: Labels | None = None
+    objectives: list[ObjectiveItem] | None = None
+
+    @field_validator("credit_tiers")
+    @classmethod
+    def _descending(cls, v: list[CreditTierIn] | None) -> list[CreditTierIn] | None:
+        return None if v is None else sorted(v, key=lambda t: t.below, reverse=True)
+
+
+class AgreementChange(AgreementPatch):
+    author: str = Field(default="anonymous", min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+class AgreementOut(AgreementTerms):
+    model_config = ConfigDict(extra="ignore")
+
     id: uuid.UUID
-    name: str
-    indicator: str
-    target: float
-    window: str
-    alert_policy: dict[str, Any]
-
-
-class AgreementOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    provider: str
-    customer: str
-    description: str
-    timezone: str
-    revision: int
+    revision: int = Field(description="The revision shown; its ETag is the quoted number.")
+    valid_from: datetime = Field(description="When this revision took effect.")
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime = Field(description="When the current revision took effect.")
     archived_at: datetime | None
     objectives: list[ObjectiveOut]
+
+
+class RevisionOut(BaseModel):
+    revision: int
+    valid_from: datetime
+    author: str
+    reason: str
+    change: str = Field(description="created, updated, objective-added, objective-updated, ..., reviewed, archived.")
+    review_id: uuid.UUID | None
+
+
+# --- reviews ----------------------------------------------------------------------------------------
+
+
+class ReviewIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "author": "jane@shop.example",
+                    "participants": ["Acme Corp", "Shop Platform"],
+                    "notes": "Q3 review: two incidents, both within budget.",
+                    "decisions": ["Raise the checkout target to 99.95 %"],
+                    "changes": {"objectives": [{"name": "Checkout availability", "indicator": "checkout.availability",
+                                                "target": 0.9995}]},
+                }
+            ]
+        },
+    )  # fmt: skip
+
+    author: str = Field(min_length=1, max_length=200)
+    participants: list[str] = Field(default_factory=list)
+    notes: str = ""
+    decisions: list[str] = Field(default_factory=list)
+    changes: AgreementPatch | None = Field(default=None, description="Applied in the review's revision, atomically.")
+
+
+class ReviewOut(BaseModel):
+    id: uuid.UUID
+    agreement_id: uuid.UUID
+    revision: int = Field(description="The revision the review recorded.")
+    created_at: datetime
+    author: str
+    participants: list[str]
+    notes: str
+    decisions: list[str]
+    changed: bool = Field(description="Whether the review changed the agreement's terms.")
+
+
+# --- OpenSLO ----------------------------------------------------------------------------------------
+
+
+class ImportOut(BaseModel):
+    agreement: AgreementOut
+    created_indicators: list[str]
+    notes: list[str] = Field(description="What the import did not keep (metric source queries, ...).")
+
+
+# --- status and events ------------------------------------------------------------------------------
 
 
 class Budget(BaseModel):

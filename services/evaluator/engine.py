@@ -56,6 +56,8 @@ def series_name(key: SeriesKey) -> str:
 
 
 def series_key(name: str) -> SeriesKey:
+    if not name:  # written before series carried labels: the unlabelled ratio series
+        return (), ""
     labels, _, rule = name.rpartition("|")
     return tuple(sorted(orjson.loads(labels).items())), rule
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -265,14 +266,29 @@ class Evaluator:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Flush before partitions move, load after they arrive.
+
+    aiokafka logs and swallows a listener's exception, which would leave this process
+    consuming partitions it failed to load or flush: any failure here ends the process,
+    and a restart resumes from what Postgres holds.
+    """
+
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.evaluator.on_revoked(revoked)
+        try:
+            await self.evaluator.on_revoked(revoked)
+        except Exception:
+            log.critical("flushing before a rebalance failed; exiting", exc_info=True)
+            os._exit(70)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.evaluator.on_assigned(assigned)
+        try:
+            await self.evaluator.on_assigned(assigned)
+        except Exception:
+            log.critical("loading assigned partitions failed; exiting", exc_info=True)
+            os._exit(70)
 
 
 async def relay_outbox(

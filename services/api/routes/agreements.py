@@ -1,95 +1,273 @@
-"""Agreements (the contract) and their objectives."""
+"""Agreements (the contract): terms, objectives, revisions, reviews and archive.
+
+Every change needs `If-Match` with the agreement's ETag (its revision, quoted) and makes
+a new immutable revision; a stale ETag is refused with 412.
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import AwareDatetime
 
+from services.api import contracts
 from services.api import repository as repo
+from services.api.contracts import agreement_out, etag, review_out
 from services.api.deps import Session, State
-from services.api.schemas import AgreementIn, AgreementOut, ObjectiveOut, Page
-from shared.errors import Invalid
+from services.api.schemas import (
+    AgreementChange,
+    AgreementIn,
+    AgreementOut,
+    ObjectiveChange,
+    ObjectiveCreate,
+    ObjectiveOut,
+    Page,
+    ReviewIn,
+    ReviewOut,
+    RevisionOut,
+)
+from shared.db import Agreement, AgreementRevision
 
 router = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 
-
-async def _out(session: Session, agreement_id: uuid.UUID) -> AgreementOut:
-    agreement, objectives = await repo.get_agreement(session, agreement_id)
-    return AgreementOut(
-        id=agreement.id,
-        name=agreement.name,
-        provider=agreement.provider,
-        customer=agreement.customer,
-        description=agreement.description,
-        timezone=agreement.timezone,
-        revision=agreement.revision,
-        created_at=agreement.created_at,
-        updated_at=agreement.updated_at,
-        archived_at=agreement.archived_at,
-        objectives=[
-            ObjectiveOut(
-                id=o.id, name=o.name, indicator=o.indicator_key, target=o.target, window=o.window,
-                alert_policy=o.alert_policy,
-            )
-            for o in objectives
-        ],
-    )  # fmt: skip
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", description='The agreement\'s current ETag, e.g. `"3"`.', examples=['"1"']),
+]
+Limit = Annotated[int | None, Query(ge=1, le=1000)]
+Author = Annotated[str, Query(min_length=1, max_length=200)]
+CHANGE_RESPONSES: dict[int | str, dict[str, str]] = {
+    404: {"description": "No such agreement (or objective)."},
+    409: {"description": "The agreement is archived."},
+    412: {"description": "If-Match is not the current revision."},
+    422: {"description": "Validation errors, every one listed with its field."},
+    428: {"description": "If-Match is missing."},
+}
 
 
-@router.post("", status_code=201, summary="Create an agreement with its objectives")
+def _respond(response: Response, agreement: Agreement, revision: AgreementRevision) -> AgreementOut:
+    response.headers["ETag"] = etag(revision.revision)
+    return agreement_out(agreement, revision)
+
+
+@router.post("", status_code=201, summary="Create an agreement with its objectives", responses={422: {}})
 async def create_agreement(body: AgreementIn, session: Session, response: Response) -> AgreementOut:
-    missing = await repo.missing_indicators(session, {o.indicator for o in body.objectives})
-    if missing:
-        raise Invalid(
-            "Objectives name unknown indicators.",
-            [
-                {"field": f"objectives.{n}.indicator", "reason": f"unknown indicator {o.indicator!r}"}
-                for n, o in enumerate(body.objectives)
-                if o.indicator in missing
-            ],
-        )
-    agreement_id = await repo.create_agreement(
-        session,
-        body.model_dump(include={"name", "provider", "customer", "description", "timezone"}),
-        [
-            {
-                "name": o.name,
-                "indicator_key": o.indicator,
-                "target": o.target,
-                "window": o.window,
-                "alert_policy": o.alert_policy.model_dump(exclude_none=True),
-            }
-            for o in body.objectives
-        ],
-    )
-    out = await _out(session, agreement_id)
-    response.headers["Location"] = f"/v1/agreements/{agreement_id}"
-    response.headers["ETag"] = f'"{out.revision}"'
-    return out
+    agreement, revision = await contracts.create(session, body)
+    response.headers["Location"] = f"/v1/agreements/{agreement.id}"
+    return _respond(response, agreement, revision)
 
 
-@router.get("", summary="List agreements")
+@router.get("", summary="List agreements (current revisions), oldest first")
 async def list_agreements(
     session: Session,
     state: State,
     customer: str | None = None,
     provider: str | None = None,
+    indicator: Annotated[str | None, Query(description="Agreements with an objective on this indicator.")] = None,
+    label: Annotated[list[str], Query(description="`name=value`; repeat to require several.")] = [],  # noqa: B006
+    archived: Annotated[bool, Query(description="Include archived agreements.")] = False,
     cursor: str | None = None,
-    limit: int | None = Query(default=None, ge=1, le=1000),
+    limit: Limit = None,
 ) -> Page[AgreementOut]:
     size = limit or state.settings.page_size
-    after = repo.decode_cursor(cursor) if cursor else None
-    rows = await repo.list_agreements(session, customer=customer, provider=provider, after=after, limit=size + 1)
-    items = [await _out(session, a.id) for a in rows[:size]]
-    last = rows[size - 1] if len(rows) > size else None
+    rows = await repo.list_agreements(
+        session,
+        customer=customer,
+        provider=provider,
+        indicator=indicator,
+        labels=repo.parse_label_filters(label),
+        archived=archived,
+        after=repo.decode_cursor(cursor, 2) if cursor else None,
+        limit=size + 1,
+    )
+    items = [agreement_out(a, r) for a, r in rows[:size]]
+    last = rows[size - 1][0] if len(rows) > size else None
     return Page(
         items=items, next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None
     )
 
 
-@router.get("/{agreement_id}", summary="Get an agreement")
-async def get_agreement(agreement_id: uuid.UUID, session: Session, response: Response) -> AgreementOut:
-    out = await _out(session, agreement_id)
-    response.headers["ETag"] = f'"{out.revision}"'
+@router.get("/{agreement_id}", summary="Get an agreement: as it is, at a revision, or as it was at an instant")
+async def get_agreement(
+    agreement_id: uuid.UUID,
+    session: Session,
+    response: Response,
+    at: Annotated[AwareDatetime | None, Query(description="The revision in force at this instant.")] = None,
+    revision: Annotated[int | None, Query(ge=1, description="This revision.")] = None,
+) -> AgreementOut:
+    agreement, rev = await repo.get_revision(session, agreement_id, number=revision, at=at)
+    out = agreement_out(agreement, rev)
+    response.headers["ETag"] = etag(agreement.revision)
     return out
+
+
+@router.patch("/{agreement_id}", summary="Change an agreement's terms and objectives", responses=CHANGE_RESPONSES)
+async def update_agreement(
+    agreement_id: uuid.UUID, body: AgreementChange, session: Session, response: Response, if_match: IfMatch = None
+) -> AgreementOut:
+    agreement, revision = await contracts.commit_change(
+        session,
+        agreement_id,
+        if_match,
+        contracts.patch_edit(body),
+        author=body.author,
+        reason=body.reason,
+        change="updated",
+    )
+    return _respond(response, agreement, revision)
+
+
+@router.delete("/{agreement_id}", summary="Archive an agreement (its history stays)", responses=CHANGE_RESPONSES)
+async def archive_agreement(
+    agreement_id: uuid.UUID,
+    session: Session,
+    response: Response,
+    author: Author,
+    reason: str = "",
+    if_match: IfMatch = None,
+) -> AgreementOut:
+    agreement, revision = await contracts.archive(session, agreement_id, if_match, author=author, reason=reason)
+    return _respond(response, agreement, revision)
+
+
+@router.post("/{agreement_id}/restore", summary="Restore an archived agreement", responses=CHANGE_RESPONSES)
+async def restore_agreement(
+    agreement_id: uuid.UUID,
+    session: Session,
+    response: Response,
+    author: Author,
+    reason: str = "",
+    if_match: IfMatch = None,
+) -> AgreementOut:
+    agreement, revision = await contracts.restore(session, agreement_id, if_match, author=author, reason=reason)
+    return _respond(response, agreement, revision)
+
+
+# --- objectives of an agreement ----------------------------------------------------------------------
+
+
+@router.post("/{agreement_id}/objectives", status_code=201, summary="Add an objective", responses=CHANGE_RESPONSES)
+async def add_objective(
+    agreement_id: uuid.UUID, body: ObjectiveCreate, session: Session, response: Response, if_match: IfMatch = None
+) -> ObjectiveOut:
+    new_id = uuid.uuid4()
+    agreement, revision = await contracts.commit_change(
+        session,
+        agreement_id,
+        if_match,
+        contracts.add_objective_edit(body, new_id),
+        author=body.author,
+        reason=body.reason,
+        change="objective-added",
+    )
+    out = _respond(response, agreement, revision)
+    response.headers["Location"] = f"/v1/objectives/{new_id}"
+    return next(o for o in out.objectives if o.id == new_id)
+
+
+@router.patch("/{agreement_id}/objectives/{objective_id}", summary="Change an objective", responses=CHANGE_RESPONSES)
+async def update_objective(
+    agreement_id: uuid.UUID,
+    objective_id: uuid.UUID,
+    body: ObjectiveChange,
+    session: Session,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ObjectiveOut:
+    agreement, revision = await contracts.commit_change(
+        session,
+        agreement_id,
+        if_match,
+        contracts.update_objective_edit(objective_id, body),
+        author=body.author,
+        reason=body.reason,
+        change="objective-updated",
+    )
+    out = _respond(response, agreement, revision)
+    return next(o for o in out.objectives if o.id == objective_id)
+
+
+@router.delete(
+    "/{agreement_id}/objectives/{objective_id}",
+    summary="Remove an objective (its terms stay in earlier revisions)",
+    responses=CHANGE_RESPONSES,
+)
+async def remove_objective(
+    agreement_id: uuid.UUID,
+    objective_id: uuid.UUID,
+    session: Session,
+    response: Response,
+    author: Author,
+    reason: str = "",
+    if_match: IfMatch = None,
+) -> AgreementOut:
+    agreement, revision = await contracts.commit_change(
+        session,
+        agreement_id,
+        if_match,
+        contracts.remove_objective_edit(objective_id),
+        author=author,
+        reason=reason,
+        change="objective-removed",
+    )
+    return _respond(response, agreement, revision)
+
+
+# --- revisions and reviews ---------------------------------------------------------------------------
+
+
+@router.get("/{agreement_id}/revisions", summary="The agreement's revisions, newest first")
+async def list_revisions(
+    agreement_id: uuid.UUID, session: Session, state: State, cursor: str | None = None, limit: Limit = None
+) -> Page[RevisionOut]:
+    size = limit or state.settings.page_size
+    before = repo.decode_revision_cursor(cursor)
+    rows = await repo.list_revisions(session, agreement_id, before=before, limit=size + 1)
+    items = [
+        RevisionOut(
+            revision=r.revision, valid_from=r.valid_from, author=r.author, reason=r.reason, change=r.change,
+            review_id=r.review_id,
+        )
+        for r in rows[:size]
+    ]  # fmt: skip
+    return Page(items=items, next_cursor=repo.encode_cursor(items[-1].revision) if len(rows) > size else None)
+
+
+@router.get("/{agreement_id}/revisions/{revision}", summary="The agreement as it was at one revision")
+async def get_revision(agreement_id: uuid.UUID, revision: int, session: Session, response: Response) -> AgreementOut:
+    agreement, rev = await repo.get_revision(session, agreement_id, number=revision)
+    response.headers["ETag"] = etag(agreement.revision)
+    return agreement_out(agreement, rev)
+
+
+@router.post(
+    "/{agreement_id}/reviews",
+    status_code=201,
+    summary="Record a service level review; its changes apply in the same revision",
+    responses=CHANGE_RESPONSES,
+)
+async def create_review(
+    agreement_id: uuid.UUID, body: ReviewIn, session: Session, response: Response, if_match: IfMatch = None
+) -> ReviewOut:
+    row, _, revision = await contracts.review(session, agreement_id, if_match, body)
+    response.headers["ETag"] = etag(revision.revision)
+    response.headers["Location"] = f"/v1/agreements/{agreement_id}/reviews/{row.id}"
+    return review_out(row)
+
+
+@router.get("/{agreement_id}/reviews", summary="The agreement's reviews, newest first")
+async def list_reviews(
+    agreement_id: uuid.UUID, session: Session, state: State, cursor: str | None = None, limit: Limit = None
+) -> Page[ReviewOut]:
+    size = limit or state.settings.page_size
+    before = repo.decode_revision_cursor(cursor)
+    rows = await repo.list_reviews(session, agreement_id, before=before, limit=size + 1)
+    items = [review_out(r) for r in rows[:size]]
+    return Page(items=items, next_cursor=repo.encode_cursor(items[-1].revision) if len(rows) > size else None)
+
+
+@router.get("/{agreement_id}/reviews/{review_id}", summary="One review")
+async def get_review(agreement_id: uuid.UUID, review_id: uuid.UUID, session: Session) -> ReviewOut:
+    return review_out(await repo.get_review(session, agreement_id, review_id))

@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from fastapi import APIRouter, Query
 
 from services.api import repository as repo
 from services.api.deps import Session, State
-from services.api.schemas import IndicatorIn, IndicatorOut, Page
+from services.api.schemas import IndicatorIn, IndicatorOut, IndicatorPatch, Page
 from shared.db import Indicator
+from shared.errors import Invalid
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
 
 
 def _out(i: Indicator) -> IndicatorOut:
-    return IndicatorOut(key=i.key, kind=i.kind, unit=i.unit, description=i.description, created_at=i.created_at)
+    return IndicatorOut(
+        key=i.key, kind=i.kind, unit=i.unit, description=i.description, created_at=i.created_at,
+        updated_at=i.updated_at, archived_at=i.archived_at,
+    )  # fmt: skip
 
 
-@router.post("", status_code=201, summary="Register an indicator")
+@router.post("", status_code=201, summary="Register an indicator", responses={409: {"description": "Key taken."}})
 async def create_indicator(body: IndicatorIn, session: Session) -> IndicatorOut:
     return _out(await repo.create_indicator(session, body.key, body.kind, body.unit, body.description))
 
 
-@router.get("", summary="List indicators")
+@router.get("", summary="List indicators by key")
 async def list_indicators(
-    session: Session, state: State, cursor: str | None = None, limit: int | None = Query(default=None, ge=1, le=1000)
+    session: Session,
+    state: State,
+    kind: Literal["ratio", "threshold"] | None = None,
+    archived: Annotated[bool, Query(description="Include archived indicators.")] = False,
+    cursor: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Page[IndicatorOut]:
     size = limit or state.settings.page_size
-    after = repo.decode_cursor(cursor)[0] if cursor else None
-    rows = await repo.list_indicators(session, after, size + 1)
+    after = str(repo.decode_cursor(cursor)[0]) if cursor else None
+    rows = await repo.list_indicators(session, kind=kind, archived=archived, after=after, limit=size + 1)
     more = len(rows) > size
     items = [_out(i) for i in rows[:size]]
     return Page(items=items, next_cursor=repo.encode_cursor(items[-1].key) if more else None)
@@ -36,3 +47,25 @@ async def list_indicators(
 @router.get("/{key}", summary="Get an indicator")
 async def get_indicator(key: str, session: Session) -> IndicatorOut:
     return _out(await repo.get_indicator(session, key))
+
+
+@router.patch(
+    "/{key}",
+    summary="Change an indicator's unit, description or (while unused) kind",
+    responses={409: {"description": "Archived, or the kind of an indicator objectives use."}},
+)
+async def update_indicator(key: str, body: IndicatorPatch, session: Session) -> IndicatorOut:
+    changes = body.model_dump(include=body.model_fields_set)
+    for name in ("kind", "description"):
+        if name in changes and changes[name] is None:
+            raise Invalid("Invalid indicator change.", [{"field": name, "reason": "cannot be null"}])
+    return _out(await repo.update_indicator(session, key, changes))
+
+
+@router.delete(
+    "/{key}",
+    summary="Archive an indicator (no new objectives may use it)",
+    responses={409: {"description": "Objectives of agreements that are not archived use it."}},
+)
+async def archive_indicator(key: str, session: Session) -> IndicatorOut:
+    return _out(await repo.archive_indicator(session, key))

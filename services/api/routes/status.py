@@ -59,7 +59,8 @@ async def objective_status(objective_id: uuid.UUID, session: Session) -> Objecti
 
 @router.get("/v1/agreements/{agreement_id}/status", summary="Status of every objective of an agreement")
 async def agreement_status(agreement_id: uuid.UUID, session: Session) -> AgreementStatusOut:
-    agreement, objectives = await repo.get_agreement(session, agreement_id)
+    agreement = await repo.get_agreement_row(session, agreement_id)
+    objectives = await repo.agreement_objectives(session, agreement_id)
     statuses = await repo.statuses_of(session, [o.id for o in objectives])
     return AgreementStatusOut(
         agreement_id=agreement.id,

@@ -1,0 +1,53 @@
+"""Objectives across agreements (read side; they change through their agreement, see agreements)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.api import repository as repo
+from services.api.contracts import objective_out
+from services.api.deps import Session, State
+from services.api.schemas import ObjectiveOut, Page
+
+router = APIRouter(prefix="/v1/objectives", tags=["objectives"])
+
+
+@router.get("", summary="List objectives of current revisions, oldest first")
+async def list_objectives(
+    session: Session,
+    state: State,
+    agreement: uuid.UUID | None = None,
+    customer: str | None = None,
+    provider: str | None = None,
+    indicator: str | None = None,
+    label: Annotated[list[str], Query(description="Agreement label `name=value`; repeatable.")] = [],  # noqa: B006
+    archived: Annotated[bool, Query(description="Include objectives of archived agreements.")] = False,
+    cursor: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> Page[ObjectiveOut]:
+    size = limit or state.settings.page_size
+    rows = await repo.list_objectives(
+        session,
+        agreement_id=agreement,
+        customer=customer,
+        provider=provider,
+        indicator=indicator,
+        labels=repo.parse_label_filters(label),
+        archived=archived,
+        after=repo.decode_cursor(cursor, 2) if cursor else None,
+        limit=size + 1,
+    )
+    items = [objective_out(a.id, a.spec, {"id": str(o.id), **o.spec}) for o, a in rows[:size]]
+    last = rows[size - 1][0] if len(rows) > size else None
+    return Page(
+        items=items, next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None
+    )
+
+
+@router.get("/{objective_id}", summary="Get an objective (current revision of its agreement)")
+async def get_objective(objective_id: uuid.UUID, session: Session) -> ObjectiveOut:
+    objective, agreement = await repo.get_objective(session, objective_id)
+    return objective_out(agreement.id, agreement.spec, {"id": str(objective.id), **objective.spec})
