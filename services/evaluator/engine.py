@@ -19,7 +19,7 @@ exactly what the next Postgres transaction must write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from shared.budget import (
     ZERO,
     AlertState,
     Budgeting,
+    CalendarWindow,
     Counts,
     Evaluation,
     ObjectiveTerms,
@@ -35,10 +36,12 @@ from shared.budget import (
     ThresholdRule,
     Transition,
     classify,
+    credit_owed,
     decide,
     evaluate,
     matches,
     minute_of,
+    period_bounds,
 )
 from shared.budget.counts import MINUTE_MS
 from shared.events import cloud_event, iso_ms
@@ -185,6 +188,7 @@ class Engine:
         found = self._history.get(indicator)
         if found is None:
             windows = [o.terms.window.max_minutes for o in self.objectives.get(indicator, ())]
+            windows += [CalendarWindow(o.reporting_period).max_minutes for o in self.objectives.get(indicator, ())]
             tiers = [t.long_minutes for o in self.objectives.get(indicator, ()) for t in o.terms.tiers]
             found = self._history[indicator] = max([*windows, *tiers], default=self.max_age_minutes)
         return found
@@ -225,6 +229,7 @@ class Engine:
         if state is None:
             state = self.indicators[indicator] = IndicatorCounts(partition=partition)
         state.partition = partition
+        before_ms = state.watermark_ms
         newest = max(m.timestamp_ms for m in measurements) if measurements else None
         if newest is not None and (state.watermark_ms is None or newest > state.watermark_ms):
             state.watermark_ms = newest
@@ -266,10 +271,11 @@ class Engine:
         self._dirty_indicators.add(indicator)
         if result.applied and state.watermark_ms is not None:
             last = newest if newest is not None else state.watermark_ms
-            result.events = self._evaluate(indicator, state, last)
+            result.events = self._evaluate(indicator, state, last, before_ms)
         return result
 
-    def _evaluate(self, indicator: str, state: IndicatorCounts, last_measurement_ms: int) -> int:
+    def _evaluate(self, indicator: str, state: IndicatorCounts, last_measurement_ms: int, before_ms: int | None) -> int:
+        """Evaluate `indicator`'s objectives at its watermark; close reporting periods it moved past."""
         assert state.watermark_ms is not None
         now = state.watermark_ms
         emitted = 0
@@ -292,7 +298,38 @@ class Engine:
             for t in transitions:
                 self._events.append(_event_row(objective, t, ev))
                 emitted += 1
+            if before_ms is not None:
+                emitted += self._close_period(objective, group, before_ms, now)
         return emitted
+
+    def _close_period(self, objective: ObjectiveConfig, group: SharedSums, before_ms: int, now_ms: int) -> int:
+        """`accord.sla.breached` when the watermark left a reporting period whose compliance is below target.
+
+        The period is judged on what had arrived when the first measurement of the next
+        period came in (event time); its id is derived from objective and period, so a
+        replay finds the same id.
+        """
+        closed = period_bounds(objective.reporting_period, objective.timezone, before_ms)
+        if now_ms < closed.end_ms:
+            return 0
+        terms = replace(
+            objective.terms, window=CalendarWindow(objective.reporting_period, objective.timezone), tiers=()
+        )
+        ev = evaluate(terms, group.source_for(terms), closed.end_ms - 1)
+        if ev.sli is None or ev.sli >= terms.target:
+            return 0
+        credit = credit_owed(ev.sli, objective.credit_tiers)
+        data = _event_data(objective, ev) | {
+            "period": {"label": closed.label, "start": iso_ms(closed.start_ms), "end": iso_ms(closed.end_ms)},
+            "compliance": ev.sli,
+            "credit_percent": credit,
+        }
+        kind = "accord.sla.breached"
+        event = cloud_event(objective_id=objective.id, event_type=kind, seq=closed.label, time_ms=now_ms, data=data)
+        self._events.append(
+            EventRow(event["id"], objective.id, objective.agreement_id, objective.customer, kind, 0, now_ms, event)
+        )
+        return 1
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -341,9 +378,9 @@ class Engine:
         }
 
 
-def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> EventRow:
+def _event_data(objective: ObjectiveConfig, ev: Evaluation) -> dict[str, Any]:
     terms = objective.terms
-    data: dict[str, Any] = {
+    return {
         "objective": {"id": objective.id, "name": objective.name, "indicator": objective.indicator},
         "agreement": {"id": objective.agreement_id, "name": objective.agreement_name},
         "customer": objective.customer,
@@ -360,6 +397,10 @@ def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> Eve
         "burn_rates": {r.name: r.long_burn_rate for r in ev.tiers},
         "measurement_time": iso_ms(ev.now_ms),
     }
+
+
+def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> EventRow:
+    data = _event_data(objective, ev)
     if t.tier is not None:
         data["tier"] = t.tier
     if t.threshold is not None:

@@ -10,8 +10,9 @@ import asyncpg
 import orjson
 
 from services.evaluator.engine import Changes, Engine
-from shared.budget import AlertState, TierReading
-from shared.terms import ObjectiveConfig, terms_from_spec
+from shared.budget import AlertState, PeriodKind, TierReading
+from shared.contract import objective_terms
+from shared.terms import ObjectiveConfig
 
 log = logging.getLogger("accord.evaluator.store")
 
@@ -21,24 +22,24 @@ def _dt(ms: int) -> datetime:
 
 
 async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
-    """Every objective of every agreement that is not archived; a malformed one is logged and skipped."""
+    """Every objective of every agreement that is not archived, under its current terms.
+
+    A malformed one is logged and skipped rather than stopping every other objective.
+    """
     rows = await conn.fetch(
         """
-        SELECT o.id, o.name, o.indicator_key, o.target, o.window, o.alert_policy,
-               a.id AS agreement_id, a.name AS agreement_name, a.customer, a.provider
+        SELECT o.id, o.name, o.indicator_key, o.spec AS objective_spec,
+               a.id AS agreement_id, a.name AS agreement_name, a.customer, a.provider, a.spec AS agreement_spec
         FROM objectives o JOIN agreements a ON a.id = o.agreement_id
         WHERE a.archived_at IS NULL
         """
     )
     out = []
     for r in rows:
+        agreement, objective = orjson.loads(r["agreement_spec"]), orjson.loads(r["objective_spec"])
         try:
-            terms = terms_from_spec(r["target"], r["window"], orjson.loads(r["alert_policy"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("objective %s cannot be evaluated and is skipped: %s", r["id"], exc)
-            continue
-        out.append(
-            ObjectiveConfig(
+            terms = objective_terms(agreement, objective)
+            config = ObjectiveConfig(
                 id=str(r["id"]),
                 name=r["name"],
                 agreement_id=str(r["agreement_id"]),
@@ -46,10 +47,18 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
                 customer=r["customer"],
                 provider=r["provider"],
                 indicator=r["indicator_key"],
-                window=r["window"],
+                window=objective["window"],
                 terms=terms,
+                reporting_period=PeriodKind(agreement.get("reporting_period", "month")),
+                timezone=agreement.get("timezone", "UTC"),
+                credit_tiers=tuple(
+                    (float(t["below"]), float(t["credit_percent"])) for t in agreement.get("credit_tiers", ())
+                ),
             )
-        )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("objective %s cannot be evaluated and is skipped: %s", r["id"], exc)
+            continue
+        out.append(config)
     return out
 
 

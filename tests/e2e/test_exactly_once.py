@@ -73,22 +73,26 @@ async def _prepare(servers: Servers, create_database: Callable[[], Any], publish
     conn = await asyncpg.connect(url)
     try:
         agreement = uuid.UUID(int=1)
+        agreement_spec = {"name": "Shop SLA", "provider": "Shop", "customer": "Acme", "timezone": "UTC"}
         await conn.execute(
-            "INSERT INTO agreements (id, name, provider, customer) VALUES ($1, 'Shop SLA', 'Shop', 'Acme')", agreement
+            "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, 'Shop SLA', 'Shop', 'Acme', $2)",
+            agreement,
+            orjson.dumps(agreement_spec).decode(),
         )
         for n, key in enumerate(INDICATORS):
             await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", key)
             for m, (target, window) in enumerate(((0.9, "2h"), (0.95, "1h"))):
+                spec = {"name": f"{key} {window}", "indicator": key, "target": target, "window": window}
                 await conn.execute(
-                    """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", alert_policy)
+                    """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", spec)
                        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)""",
                     uuid.UUID(int=100 + 10 * n + m),
                     agreement,
-                    f"{key} {window}",
+                    spec["name"],
                     key,
                     target,
                     window,
-                    orjson.dumps(POLICY).decode(),
+                    orjson.dumps(spec | {"alert_policy": POLICY}).decode(),
                 )
     finally:
         await conn.close()

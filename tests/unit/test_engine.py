@@ -1,0 +1,114 @@
+"""The evaluator's engine without servers: what records do to counts, statuses and events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.evaluator.engine import Engine, series_key, series_name
+from shared.budget import (
+    Comparison,
+    ObjectiveTerms,
+    PeriodKind,
+    RollingWindow,
+    ThresholdRule,
+)
+from shared.measurements import Measurement
+from shared.terms import ObjectiveConfig
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def objective(oid: str, indicator: str = "api.availability", **terms: object) -> ObjectiveConfig:
+    defaults: dict[str, object] = {"target": 0.99, "window": RollingWindow(60 * 24 * 30)}
+    defaults.update(terms)
+    t = ObjectiveTerms(**defaults)  # type: ignore[arg-type]
+    return ObjectiveConfig(
+        id=oid,
+        name=oid,
+        agreement_id="a1",
+        agreement_name="Acme SLA",
+        customer="Acme",
+        provider="Shop",
+        indicator=indicator,
+        window="30d",
+        terms=t,
+        reporting_period=PeriodKind.MONTH,
+        timezone="Europe/Berlin",
+        credit_tiers=((0.99, 10.0), (0.95, 25.0)),
+    )
+
+
+def engine(*objectives: ObjectiveConfig) -> Engine:
+    return Engine(objectives, dedup_horizon_minutes=24 * 60, max_age_minutes=400 * 24 * 60)
+
+
+def test_a_repeated_measurement_id_counts_once() -> None:
+    e = engine(objective("o1"))
+    first = e.apply(0, "api.availability", [Measurement("api.availability", ms("2026-03-10T10:00:00"), 9, 10, id="x")])
+    again = e.apply(0, "api.availability", [Measurement("api.availability", ms("2026-03-10T10:00:01"), 0, 10, id="x")])
+    assert (first.applied, again.applied, again.duplicates) == (1, 0, 1)
+    status = {s.objective_id: s for s in e.drain().statuses}["o1"]
+    assert (status.evaluation.counts.good, status.evaluation.counts.total) == (9, 10)
+
+
+def test_a_measurement_older_than_every_window_is_dropped_and_counted() -> None:
+    e = engine(objective("o1", window=RollingWindow(60), tiers=()))
+    now = ms("2026-03-10T10:00:00")
+    e.apply(0, "api.availability", [Measurement("api.availability", now, 10, 10)])
+    late = e.apply(0, "api.availability", [Measurement("api.availability", now - 45 * 24 * 3_600_000, 0, 10)])
+    assert (late.applied, late.too_late) == (0, 1)
+
+
+def test_closing_a_reporting_period_below_target_emits_sla_breached_with_the_credit_owed() -> None:
+    e = engine(objective("o1", tiers=()))
+    # March in Berlin ends at 2026-03-31T22:00Z (CEST); 97 % compliance owes the 10 % tier.
+    e.apply(0, "api.availability", [Measurement("api.availability", ms("2026-03-31T21:59:00"), 97, 100)])
+    e.drain()
+    e.apply(0, "api.availability", [Measurement("api.availability", ms("2026-03-31T22:00:00"), 100, 100)])
+    breached = [ev for ev in e.drain().events if ev.type == "accord.sla.breached"]
+    assert len(breached) == 1
+    data = breached[0].event["data"]
+    assert data["period"]["label"] == "2026-03"
+    assert data["compliance"] == 0.97
+    assert data["credit_percent"] == 10.0
+
+    replay = engine(objective("o1", tiers=()))
+    replay.apply(0, "api.availability", [Measurement("api.availability", ms("2026-03-31T21:59:00"), 97, 100)])
+    replay.apply(0, "api.availability", [Measurement("api.availability", ms("2026-04-02T00:00:00"), 100, 100)])
+    assert [ev.id for ev in replay.drain().events if ev.type == "accord.sla.breached"] == [breached[0].id]
+
+
+def test_a_period_closed_at_or_above_target_emits_nothing() -> None:
+    e = engine(objective("o1", tiers=()))
+    e.apply(0, "api.availability", [Measurement("api.availability", ms("2026-03-31T21:00:00"), 995, 1000)])
+    e.apply(0, "api.availability", [Measurement("api.availability", ms("2026-04-01T08:00:00"), 10, 10)])
+    assert not [ev for ev in e.drain().events if ev.type == "accord.sla.breached"]
+
+
+def test_threshold_objectives_with_different_rules_and_matchers_count_their_own_events() -> None:
+    fast = objective("fast", "api.latency", threshold=ThresholdRule(Comparison.LE, 0.3), tiers=())
+    eu = objective(
+        "eu", "api.latency", threshold=ThresholdRule(Comparison.LE, 1.0), matchers=(("region", "eu"),), tiers=()
+    )
+    e = engine(fast, eu)
+    now = ms("2026-03-10T10:00:00")
+    e.apply(
+        0,
+        "api.latency",
+        [
+            Measurement("api.latency", now, value=0.2, weight=3, labels=(("region", "eu"),)),
+            Measurement("api.latency", now, value=0.5, labels=(("region", "eu"),)),
+            Measurement("api.latency", now, value=2.0, labels=(("region", "us"),)),
+        ],
+    )
+    counts = {s.objective_id: s.evaluation.counts for s in e.drain().statuses}
+    assert (counts["fast"].good, counts["fast"].total) == (3, 5)
+    assert (counts["eu"].good, counts["eu"].total) == (4, 4)
+
+
+def test_series_names_round_trip() -> None:
+    key = ((("region", "eu"), ("tier", "gold")), "<=0.3")
+    assert series_key(series_name(key)) == key
+    assert series_key("") == ((), "")
