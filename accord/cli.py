@@ -126,6 +126,19 @@ class _Stop(Exception):
     pass
 
 
+def _claim(pidfile: Path) -> None:
+    """Refuse to start a second stack on the same data; take over from one that died."""
+    if pidfile.exists():
+        text = pidfile.read_text().strip()
+        if text.isdigit() and Path(f"/proc/{text}").exists() and "accord" in Path(f"/proc/{text}/cmdline").read_text():
+            raise LocalStackError(
+                f"another `accord run` (pid {text}) is using {pidfile.parent}; stop it first (Ctrl-C in its terminal)"
+            )
+        log.info("the stack that wrote %s is gone; taking over its data", pidfile)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(f"{os.getpid()}\n")
+
+
 def run_stack(settings: StackSettings) -> int:
     """Start everything, print the URLs, supervise until Ctrl-C, then stop everything."""
     started = time.monotonic()
@@ -139,7 +152,9 @@ def run_stack(settings: StackSettings) -> int:
 
     signal.signal(signal.SIGINT, _signal)
     signal.signal(signal.SIGTERM, _signal)
+    pidfile = settings.data_dir / "accord-run.pid"
     try:
+        _claim(pidfile)
         if "DATABASE_URL" not in os.environ:
             data_dir = settings.data_dir
             if _running_as_root() and not _reachable_by_others(data_dir):
@@ -208,6 +223,9 @@ def run_stack(settings: StackSettings) -> int:
     except LocalStackError as exc:
         log.error("%s", exc)
         return 1
+    except Exception as exc:  # start-up failed (migration, topics, ...): say what, then clean up below
+        log.error("the stack could not start: %s: %s", type(exc).__name__, exc)
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -217,6 +235,8 @@ def run_stack(settings: StackSettings) -> int:
             broker.stop()
         if pg is not None:
             pg.stop()
+        if pidfile.exists() and pidfile.read_text().strip() == str(os.getpid()):
+            pidfile.unlink()
         log.info("stopped")
 
 
