@@ -35,5 +35,11 @@ test: lint typecheck ## lint, typecheck and the whole pytest suite on embedded s
 test-fast: $(STAMP) ## pytest without the slow end-to-end tests
 	$(BIN)/pytest -m 'not slow'
 
+bench-ingest: $(STAMP) ## ingest against its parse-only ceiling (needs wrk: apt-get install wrk)
+	$(BIN)/python bench/ingest.py
+
+bench-evaluator: $(STAMP) ## evaluator throughput, memory and POST-to-event latency
+	$(BIN)/python bench/evaluator.py
+
 clean: ## remove the venv and local data
 	rm -rf $(VENV) .accord .mypy_cache .ruff_cache .pytest_cache .hypothesis

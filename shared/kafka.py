@@ -12,7 +12,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 def make_producer(
-    bootstrap: str, *, client_id: str, request_timeout_ms: int = 10_000, linger_ms: int = 2
+    bootstrap: str,
+    *,
+    client_id: str,
+    request_timeout_ms: int = 10_000,
+    linger_ms: int = 2,
+    max_batch_size: int = 16_384,
 ) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -20,6 +25,7 @@ def make_producer(
         acks="all",
         enable_idempotence=False,
         linger_ms=linger_ms,
+        max_batch_size=max_batch_size,
         request_timeout_ms=request_timeout_ms,
         max_request_size=8 * 1024 * 1024,
         compression_type="lz4" if _has_lz4() else None,

@@ -1,4 +1,13 @@
-"""Ingest: measurements over HTTP to the measurements topic, answered 202 only after the broker acked."""
+"""Ingest: measurements over HTTP to the measurements topic, answered 202 only after the broker acked.
+
+Faults are bounded in time and memory:
+- every request waits at most `publish_timeout_seconds` for the broker, then gets 503 + Retry-After;
+- records handed to the producer count against `max_in_flight_bytes` until the producer is done
+  with them (acked or failed), even after their request was answered 503; a request that would
+  pass the limit is answered 503 at once, so a paused broker cannot make ingest's memory grow;
+- the indicator registry is a cached copy of Postgres' indicators table, so an unreachable
+  Postgres does not stop ingest from accepting known indicators.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +15,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.ingest.parse import decode_body, validate
+from services.ingest.parse import Batch, decode_body, validate
+from services.ingest.publisher import Publisher
 from services.ingest.registry import IndicatorRegistry
 from services.ingest.settings import IngestSettings
 from shared.errors import Invalid, PayloadTooLarge, Unavailable
 from shared.http import install_error_handlers, ops_router
 from shared.kafka import make_producer
-from shared.measurements import Measurement, encode_record
 from shared.notify import follow_config
 
 log = logging.getLogger("accord.ingest")
+
+RETRY_AFTER_SECONDS = 1
+REASONS = frozenset({"indicator", "timestamp", "good", "total", "value", "count", "labels", "id"})
 
 
 @dataclass
@@ -37,12 +48,16 @@ class IngestMetrics:
         r = self.registry
         self.accepted = Counter("accord_ingest_measurements_accepted", "Measurements published and acked.", registry=r)
         self.rejected = Counter(
-            "accord_ingest_measurements_rejected", "Measurements refused, by reason.", ["reason"], registry=r
+            "accord_ingest_measurements_rejected",
+            "Measurements refused, by reason: the field at fault (first problem of the item), `body` (not JSON, "
+            "gzip or an object), `too_large` (413, counted once per request), `unavailable` (503).",
+            ["reason"],
+            registry=r,
         )
         self.latency = Histogram(
             "accord_ingest_request_seconds",
-            "POST /v1/measurements latency.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            "POST /v1/measurements latency, whatever the answer.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
         self.batch = Histogram(
@@ -51,8 +66,24 @@ class IngestMetrics:
             buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000, 100000),
             registry=r,
         )
-        self.broker_errors = Counter("accord_ingest_broker_errors", "Requests failed by the broker.", registry=r)
+        self.record_size = Histogram(
+            "accord_ingest_record_size",
+            "Measurements per published Kafka record (concurrent requests share records).",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+            registry=r,
+        )
+        self.broker_errors = Counter(
+            "accord_ingest_broker_errors", "Requests answered 503 because the broker did not ack in time.", registry=r
+        )
         self.in_flight = Gauge("accord_ingest_requests_in_flight", "Requests being handled.", registry=r)
+        self.in_flight_bytes = Gauge(
+            "accord_ingest_in_flight_bytes", "Bytes of records handed to the producer and not yet acked or failed.",
+            registry=r,
+        )  # fmt: skip
+        self.overloaded = Counter(
+            "accord_ingest_overloaded", "Requests answered 503 at once because in-flight bytes were at the limit.",
+            registry=r,
+        )  # fmt: skip
 
 
 @dataclass
@@ -61,6 +92,7 @@ class IngestState:
     producer: AIOKafkaProducer
     registry: IndicatorRegistry
     metrics: IngestMetrics
+    publisher: Publisher
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
@@ -73,14 +105,29 @@ def create_app(settings: IngestSettings) -> FastAPI:
             settings.kafka_bootstrap_servers,
             client_id="accord-ingest",
             request_timeout_ms=int(settings.publish_timeout_seconds * 1000),
+            linger_ms=settings.linger_ms,
+            # With aiokafka's default 16 KiB a partition carries one record per round trip, capping ingest.
+            max_batch_size=settings.producer_batch_bytes,
         )
         await producer.start()
-        with contextlib.suppress(OSError, Exception):
+        publisher = Publisher(
+            producer,
+            settings.measurements_topic,
+            per_record=settings.measurements_per_record,
+            max_in_flight_bytes=settings.max_in_flight_bytes,
+            timeout=settings.publish_timeout_seconds,
+            on_in_flight=metrics.in_flight_bytes.set,
+            on_record=metrics.record_size.observe,
+        )
+        await publisher.start()
+        try:
             await registry.reload()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("indicator registry not loaded at start (%r); the config listener retries", exc)
         follower = asyncio.create_task(
             follow_config(settings.asyncpg_dsn, registry.reload, fallback_seconds=settings.registry_refresh_seconds)
         )
-        app.state.ingest = IngestState(settings, producer, registry, metrics)
+        app.state.ingest = IngestState(settings, producer, registry, metrics, publisher)
         log.info("ingest ready: publishing to %s", settings.measurements_topic)
         try:
             yield
@@ -88,6 +135,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            await publisher.stop()
             await producer.stop()
 
     app = FastAPI(title="Accord ingest", version="0.1.0", lifespan=lifespan)
@@ -106,8 +154,18 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     app.include_router(ops_router(metrics.registry, {"broker": broker_ready, "registry": registry_ready}))
 
-    @app.post("/v1/measurements", status_code=202, summary="Accept measurements")
-    async def post_measurements(request: Request) -> JSONResponse:
+    @app.post(
+        "/v1/measurements",
+        status_code=202,
+        summary="Accept measurements",
+        responses={
+            202: {"description": 'Every measurement was acknowledged by the broker: `{"accepted": n}`.'},
+            413: {"description": "The body (after decompression) or the number of measurements is over the limit."},
+            422: {"description": "Problems, each with the item's index, the field and the reason; nothing published."},
+            503: {"description": "The broker did not acknowledge in time; retry after Retry-After with the same ids."},
+        },
+    )
+    async def post_measurements(request: Request) -> Response:
         """One measurement, a JSON array, or NDJSON, optionally gzip-compressed; 202 once the broker acked all."""
         state: IngestState = request.app.state.ingest
         started = time.perf_counter()
@@ -117,73 +175,81 @@ def create_app(settings: IngestSettings) -> FastAPI:
         finally:
             metrics.in_flight.dec()
             metrics.latency.observe(time.perf_counter() - started)
-        return JSONResponse({"accepted": accepted}, status_code=202)
+        return Response(b'{"accepted":%d}' % accepted, status_code=202, media_type="application/json")
 
     return app
 
 
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body; 413 as soon as it (or its declared length) passes `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"The body exceeds {max_bytes} bytes.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The body exceeds {max_bytes} bytes.")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_request(raw: bytes, headers: Mapping[str, str], settings: IngestSettings, kinds: dict[str, str]) -> Batch:
+    """Decode and validate a body against the registry's `kinds`: the whole request or nothing."""
+    items = decode_body(
+        raw,
+        content_type=headers.get("content-type", "application/json"),
+        content_encoding=headers.get("content-encoding", ""),
+        max_bytes=settings.max_body_bytes,
+    )
+    if len(items) > settings.max_items:
+        raise PayloadTooLarge(f"The request holds {len(items)} measurements; at most {settings.max_items} fit.")
+    return validate(
+        items,
+        kinds.get,
+        now_ms=int(time.time() * 1000),
+        max_future_ms=settings.max_future_seconds * 1000,
+        max_age_ms=settings.max_age_seconds * 1000,
+    )
+
+
 async def _accept(request: Request, state: IngestState) -> int:
     settings, metrics = state.settings, state.metrics
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        metrics.rejected.labels("too_large").inc()
-        raise PayloadTooLarge(f"The body exceeds {settings.max_body_bytes} bytes.")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > settings.max_body_bytes:
-            metrics.rejected.labels("too_large").inc()
-            raise PayloadTooLarge(f"The body exceeds {settings.max_body_bytes} bytes.")
     try:
-        items = decode_body(
-            bytes(raw),
-            content_type=request.headers.get("content-type", "application/json"),
-            content_encoding=request.headers.get("content-encoding", ""),
-            max_bytes=settings.max_body_bytes,
-        )
-        if len(items) > settings.max_items:
-            raise PayloadTooLarge(f"The request holds {len(items)} measurements; at most {settings.max_items} fit.")
-        measurements = validate(
-            items,
-            state.registry.kind,
-            now_ms=int(time.time() * 1000),
-            max_future_ms=settings.max_future_seconds * 1000,
-            max_age_ms=settings.max_age_seconds * 1000,
-        )
+        raw = await read_body(request, settings.max_body_bytes)
+        batch = parse_request(raw, request.headers, settings, state.registry.kinds)
     except Invalid as exc:
+        reasons: dict[object, str] = {}
         for p in exc.extra.get("errors", []):
-            metrics.rejected.labels(_reason(p)).inc()
+            reasons.setdefault(p.get("index"), str(p.get("field", "")))
+        for reason in reasons.values():
+            metrics.rejected.labels(reason if reason in REASONS else "body").inc()
         raise
     except PayloadTooLarge:
         metrics.rejected.labels("too_large").inc()
         raise
-    await publish(state, measurements)
-    metrics.accepted.inc(len(measurements))
-    metrics.batch.observe(len(measurements))
-    return len(measurements)
-
-
-def _reason(p: dict[str, object]) -> str:
-    field = str(p.get("field", ""))
-    return field if field in {"indicator", "timestamp", "good", "total", "value", "count", "labels", "id"} else "body"
-
-
-async def publish(state: IngestState, measurements: list[Measurement]) -> None:
-    """Send every measurement, grouped per indicator into records; return once all are acked."""
-    settings = state.settings
-    by_indicator: dict[str, list[Measurement]] = defaultdict(list)
-    for m in measurements:
-        by_indicator[m.indicator].append(m)
     try:
-        async with asyncio.timeout(settings.publish_timeout_seconds):
-            pending = []
-            for indicator, items in by_indicator.items():
-                key = indicator.encode()
-                for start in range(0, len(items), settings.measurements_per_record):
-                    value = encode_record(indicator, items[start : start + settings.measurements_per_record])
-                    pending.append(await state.producer.send(settings.measurements_topic, value=value, key=key))
-            await asyncio.gather(*pending)
-    except (TimeoutError, KafkaError) as exc:
+        await publish(state, batch, max(len(raw), 64 * batch.count))
+    except Unavailable:
+        metrics.rejected.labels("unavailable").inc(batch.count)
+        raise
+    metrics.accepted.inc(batch.count)
+    metrics.batch.observe(batch.count)
+    return batch.count
+
+
+async def publish(state: IngestState, batch: Batch, size: int) -> None:
+    """Return once every measurement of `batch` is acked; raise Unavailable within the publish timeout."""
+    joined = state.publisher.submit(batch, size)
+    if joined is None:
+        state.metrics.overloaded.inc()
+        raise Unavailable("Too many measurements wait for the broker; retry with the same ids.", RETRY_AFTER_SECONDS)
+    # Shielded: the flush's future is shared, a cancelled request must not cancel the others.
+    # It resolves within the publish timeout (Publisher arms one timer per flush).
+    error = await asyncio.shield(joined)
+    if error is not None:
         state.metrics.broker_errors.inc()
-        log.warning("broker did not acknowledge %d measurements: %r", len(measurements), exc)
-        raise Unavailable("The broker did not acknowledge the measurements; retry with the same ids.", 1) from exc
+        raise Unavailable(
+            "The broker did not acknowledge the measurements in time; retry with the same ids.", RETRY_AFTER_SECONDS
+        ) from error

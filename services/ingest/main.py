@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from services.ingest.app import create_app
@@ -12,7 +14,13 @@ from shared.logs import configure_logging
 def main() -> None:
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    app = create_app(settings)
+    # Everything loaded so far lives as long as the process: keep it out of the cyclic collector's
+    # way, so full collections (which pause every request) stay short. Measured: p99 of single
+    # POSTs from ~70 ms to ~17 ms under load (docs/benchmarks.md).
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

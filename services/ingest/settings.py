@@ -27,3 +27,18 @@ class IngestSettings(CommonSettings):
     registry_refresh_seconds: float = Field(
         default=30.0, gt=0, description="Fallback reload period of the indicator registry."
     )
+    max_in_flight_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Most bytes of records waiting for the broker's ack; past it requests get 503 at once.",
+    )
+    producer_batch_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Producer batch size per partition; records of up to 500 measurements are ~35 KB each.",
+    )
+    linger_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Producer linger; 0 because ingest already packs concurrent requests into records itself.",
+    )
