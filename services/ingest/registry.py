@@ -22,7 +22,8 @@ class IndicatorRegistry:
     async def reload(self) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=5)
         try:
-            rows = await conn.fetch("SELECT key, kind FROM indicators")
+            # An archived indicator takes no new measurements; its history stays readable.
+            rows = await conn.fetch("SELECT key, kind FROM indicators WHERE archived_at IS NULL")
         finally:
             await conn.close()
         kinds = {r["key"]: r["kind"] for r in rows}

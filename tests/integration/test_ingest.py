@@ -210,6 +210,24 @@ async def test_a_new_indicator_is_accepted_within_seconds_of_its_notice(ingest: 
     assert time.monotonic() - started < 5  # the fallback reload is 30 s away: this was the notice
 
 
+async def test_an_archived_indicator_is_refused_within_seconds_of_its_notice(ingest: Ingest) -> None:
+    body = {"indicator": RATIO, "timestamp": now(), "good": 1, "total": 1}
+    assert (await ingest.client.post("/v1/measurements", json=body)).status_code == 202
+    conn = await asyncpg.connect(ingest.dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("UPDATE indicators SET archived_at = now() WHERE key = $1", RATIO)
+            await conn.execute("NOTIFY accord_config")
+    finally:
+        await conn.close()
+
+    async def refused() -> bool:
+        r = await ingest.client.post("/v1/measurements", json=body)
+        return r.status_code == 422 and r.json()["errors"][0]["field"] == "indicator"
+
+    await wait_until(refused, timeout=5, what="ingest to forget the archived indicator")
+
+
 async def test_known_indicators_are_still_accepted_when_postgres_is_gone(
     ingest: Ingest, servers: Servers, database_url: str
 ) -> None:
