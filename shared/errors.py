@@ -53,6 +53,11 @@ class PayloadTooLarge(AccordError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(AccordError):
+    status = 415
+    title = "Unsupported media type"
+
+
 class Unavailable(AccordError):
     status = 503
     title = "Service unavailable"

@@ -29,7 +29,7 @@ from services.ingest.parse import Batch, decode_body, validate
 from services.ingest.publisher import Publisher
 from services.ingest.registry import IndicatorRegistry
 from services.ingest.settings import IngestSettings
-from shared.errors import Invalid, PayloadTooLarge, Unavailable
+from shared.errors import Invalid, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from shared.http import install_error_handlers, ops_router
 from shared.kafka import make_producer
 from shared.notify import follow_config
@@ -228,6 +228,9 @@ async def _accept(request: Request, state: IngestState) -> int:
         raise
     except PayloadTooLarge:
         metrics.rejected.labels("too_large").inc()
+        raise
+    except UnsupportedMediaType:
+        metrics.rejected.labels("encoding").inc()
         raise
     try:
         await publish(state, batch, max(len(raw), 64 * batch.count))

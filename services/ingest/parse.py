@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from shared.errors import Invalid, PayloadTooLarge
+from shared.errors import Invalid, PayloadTooLarge, UnsupportedMediaType
 from shared.measurements import SCHEMA_VERSION, Measurement, decode_record
 
 Problem = dict[str, Any]
@@ -72,9 +72,8 @@ def decode_body(raw: bytes, *, content_type: str, content_encoding: str, max_byt
     if encoding in _GZIP:
         raw = gunzip(raw, max_bytes)
     elif encoding not in _IDENTITY:
-        raise Invalid(
-            "Unsupported Content-Encoding: send the body as is or gzip-compressed.",
-            [{"field": "(header) Content-Encoding", "reason": f"{content_encoding[:100]!r} is not gzip or identity"}],
+        raise UnsupportedMediaType(
+            f"Content-Encoding {content_encoding[:100]!r} is not supported: send the body as is or gzip-compressed."
         )
     if "ndjson" in content_type.lower() or "jsonl" in content_type.lower():
         items = []

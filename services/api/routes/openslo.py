@@ -13,15 +13,10 @@ from services.api import repository as repo
 from services.api.deps import Session
 from services.api.openslo import export_yaml, import_documents, parse_yaml
 from services.api.schemas import AgreementIn, ImportOut
-from shared.errors import AccordError, Invalid
+from shared.errors import Invalid, UnsupportedMediaType
 from shared.http import validation_errors
 
 router = APIRouter(tags=["openslo"])
-
-
-class UnsupportedMediaType(AccordError):
-    status = 415
-    title = "Unsupported media type"
 
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
