@@ -57,8 +57,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(exc.status_code, str(exc.detail))
 
 
-def ops_router(registry: CollectorRegistry, checks: dict[str, ReadinessCheck]) -> APIRouter:
-    """`/healthz` (the process answers), `/readyz` (every dependency answers), `/metrics`."""
+def ops_router(
+    registry: CollectorRegistry,
+    checks: dict[str, ReadinessCheck],
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
+) -> APIRouter:
+    """`/healthz` (the process answers), `/readyz` (every dependency answers), `/metrics`.
+
+    `before_scrape` runs in the async handler before the registry is rendered: collectors that
+    need I/O (a query) refresh their snapshot there, since `collect()` itself is synchronous.
+    """
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
@@ -74,6 +82,8 @@ def ops_router(registry: CollectorRegistry, checks: dict[str, ReadinessCheck]) -
 
     @router.get("/metrics")
     async def metrics() -> Response:
+        if before_scrape is not None:
+            await before_scrape()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

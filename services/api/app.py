@@ -12,7 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import ApiState
-from services.api.routes import agreements, indicators, objectives, openslo, status
+from services.api.metrics import ObjectiveMetrics
+from services.api.routes import agreements, history, indicators, objectives, openslo, status
 from services.api.settings import ApiSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.http import install_error_handlers, ops_router
@@ -49,10 +50,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
             return f"postgres unreachable: {exc!r}"
         return None
 
-    app.include_router(ops_router(registry, {"postgres": postgres_ready}))
+    objective_metrics = ObjectiveMetrics(registry)
+
+    async def before_scrape() -> None:
+        await objective_metrics.refresh(app.state.api.sessionmaker)
+
+    app.include_router(ops_router(registry, {"postgres": postgres_ready}, before_scrape))
     app.include_router(indicators.router)
     app.include_router(agreements.router)
     app.include_router(objectives.router)
     app.include_router(openslo.router)
     app.include_router(status.router)
+    app.include_router(history.router)
     return app

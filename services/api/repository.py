@@ -26,11 +26,15 @@ from shared.db import (
     AgreementRevision,
     BreachEvent,
     Indicator,
+    IndicatorState,
     Objective,
     ObjectiveStatus,
     Review,
+    SeriesBucket,
 )
 from shared.errors import Conflict, Invalid, NotFound
+from shared.history import Bucket
+from shared.series import SeriesKey, series_key
 
 Document = dict[str, Any]
 
@@ -385,12 +389,6 @@ async def get_objective(session: AsyncSession, objective_id: uuid.UUID) -> tuple
     return row[0], row[1]
 
 
-async def agreement_objectives(session: AsyncSession, agreement_id: uuid.UUID) -> Sequence[Objective]:
-    """The objectives of the agreement's current revision (for status)."""
-    query = select(Objective).where(Objective.agreement_id == agreement_id).order_by(Objective.name)
-    return (await session.scalars(query)).all()
-
-
 async def get_agreement_row(session: AsyncSession, agreement_id: uuid.UUID) -> Agreement:
     agreement = await session.get(Agreement, agreement_id)
     if agreement is None:
@@ -429,18 +427,81 @@ async def now(session: AsyncSession) -> datetime:
 # --- status and events ------------------------------------------------------------------------------
 
 
-async def objective_with_status(
-    session: AsyncSession, objective_id: uuid.UUID
-) -> tuple[Objective, ObjectiveStatus | None]:
-    objective = await session.get(Objective, objective_id)
-    if objective is None:
-        raise NotFound(f"No objective {objective_id}.")
-    return objective, await session.get(ObjectiveStatus, objective_id)
+async def read_snapshot(session: AsyncSession) -> None:
+    """Make the request's reads one snapshot (REPEATABLE READ; call before its first query).
+
+    A status row and the buckets it is recomputed from are then from the same evaluator checkpoint.
+    """
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 async def statuses_of(session: AsyncSession, objective_ids: list[uuid.UUID]) -> dict[uuid.UUID, ObjectiveStatus]:
     rows = (await session.scalars(select(ObjectiveStatus).where(ObjectiveStatus.objective_id.in_(objective_ids)))).all()
     return {r.objective_id: r for r in rows}
+
+
+async def customer_agreements(session: AsyncSession, customer: str) -> Sequence[Agreement]:
+    """The customer's agreements that are not archived, by name."""
+    query = (
+        select(Agreement)
+        .where(Agreement.customer == customer, Agreement.archived_at.is_(None))
+        .order_by(Agreement.name, Agreement.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def objectives_of(session: AsyncSession, agreement_ids: list[uuid.UUID]) -> Sequence[Objective]:
+    """The current objectives of the agreements, by name."""
+    query = select(Objective).where(Objective.agreement_id.in_(agreement_ids)).order_by(Objective.name, Objective.id)
+    return (await session.scalars(query)).all()
+
+
+async def watermarks(session: AsyncSession, indicators: Iterable[str]) -> dict[str, int]:
+    """The evaluator's event-time watermark (ms) of each indicator it has seen."""
+    rows = await session.execute(
+        select(IndicatorState.indicator_key, IndicatorState.watermark_ms).where(
+            IndicatorState.indicator_key.in_(set(indicators))
+        )
+    )
+    return {key: watermark for key, watermark in rows.all()}
+
+
+async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, list[Bucket]]:
+    """The stored minute buckets of every series of `indicator` with start <= minute < end."""
+    rows = await session.execute(
+        select(SeriesBucket.series, SeriesBucket.minute, SeriesBucket.good, SeriesBucket.total).where(
+            SeriesBucket.indicator_key == indicator, SeriesBucket.minute >= start, SeriesBucket.minute < end
+        )
+    )
+    out: dict[SeriesKey, list[Bucket]] = {}
+    keys: dict[str, SeriesKey] = {}
+    for name, minute, good, total in rows.all():
+        key = keys.get(name)
+        if key is None:
+            key = keys[name] = series_key(name)
+        out.setdefault(key, []).append((minute, good, total))
+    return out
+
+
+async def all_revisions(session: AsyncSession, agreement_id: uuid.UUID) -> Sequence[AgreementRevision]:
+    """Every revision of an agreement, oldest first (history evaluates each instant under its revision)."""
+    query = (
+        select(AgreementRevision)
+        .where(AgreementRevision.agreement_id == agreement_id)
+        .order_by(AgreementRevision.revision)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def live_statuses(session: AsyncSession) -> Sequence[tuple[ObjectiveStatus, Objective, Agreement]]:
+    """Every stored objective status of agreements that are not archived, with its objective and agreement."""
+    query = (
+        select(ObjectiveStatus, Objective, Agreement)
+        .join(Objective, Objective.id == ObjectiveStatus.objective_id)
+        .join(Agreement, Agreement.id == Objective.agreement_id)
+        .where(Agreement.archived_at.is_(None))
+    )
+    return [(s, o, a) for s, o, a in (await session.execute(query)).all()]
 
 
 async def list_breach_events(

@@ -426,43 +426,118 @@ class ImportOut(BaseModel):
 
 
 class Budget(BaseModel):
-    allowed_events: float = Field(description="(1 - target) × total events in the window.")
-    consumed_events: int = Field(description="Bad events in the window.")
+    unit: Literal["events", "slices"] = Field(
+        description="What the budget counts: events, or time slices for timeslices budgeting."
+    )
+    allowed_events: float = Field(description="The budget: (1 - target) × total units in the window so far.")
+    consumed_events: int = Field(description="Bad units in the window (the budget spent).")
+    remaining_events: float = Field(description="allowed - consumed units; negative when overspent.")
     consumed: float = Field(description="Fraction of the budget consumed.")
     remaining: float = Field(description="1 - consumed; negative when overspent.")
+    time_left_minutes: float | None = Field(
+        description="How long the remaining budget lasts at the burn rate of the shortest tier's long window; "
+        "null when not burning or nothing is left."
+    )
+    exhausted_at: datetime | None = Field(
+        description="evaluated_at + time left: when the budget runs out at this rate."
+    )
+
+
+class EventCounts(BaseModel):
+    good: int
+    total: int
 
 
 class TierStatus(BaseModel):
     name: str
     severity: str
-    factor: float
+    factor: float = Field(description="Both windows must burn faster than this to fire.")
+    long_window: str
+    short_window: str
     long_burn_rate: float | None
     short_burn_rate: float | None
-    firing: bool
+    long_events: int = Field(description="Events in the long window (the page low-traffic guard counts these).")
+    burning: bool = Field(description="Both windows over the factor at evaluated_at (with enough events to page).")
+    firing: bool = Field(description="Announced as firing by the evaluator (accord.burnrate.firing, not resolved yet).")
+
+
+class AlertStates(BaseModel):
+    firing: list[str] = Field(description="Burn-rate tiers announced as firing.")
+    exhausted: bool = Field(description="accord.budget.exhausted announced, not recovered yet.")
+    thresholds_crossed: list[float] = Field(description="Budget-consumed thresholds announced in this window.")
 
 
 class ObjectiveStatusOut(BaseModel):
+    """An objective's budget at `evaluated_at`, recomputed from the evaluator's stored counts under the current terms.
+
+    Alert states are what the evaluator has announced (breach events); `tiers[].burning` is the condition now.
+    """
+
     objective_id: uuid.UUID
     agreement_id: uuid.UUID
     name: str
     indicator: str
     target: float
     window: str
+    budgeting: str
+    window_start: datetime | None = Field(description="First bucket of the window at evaluated_at.")
+    window_end: datetime | None = Field(description="End of the window (exclusive): the minute after evaluated_at.")
     sli: float | None = Field(description="good / total; null when there were no events (never 100 %).")
-    good: int
-    total: int
+    good: int = Field(description="Good units in the window (events, or good slices).")
+    total: int = Field(description="Units in the window (events, or slices with data).")
+    events: EventCounts = Field(description="Events in the window (equal to good/total for occurrences budgeting).")
     budget: Budget
     burn_rate: float | None = Field(description="Burn rate over the whole window.")
     tiers: list[TierStatus]
-    exhausted: bool
+    alerts: AlertStates
+    exhausted: bool = Field(description="Same as alerts.exhausted.")
     last_measurement_at: datetime | None
     evaluated_at: datetime | None = Field(description="Event time the evaluator evaluated at (newest measurement).")
 
 
 class AgreementStatusOut(BaseModel):
     agreement_id: uuid.UUID
+    name: str
+    provider: str
     customer: str
+    revision: int
     objectives: list[ObjectiveStatusOut]
+
+
+class CustomerStatusOut(BaseModel):
+    customer: str
+    objectives: int = Field(description="Objectives over all the customer's agreements.")
+    exhausted: int = Field(description="Objectives whose budget is exhausted.")
+    firing: int = Field(description="Objectives with a burn-rate tier firing.")
+    agreements: list[AgreementStatusOut]
+
+
+class TierBurn(BaseModel):
+    long: float | None = Field(description="Burn rate over the tier's long window.")
+    short: float | None = Field(description="Burn rate over the tier's short window.")
+    burning: bool
+
+
+class HistoryPointOut(BaseModel):
+    time: datetime
+    revision: int | None = Field(description="Agreement revision whose terms applied; null: objective not in force.")
+    target: float | None
+    sli: float | None
+    good: int | None
+    total: int | None
+    budget_consumed: float | None
+    budget_remaining: float | None
+    burn_rate: float | None = Field(description="Burn rate over the whole window.")
+    burn_rates: dict[str, TierBurn] = Field(description="Per burn-rate tier (by name): long and short window rates.")
+
+
+class HistoryOut(BaseModel):
+    objective_id: uuid.UUID
+    agreement_id: uuid.UUID
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    step_seconds: float
+    points: list[HistoryPointOut]
 
 
 class BreachEventOut(BaseModel):

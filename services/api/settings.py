@@ -13,3 +13,6 @@ class ApiSettings(CommonSettings):
 
     port: int = Field(default=8000, description="HTTP port.")
     page_size: int = Field(default=50, gt=0, le=1000, description="Default page size of list endpoints.")
+    max_history_points: int = Field(
+        default=10_000, gt=0, le=1_000_000, description="Most points one history request may ask for (422 above)."
+    )

@@ -22,8 +22,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import orjson
-
 from shared.budget import (
     ZERO,
     AlertState,
@@ -39,30 +37,14 @@ from shared.budget import (
     credit_owed,
     decide,
     evaluate,
-    matches,
     minute_of,
     period_bounds,
 )
 from shared.budget.counts import MINUTE_MS
 from shared.events import cloud_event, iso_ms
 from shared.measurements import Measurement
+from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
 from shared.terms import ObjectiveConfig
-
-Labels = tuple[tuple[str, str], ...]
-SeriesKey = tuple[Labels, str]  # (label set, threshold rule key; "" for ratio indicators)
-
-
-def series_name(key: SeriesKey) -> str:
-    """The stored name of a series: its labels as sorted JSON, `|`, its rule key."""
-    labels, rule = key
-    return orjson.dumps(dict(labels), option=orjson.OPT_SORT_KEYS).decode() + "|" + rule
-
-
-def series_key(name: str) -> SeriesKey:
-    if not name:  # written before series carried labels: the unlabelled ratio series
-        return (), ""
-    labels, _, rule = name.rpartition("|")
-    return tuple(sorted(orjson.loads(labels).items())), rule
 
 
 @dataclass
@@ -281,15 +263,13 @@ class Engine:
         emitted = 0
         # Objectives of one indicator mostly share their series and windows (fifty customers, one
         # availability): range sums are computed once per group and instant, not once per objective.
-        groups: dict[tuple[str, Labels], SharedSums] = {}
+        groups: dict[SeriesGroup, SharedSums] = {}
         for objective in self.objectives.get(indicator, ()):
             terms = objective.terms
-            rule = terms.threshold.key if terms.threshold is not None else ""
-            group = groups.get((rule, terms.matchers))
+            key = series_group(terms)
+            group = groups.get(key)
             if group is None:
-                group = groups[(rule, terms.matchers)] = SharedSums(
-                    [c for (labels, r), c in state.series.items() if r == rule and matches(terms.matchers, labels)]
-                )
+                group = groups[key] = SharedSums([c for k, c in state.series.items() if selects(key, k)])
             ev = evaluate(terms, group.source_for(terms), now)
             before = self.alert_states.get(objective.id, AlertState())
             after, transitions = decide(objective.terms, before, ev)

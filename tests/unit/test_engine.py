@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.evaluator.engine import Engine, series_key, series_name
+from services.evaluator.engine import Engine
 from shared.budget import (
     Comparison,
     ObjectiveTerms,
@@ -13,6 +13,7 @@ from shared.budget import (
     ThresholdRule,
 )
 from shared.measurements import Measurement
+from shared.series import series_key, series_name
 from shared.terms import ObjectiveConfig
 
 

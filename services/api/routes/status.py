@@ -8,64 +8,56 @@ from datetime import datetime
 from fastapi import APIRouter, Query
 
 from services.api import repository as repo
+from services.api.budgets import agreement_statuses, readings, status_out
 from services.api.deps import Session, State
 from services.api.schemas import (
     AgreementStatusOut,
     BreachEventOut,
-    Budget,
+    CustomerStatusOut,
     ObjectiveStatusOut,
     Page,
-    TierStatus,
 )
-from shared.db import Objective, ObjectiveStatus
+from shared.errors import NotFound
 
 router = APIRouter(tags=["status"])
 
 
-def status_out(objective: Objective, status: ObjectiveStatus | None) -> ObjectiveStatusOut:
-    """The stored reading of an objective; before any measurement, zero events and a full budget."""
-    good = status.good if status else 0
-    total = status.total if status else 0
-    consumed = status.budget_consumed if status else 0.0
-    return ObjectiveStatusOut(
-        objective_id=objective.id,
-        agreement_id=objective.agreement_id,
-        name=objective.name,
-        indicator=objective.indicator_key,
-        target=objective.target,
-        window=objective.window,
-        sli=status.sli if status else None,
-        good=good,
-        total=total,
-        budget=Budget(
-            allowed_events=(1 - objective.target) * total,
-            consumed_events=total - good,
-            consumed=consumed,
-            remaining=1 - consumed,
-        ),
-        burn_rate=status.burn_rate if status else None,
-        tiers=[TierStatus(**t) for t in status.tiers] if status else [],
-        exhausted=bool(status.alert_state.get("exhausted")) if status else False,
-        last_measurement_at=status.last_measurement_at if status else None,
-        evaluated_at=status.evaluated_at if status else None,
-    )
-
-
 @router.get("/v1/objectives/{objective_id}/status", summary="Status of one objective")
 async def objective_status(objective_id: uuid.UUID, session: Session) -> ObjectiveStatusOut:
-    objective, status = await repo.objective_with_status(session, objective_id)
-    return status_out(objective, status)
+    """SLI, budget (fraction and units, time left), burn rate per tier window and alert states.
+
+    Recomputed from the evaluator's stored counts at the instant it last evaluated (event time),
+    under the objective's current terms.
+    """
+    await repo.read_snapshot(session)
+    objective, agreement = await repo.get_objective(session, objective_id)
+    (reading,) = await readings(session, [(objective, agreement)])
+    return status_out(reading)
 
 
 @router.get("/v1/agreements/{agreement_id}/status", summary="Status of every objective of an agreement")
 async def agreement_status(agreement_id: uuid.UUID, session: Session) -> AgreementStatusOut:
+    await repo.read_snapshot(session)
     agreement = await repo.get_agreement_row(session, agreement_id)
-    objectives = await repo.agreement_objectives(session, agreement_id)
-    statuses = await repo.statuses_of(session, [o.id for o in objectives])
-    return AgreementStatusOut(
-        agreement_id=agreement.id,
-        customer=agreement.customer,
-        objectives=[status_out(o, statuses.get(o.id)) for o in objectives],
+    (out,) = await agreement_statuses(session, [agreement])
+    return out
+
+
+@router.get("/v1/customers/{customer}/status", summary="Status of every objective of a customer's agreements")
+async def customer_status(customer: str, session: Session) -> CustomerStatusOut:
+    """Every agreement of the customer that is not archived, with the status of each objective."""
+    await repo.read_snapshot(session)
+    agreements = await repo.customer_agreements(session, customer)
+    if not agreements:
+        raise NotFound(f"No agreement (not archived) with customer {customer!r}.")
+    out = await agreement_statuses(session, agreements)
+    objectives = [o for a in out for o in a.objectives]
+    return CustomerStatusOut(
+        customer=customer,
+        objectives=len(objectives),
+        exhausted=sum(o.alerts.exhausted for o in objectives),
+        firing=sum(bool(o.alerts.firing) for o in objectives),
+        agreements=out,
     )
 
 
@@ -91,7 +83,7 @@ async def list_breaches(
         event_type=type,
         since=since,
         until=until,
-        after=repo.decode_cursor(cursor) if cursor else None,
+        after=repo.decode_cursor(cursor, 2) if cursor else None,
         limit=size + 1,
     )
     items = [

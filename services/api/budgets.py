@@ -1,0 +1,280 @@
+"""Status and history of objectives, recomputed from the evaluator's stored minute buckets.
+
+The evaluator stores counts (series_buckets), its latest reading (objective_status) and the
+instant it evaluated at (event time). The api recomputes each reading with the same pure math
+(`shared.budget.evaluate` via `shared.history`) at that same instant, so the numbers agree by
+construction and everything `Evaluation` knows (time left, budget in units, per-tier windows)
+can be shown, not just what the status row holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api import repository as repo
+from services.api.schemas import (
+    AgreementStatusOut,
+    AlertStates,
+    Budget,
+    EventCounts,
+    HistoryPointOut,
+    ObjectiveStatusOut,
+    TierBurn,
+    TierStatus,
+)
+from shared.budget import ZERO, AlertState, Budgeting, Evaluation, ObjectiveTerms, evaluate, minute_of
+from shared.budget.model import tier_name
+from shared.contract import objective_terms
+from shared.db import Agreement, Objective, ObjectiveStatus
+from shared.errors import Invalid
+from shared.history import (
+    HistoryPoint,
+    IndicatorBuckets,
+    PrefixCounts,
+    TermsInForce,
+    bucket_span,
+    combine,
+    history,
+    lookback_minutes,
+)
+from shared.series import SeriesGroup, series_group
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TIMESLICES_WORK = 3_000_000
+"""Most window minutes one history request of a timeslices objective may walk (points × window length)."""
+
+
+def to_ms(instant: datetime) -> int:
+    """Milliseconds since the epoch, exactly (no float rounding)."""
+    return (instant - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def from_minute(minute: int) -> datetime:
+    return EPOCH + timedelta(minutes=minute)
+
+
+@dataclass(frozen=True)
+class Reading:
+    objective: Objective
+    terms: ObjectiveTerms
+    status: ObjectiveStatus | None
+    evaluation: Evaluation | None
+
+
+async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, Agreement]]) -> list[Reading]:
+    """Each objective evaluated under its current terms at the instant the evaluator last evaluated it.
+
+    That instant is the stored status' `evaluated_at`; without a status (no measurement since the
+    objective was added) it is its indicator's watermark; without either there is no reading.
+    Buckets are loaded once per indicator for all its objectives.
+    """
+    statuses = await repo.statuses_of(session, [o.id for o, _ in objectives])
+    marks = await repo.watermarks(session, {o.indicator_key for o, _ in objectives})
+    planned: list[tuple[Objective, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
+    spans: dict[str, tuple[int, int]] = {}
+    for objective, agreement in objectives:
+        terms = objective_terms(agreement.spec, objective.spec)
+        status = statuses.get(objective.id)
+        instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
+        planned.append((objective, terms, status, instant))
+        if instant is not None:
+            start, end = minute_of(instant) + 1 - lookback_minutes(terms), minute_of(instant) + 1
+            known = spans.get(objective.indicator_key)
+            spans[objective.indicator_key] = (min(start, known[0]), max(end, known[1])) if known else (start, end)
+    loaded: dict[str, IndicatorBuckets] = {}
+    for indicator, (start, end) in spans.items():
+        loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
+    sources: dict[tuple[str, SeriesGroup], PrefixCounts] = {}
+    out = []
+    for objective, terms, status, instant in planned:
+        evaluation = None
+        if instant is not None:
+            group = (objective.indicator_key, series_group(terms))
+            source = sources.get(group)
+            if source is None:
+                source = sources[group] = combine(loaded[objective.indicator_key], group[1])
+            evaluation = evaluate(terms, source, instant)
+        out.append(Reading(objective, terms, status, evaluation))
+    return out
+
+
+def status_out(reading: Reading) -> ObjectiveStatusOut:
+    """The api's view of a reading; before any measurement, zero events and a full budget."""
+    objective, terms, status, ev = reading.objective, reading.terms, reading.status, reading.evaluation
+    alert = AlertState.from_json(status.alert_state) if status is not None else AlertState()
+    unit = "slices" if terms.budgeting is Budgeting.TIMESLICES else "events"
+    tiers = []
+    readings = {r.name: r for r in ev.tiers} if ev is not None else {}
+    for tier in terms.tiers:
+        r = readings.get(tier.name)
+        tiers.append(
+            TierStatus(
+                name=tier.name,
+                severity=tier.severity.value,
+                factor=tier.factor,
+                long_window=tier_name(tier.long_minutes),
+                short_window=tier_name(tier.short_minutes),
+                long_burn_rate=r.long_burn_rate if r else None,
+                short_burn_rate=r.short_burn_rate if r else None,
+                long_events=r.long_total if r else 0,
+                burning=r.burning if r else False,
+                firing=tier.name in alert.firing,
+            )
+        )
+    time_left = ev.time_left_minutes if ev is not None else None
+    events = ev.events if ev is not None else ZERO
+    evaluated_at = from_ms(ev.now_ms) if ev is not None else None
+    return ObjectiveStatusOut(
+        objective_id=objective.id,
+        agreement_id=objective.agreement_id,
+        name=objective.name,
+        indicator=objective.indicator_key,
+        target=terms.target,
+        window=objective.window,
+        budgeting=terms.budgeting.value,
+        window_start=from_minute(ev.window_start) if ev is not None else None,
+        window_end=from_minute(ev.window_end) if ev is not None else None,
+        sli=ev.sli if ev is not None else None,
+        good=ev.counts.good if ev is not None else 0,
+        total=ev.counts.total if ev is not None else 0,
+        events=EventCounts(good=events.good, total=events.total),
+        budget=Budget(
+            unit=unit,
+            allowed_events=ev.budget_allowed if ev is not None else 0.0,
+            consumed_events=ev.budget_spent if ev is not None else 0,
+            remaining_events=ev.budget_left if ev is not None else 0.0,
+            consumed=ev.budget_consumed if ev is not None else 0.0,
+            remaining=ev.budget_remaining if ev is not None else 1.0,
+            time_left_minutes=time_left,
+            exhausted_at=evaluated_at + timedelta(minutes=time_left)
+            if evaluated_at is not None and time_left is not None
+            else None,
+        ),
+        burn_rate=ev.burn_rate if ev is not None else None,
+        tiers=tiers,
+        alerts=AlertStates(
+            firing=sorted(alert.firing), exhausted=alert.exhausted, thresholds_crossed=sorted(alert.crossed)
+        ),
+        exhausted=alert.exhausted,
+        last_measurement_at=status.last_measurement_at if status is not None else None,
+        evaluated_at=evaluated_at,
+    )
+
+
+async def agreement_statuses(session: AsyncSession, agreements: Sequence[Agreement]) -> list[AgreementStatusOut]:
+    """Status of every current objective of the agreements (one bucket load per indicator for all of them)."""
+    by_id = {a.id: a for a in agreements}
+    objectives = await repo.objectives_of(session, list(by_id))
+    found = await readings(session, [(o, by_id[o.agreement_id]) for o in objectives])
+    grouped: dict[uuid.UUID, list[ObjectiveStatusOut]] = {a.id: [] for a in agreements}
+    for reading in found:
+        grouped[reading.objective.agreement_id].append(status_out(reading))
+    return [
+        AgreementStatusOut(
+            agreement_id=a.id,
+            name=a.name,
+            provider=a.provider,
+            customer=a.customer,
+            revision=a.revision,
+            objectives=grouped[a.id],
+        )
+        for a in agreements
+    ]
+
+
+# --- history ----------------------------------------------------------------------------------------
+
+
+def terms_in_force(objective_id: uuid.UUID, revisions: Sequence[Any]) -> list[TermsInForce]:
+    """The objective's terms per agreement revision (from its `valid_from`); None where it was not in force.
+
+    `revisions` are `AgreementRevision` rows, oldest first.
+    """
+    wanted = str(objective_id)
+    spans = []
+    for revision in revisions:
+        document: dict[str, Any] = revision.document
+        spec = {k: v for k, v in document.items() if k not in ("objectives", "archived_at")}
+        objective = next((o for o in document.get("objectives", ()) if o.get("id") == wanted), None)
+        valid_from = to_ms(revision.valid_from)
+        if objective is None or document.get("archived_at"):
+            spans.append(TermsInForce(valid_from, revision.revision, None, None))
+        else:
+            spans.append(
+                TermsInForce(valid_from, revision.revision, objective["indicator"], objective_terms(spec, objective))
+            )
+    return spans
+
+
+async def objective_history(
+    session: AsyncSession, objective_id: uuid.UUID, agreement_id: uuid.UUID, from_ms_: int, to_ms_: int, step_ms: int
+) -> list[HistoryPointOut]:
+    """The objective's budget at from, from + step, ... <= to, each under the revision in force then."""
+    spans = terms_in_force(objective_id, await repo.all_revisions(session, agreement_id))
+    times = range(from_ms_, to_ms_ + 1, step_ms)
+    # Only the revisions in force somewhere in [from, to] matter, for the buckets to load.
+    relevant = [
+        s
+        for k, s in enumerate(spans)
+        if s.valid_from_ms <= to_ms_ and (k + 1 == len(spans) or spans[k + 1].valid_from_ms > from_ms_)
+    ]
+    sliced = [s.terms.window.max_minutes for s in relevant if s.terms and s.terms.budgeting is Budgeting.TIMESLICES]
+    if sliced and len(times) > (limit := max(1, TIMESLICES_WORK // max(sliced))):
+        # evaluate() walks every bucket of a timeslices window at each instant (no incremental slices yet).
+        raise Invalid(
+            "Too many points.",
+            [
+                {
+                    "field": "query.step",
+                    "reason": f"{len(times)} points; a timeslices objective with this window allows at most "
+                    f"{limit} per request: use a larger step or a shorter range",
+                }
+            ],
+        )
+    loaded: dict[str, IndicatorBuckets] = {}
+    for indicator in {s.indicator for s in relevant if s.indicator is not None}:
+        terms = [s.terms for s in relevant if s.indicator == indicator and s.terms is not None]
+        start, end = bucket_span(terms, from_ms_, to_ms_)
+        loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
+    return [point_out(p) for p in history(relevant, loaded, times)]
+
+
+def point_out(point: HistoryPoint) -> HistoryPointOut:
+    ev, span = point.evaluation, point.terms
+    if ev is None or span is None or span.terms is None:
+        return HistoryPointOut(
+            time=from_ms(point.time_ms),
+            revision=None,
+            target=None,
+            sli=None,
+            good=None,
+            total=None,
+            budget_consumed=None,
+            budget_remaining=None,
+            burn_rate=None,
+            burn_rates={},
+        )
+    return HistoryPointOut(
+        time=from_ms(point.time_ms),
+        revision=span.revision,
+        target=span.terms.target,
+        sli=ev.sli,
+        good=ev.counts.good,
+        total=ev.counts.total,
+        budget_consumed=ev.budget_consumed,
+        budget_remaining=ev.budget_remaining,
+        burn_rate=ev.burn_rate,
+        burn_rates={
+            r.name: TierBurn(long=r.long_burn_rate, short=r.short_burn_rate, burning=r.burning) for r in ev.tiers
+        },
+    )
