@@ -29,7 +29,10 @@ from shared.budget import (
     CalendarWindow,
     Counts,
     Evaluation,
+    Measured,
     ObjectiveTerms,
+    Period,
+    PeriodKind,
     SeriesCounts,
     ThresholdRule,
     Transition,
@@ -37,8 +40,12 @@ from shared.budget import (
     credit_owed,
     decide,
     evaluate,
+    judge,
+    measure,
     minute_of,
     period_bounds,
+    quiet,
+    shape_of,
 )
 from shared.budget.counts import MINUTE_MS
 from shared.events import cloud_event, iso_ms
@@ -64,11 +71,13 @@ class IndicatorCounts:
 class SharedSums:
     """Range sums over a group of series, remembered for one evaluation instant."""
 
-    __slots__ = ("_cache", "series")
+    __slots__ = ("_cache", "measured", "series")
 
     def __init__(self, series: list[SeriesCounts]) -> None:
         self.series = series
         self._cache: dict[tuple[int, int], Counts] = {}
+        # Objectives of one shape (window, tier windows, exclusions, budgeting) measure the same counts.
+        self.measured: dict[tuple[object, ...], Measured] = {}
 
     def source_for(self, terms: ObjectiveTerms) -> SharedSums | SeriesCounts:
         # Timeslices walk buckets, not ranges: a lone series goes as itself, to SeriesCounts' fast path.
@@ -150,6 +159,7 @@ class Engine:
         self._new_seen: list[tuple[str, str, int]] = []
         self._dirty_indicators: set[str] = set()
         self._statuses: dict[str, StatusRow] = {}
+        self._quiet: dict[str, tuple[ObjectiveConfig, Measured, int]] = {}
         self._events: list[EventRow] = []
 
     # --- configuration -------------------------------------------------------------------------
@@ -162,7 +172,9 @@ class Engine:
             if o.terms.threshold is not None:
                 rules.setdefault(o.indicator, {})[o.terms.threshold.key] = o.terms.threshold
         self.objectives = by_indicator
+        self._shapes = {o.id: shape_of(o.terms) for objs in by_indicator.values() for o in objs}
         self._history: dict[str, int] = {}
+        self._periods: dict[tuple[PeriodKind, str], Period] = {}
         self.rules = {k: sorted(v.values(), key=lambda r: r.key) for k, v in rules.items()}
 
     def history_minutes(self, indicator: str) -> int:
@@ -201,6 +213,7 @@ class Engine:
             del self.indicators[key]
             for o in self.objectives.get(key, ()):
                 self.alert_states.pop(o.id, None)
+                self._quiet.pop(o.id, None)
 
     # --- the hot path ----------------------------------------------------------------------------
 
@@ -270,10 +283,21 @@ class Engine:
             group = groups.get(key)
             if group is None:
                 group = groups[key] = SharedSums([c for k, c in state.series.items() if selects(key, k)])
-            ev = evaluate(terms, group.source_for(terms), now)
+            shape = self._shapes[objective.id]
+            measured = group.measured.get(shape)
+            if measured is None:
+                measured = group.measured[shape] = measure(terms, group.source_for(terms), now)
             before = self.alert_states.get(objective.id, AlertState())
-            after, transitions = decide(objective.terms, before, ev)
+            if quiet(terms, before, measured):
+                # Nothing to announce: the status row is worked out when it is next written.
+                self._quiet[objective.id] = (objective, measured, last_measurement_ms)
+                if before_ms is not None:
+                    emitted += self._close_period(objective, group, before_ms, now)
+                continue
+            ev = judge(terms, measured)
+            after, transitions = decide(terms, before, ev)
             self.alert_states[objective.id] = after
+            self._quiet.pop(objective.id, None)
             self._statuses[objective.id] = StatusRow(objective.id, ev, after, last_measurement_ms)
             for t in transitions:
                 self._events.append(_event_row(objective, t, ev))
@@ -282,6 +306,13 @@ class Engine:
                 emitted += self._close_period(objective, group, before_ms, now)
         return emitted
 
+    def _period(self, kind: PeriodKind, tz: str, instant_ms: int) -> Period:
+        """period_bounds, remembered: every record asks, and the answer changes once a month."""
+        known = self._periods.get((kind, tz))
+        if known is None or not known.start_ms <= instant_ms < known.end_ms:
+            known = self._periods[(kind, tz)] = period_bounds(kind, tz, instant_ms)
+        return known
+
     def _close_period(self, objective: ObjectiveConfig, group: SharedSums, before_ms: int, now_ms: int) -> int:
         """`accord.sla.breached` when the watermark left a reporting period whose compliance is below target.
 
@@ -289,7 +320,7 @@ class Engine:
         period came in (event time); its id is derived from objective and period, so a
         replay finds the same id.
         """
-        closed = period_bounds(objective.reporting_period, objective.timezone, before_ms)
+        closed = self._period(objective.reporting_period, objective.timezone, before_ms)
         if now_ms < closed.end_ms:
             return 0
         terms = replace(
@@ -313,9 +344,19 @@ class Engine:
 
     # --- checkpoints -----------------------------------------------------------------------------
 
-    def drain(self) -> Changes:
-        """Everything changed since the last drain; the caller writes it in one transaction."""
+    def drain(self, *, all_statuses: bool = True) -> Changes:
+        """Everything changed since the last drain; the caller writes it in one transaction.
+
+        Statuses whose alert state changed always come along (their transitions' sequence
+        numbers must be stored with the events); the others only when `all_statuses`, so a
+        busy evaluator can refresh them less often than it checkpoints.
+        """
         changes = Changes()
+        if all_statuses:
+            for oid, (objective, measured, last_ms) in self._quiet.items():
+                alert = self.alert_states.get(oid, AlertState())
+                self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms)
+            self._quiet = {}
         for indicator, key, minute in self._dirty_buckets:
             state = self.indicators.get(indicator)
             if state is None:

@@ -72,6 +72,7 @@ class Evaluator:
     expected: dict[int, int] = field(default_factory=dict)  # next offset each owned partition may apply
     owned: set[int] = field(default_factory=set)
     last_checkpoint: float = field(default_factory=time.monotonic)
+    last_status_flush: float = 0.0
     events_waiting: asyncio.Event = field(default_factory=asyncio.Event)
     # Checkpoints and partition moves never interleave: a partition is reloaded only after
     # every checkpoint that touched it has committed.
@@ -136,7 +137,7 @@ class Evaluator:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
-            await self._checkpoint()
+            await self._checkpoint(all_statuses=True)  # the next owner starts from what is stored
             self._forget(revoked)
 
     def _forget(self, revoked: set[TopicPartition]) -> None:
@@ -186,7 +187,7 @@ class Evaluator:
                     await self.checkpoint()
         finally:
             with contextlib.suppress(Exception):
-                await self.checkpoint()
+                await self.checkpoint(all_statuses=True)
             await consumer.stop()
 
     async def _rebase(self, exc: OffsetOutOfRangeError) -> None:
@@ -236,13 +237,18 @@ class Evaluator:
             expected = self.positions[tp.partition] = self.expected[tp.partition] = record.offset + 1
             self.metrics.records.inc()
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, *, all_statuses: bool = False) -> None:
         """Write every change since the last checkpoint, with the offsets, in one transaction."""
         async with self.lock:
-            await self._checkpoint()
+            await self._checkpoint(all_statuses=all_statuses)
 
-    async def _checkpoint(self) -> None:
-        changes = self.engine.drain()
+    async def _checkpoint(self, *, all_statuses: bool = False) -> None:
+        statuses_due = all_statuses or (
+            time.monotonic() - self.last_status_flush >= self.settings.status_interval_ms / 1000
+        )
+        changes = self.engine.drain(all_statuses=statuses_due)
+        if statuses_due:
+            self.last_status_flush = time.monotonic()
         offsets = dict(self.positions)
         self.last_checkpoint = time.monotonic()
         if not changes and not offsets:
@@ -253,6 +259,8 @@ class Evaluator:
                 await write_checkpoint(
                     conn, changes, group=self.settings.group_id, topic=self.settings.measurements_topic, offsets=offsets
                 )
+        except asyncio.CancelledError:
+            raise  # shutting down: the transaction rolls back, and a restart resumes from what is stored
         except BaseException:
             log.critical("checkpoint failed; exiting so that a restart resumes from the stored state")
             raise

@@ -16,6 +16,11 @@ class EvaluatorSettings(CommonSettings):
     checkpoint_interval_ms: int = Field(
         default=250, gt=0, description="Longest time applied measurements wait before their checkpoint commits."
     )
+    status_interval_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="How often statuses without alert changes are rewritten (changed ones go with each checkpoint).",
+    )
     max_batch: int = Field(default=2000, gt=0, description="Most Kafka records taken per poll.")
     session_timeout_ms: int = Field(default=6000, gt=0, description="Kafka consumer session timeout.")
     dedup_horizon_minutes: int = Field(

@@ -42,17 +42,26 @@ def minute_of(timestamp_ms: int) -> int:
 class SeriesCounts:
     """Mutable minute buckets of one series. Pure data structure: no clock, no I/O."""
 
-    __slots__ = ("_days", "_hours", "_minutes")
+    __slots__ = ("_days", "_hours", "_minutes", "_ranges")
+
+    # Range sums asked for recently, kept exact by `add`: windows ending at the same minute are
+    # asked again and again (every record of the indicator), and a walk costs ~100 lookups.
+    RANGE_MEMO = 32
 
     def __init__(self) -> None:
         self._minutes: dict[int, list[int]] = {}
         self._hours: dict[int, list[int]] = {}
         self._days: dict[int, list[int]] = {}
+        self._ranges: dict[tuple[int, int], list[int]] = {}
 
     def add(self, minute: int, good: int, total: int) -> None:
         """Count `good` of `total` events in bucket `minute`."""
         if not 0 <= good <= total:
             raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
+        for (start, end), memo in self._ranges.items():
+            if start <= minute < end:
+                memo[0] += good
+                memo[1] += total
         for level, key in ((self._minutes, minute), (self._hours, minute // HOUR), (self._days, minute // DAY)):
             cell = level.get(key)
             if cell is None:
@@ -116,6 +125,16 @@ class SeriesCounts:
 
     def range(self, start: int, end: int) -> Counts:
         """Sum of the buckets with start <= minute < end."""
+        memo = self._ranges.get((start, end))
+        if memo is None:
+            if len(self._ranges) >= self.RANGE_MEMO:
+                self._ranges.clear()
+            walked = self._walk(start, end)
+            self._ranges[(start, end)] = [walked.good, walked.total]
+            return walked
+        return Counts(memo[0], memo[1])
+
+    def _walk(self, start: int, end: int) -> Counts:
         good = total = 0
         m = start
         while m < end:
@@ -135,6 +154,7 @@ class SeriesCounts:
 
     def drop_before(self, minute: int) -> int:
         """Forget buckets older than `minute`; returns how many minute buckets went."""
+        self._ranges.clear()
         old = [m for m in self._minutes if m < minute]
         for m in old:
             good, total = self._minutes.pop(m)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from itertools import accumulate
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from shared.budget.counts import ZERO, Counts, SeriesCounts, minute_of
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
@@ -58,9 +58,12 @@ def slice_is_good(counts: Counts, good_ratio: float) -> bool:
     return counts.good / counts.total >= good_ratio
 
 
-@dataclass(frozen=True, slots=True)
-class TierReading:
-    """One burn-rate tier at one instant; `long_total` counts events (not slices) for the low-traffic guard."""
+class TierReading(NamedTuple):
+    """One burn-rate tier at one instant; `long_total` counts events (not slices) for the low-traffic guard.
+
+    NamedTuples rather than frozen dataclasses (here and for Evaluation): the evaluator builds
+    them for every objective after every record, and tuples are several times cheaper to build.
+    """
 
     name: str
     severity: Severity
@@ -72,8 +75,7 @@ class TierReading:
     long_minutes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     """One objective's numbers at `now_ms`, over its window [window_start, window_end) in minutes.
 
     `counts` are the budgeting units: events (occurrences) or good slices / slices with data
@@ -169,6 +171,8 @@ class _Units:
         self.good_prefix = list(accumulate((slices[k][0] / slices[k][1] >= ratio for k in self.keys), initial=0))
 
     def events(self, start: int) -> Counts:
+        if not self.excluded and len(self.sources) == 1:
+            return self.sources[0].range(start, self.end)  # the common case, on the evaluator's hot path
         total = ZERO
         for a, b in included_intervals(start, self.end, self.excluded):
             for src in self.sources:
@@ -183,25 +187,56 @@ class _Units:
         return Counts(self.good_prefix[hi] - self.good_prefix[lo], hi - lo)
 
 
-def evaluate(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], now_ms: int) -> Evaluation:
-    """Evaluate an objective's window and burn-rate tiers at `now_ms`.
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """The counts an evaluation needs, before any target is applied: window and every tier window.
 
-    `source` is one series' counts or a sequence of them (every series the objective's
-    matchers select); they are summed. Excluded time is left out of every window.
+    Objectives that read the same series with the same `shape_of` (window, tier windows,
+    exclusions, budgeting) share one `Measured`, and differ only in `judge`'s arithmetic.
+    `tiers` holds (long units, long events, short units) per tier, in the terms' order.
     """
+
+    now_ms: int
+    window_start: int
+    window_end: int
+    period_end: int | None
+    units: Counts
+    events: Counts
+    tiers: tuple[tuple[Counts, Counts, Counts], ...]
+
+
+def shape_of(terms: ObjectiveTerms) -> tuple[object, ...]:
+    """What `measure` depends on besides the counts and the instant: equal shapes measure equally."""
+    slices = (terms.slice_minutes, terms.good_slice_ratio) if terms.budgeting is Budgeting.TIMESLICES else ()
+    windows = tuple((t.long_minutes, t.short_minutes) for t in terms.tiers)
+    return (terms.window, windows, terms.exclusions, terms.budgeting, slices)
+
+
+def measure(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], now_ms: int) -> Measured:
+    """Sum the objective's window and tier windows at `now_ms`, excluded time left out."""
     sources = _sources(source)
     start, end = window_bounds(terms.window, now_ms)
     period_end = terms.window.period(now_ms).end if isinstance(terms.window, CalendarWindow) else None
     lo = min([start, *(end - t.long_minutes for t in terms.tiers)])
-    excluded = excluded_intervals(terms.exclusions, lo, end)
+    excluded = excluded_intervals(terms.exclusions, lo, end) if terms.exclusions else []
     units = _Units(terms, sources, excluded, lo, end)
-
-    readings = []
+    tiers = []
     for tier in terms.tiers:
-        long_events = units.events(end - tier.long_minutes)
-        long_rate = burn_rate(units.units(end - tier.long_minutes, long_events), terms.target)
-        short_start = end - tier.short_minutes
-        short_rate = burn_rate(units.units(short_start, units.events(short_start)), terms.target)
+        long_start, short_start = end - tier.long_minutes, end - tier.short_minutes
+        long_events = units.events(long_start)
+        tiers.append(
+            (units.units(long_start, long_events), long_events, units.units(short_start, units.events(short_start)))
+        )
+    events = units.events(start)
+    return Measured(now_ms, start, end, period_end, units.units(start, events), events, tuple(tiers))
+
+
+def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
+    """Apply the objective's target and tiers to what was measured: arithmetic only."""
+    readings = []
+    for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
+        long_rate = burn_rate(long_units, terms.target)
+        short_rate = burn_rate(short_units, terms.target)
         enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events_for_page
         burning = (
             enough
@@ -222,28 +257,35 @@ def evaluate(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource],
                 tier.long_minutes,
             )
         )
-
-    events = units.events(start)
-    counts = units.units(start, events)
+    counts = m.units
     consumed = budget_consumed(counts, terms.target)
     shortest = min(readings, key=lambda r: r.long_minutes, default=None)
     return Evaluation(
-        now_ms=now_ms,
-        window_start=start,
-        window_end=end,
+        now_ms=m.now_ms,
+        window_start=m.window_start,
+        window_end=m.window_end,
         counts=counts,
         sli=sli(counts),
         budget_consumed=consumed,
         burn_rate=burn_rate(counts, terms.target),
         tiers=tuple(readings),
-        events=events,
+        events=m.events,
         unit=terms.budgeting,
         budget_allowed=(1.0 - terms.target) * counts.total,
         time_left_minutes=time_left(
             1.0 - consumed, shortest.long_burn_rate if shortest else None, terms.window.nominal_minutes
         ),
-        period_end=period_end,
+        period_end=m.period_end,
     )
+
+
+def evaluate(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], now_ms: int) -> Evaluation:
+    """Evaluate an objective's window and burn-rate tiers at `now_ms`.
+
+    `source` is one series' counts or a sequence of them (every series the objective's
+    matchers select); they are summed. Excluded time is left out of every window.
+    """
+    return judge(terms, measure(terms, source, now_ms))
 
 
 class TransitionType(StrEnum):
@@ -306,6 +348,34 @@ class AlertState:
             seq=int(doc.get("seq", 0)),
             period_start=None if period_start is None else int(period_start),
         )
+
+
+def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
+    """Whether `decide(terms, state, judge(terms, m))` would announce nothing and leave `state` as it is.
+
+    The same arithmetic as `judge` and `decide`, without building readings: the evaluator asks
+    this for every objective after every record, and most of the time nothing changes.
+    """
+    target_budget = 1.0 - terms.target
+    for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
+        burning = False
+        if long_units.total and short_units.total:
+            enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events_for_page
+            burning = (
+                enough
+                and (long_units.bad / long_units.total) / target_budget > tier.factor
+                and (short_units.bad / short_units.total) / target_budget > tier.factor
+            )
+        if burning != (tier.name in state.firing):
+            return False
+    if state.period_start != (m.window_start if isinstance(terms.window, CalendarWindow) else None):
+        return False
+    consumed = budget_consumed(m.units, terms.target)
+    if (consumed >= 1.0) != state.exhausted:
+        return False
+    if any(consumed < t for t in state.crossed):
+        return False
+    return all(t >= 1.0 or consumed < t or t in state.crossed for t in terms.budget_thresholds)
 
 
 def decide(terms: ObjectiveTerms, state: AlertState, ev: Evaluation) -> tuple[AlertState, list[Transition]]:

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import product
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.budget import (
+    AlertState,
     Budgeting,
     BurnRateTier,
     BusinessHours,
@@ -27,6 +29,7 @@ from shared.budget import (
     Evaluation,
     ExcludedTime,
     MaintenanceWindow,
+    Measured,
     ObjectiveTerms,
     PeriodKind,
     RecurringMaintenance,
@@ -37,9 +40,13 @@ from shared.budget import (
     TierReading,
     Window,
     classify,
+    decide,
     default_tiers_for,
     evaluate,
+    judge,
     matches,
+    measure,
+    quiet,
 )
 
 MINUTE_MS = 60_000
@@ -194,6 +201,12 @@ def cases(draw: st.DrawFn) -> Case:
 def stream(case: Case, drop: bool = True) -> Evaluation:
     """What the evaluator does: classify, count per label set, keep only what windows need, evaluate."""
     terms = case.terms
+    return evaluate(terms, stream_sources(case, drop), case.now_ms)
+
+
+def stream_sources(case: Case, drop: bool = True) -> list[SeriesCounts]:
+    """The series the objective reads, counted as the evaluator counts them."""
+    terms = case.terms
     series: dict[tuple[tuple[str, str], ...], SeriesCounts] = {}
     for m in case.measurements:
         counts = Counts(m.good, m.total)
@@ -205,7 +218,7 @@ def stream(case: Case, drop: bool = True) -> Evaluation:
         keep = max([terms.window.max_minutes, *(t.long_minutes for t in terms.tiers)])
         for s in series.values():
             s.drop_before(case.now_ms // MINUTE_MS + 1 - keep)
-    return evaluate(terms, [s for key, s in series.items() if matches(terms.matchers, key)], case.now_ms)
+    return [s for key, s in series.items() if matches(terms.matchers, key)]
 
 
 # ---------------------------------------------------------------- the reference
@@ -423,3 +436,56 @@ def test_series_range_and_buckets_equal_a_naive_sum(
             naive[m][1] += t
         expected = [(m, Counts(g, t)) for m, (g, t) in sorted(naive.items()) if t > 0]
         assert list(series.buckets(start, end)) == expected
+
+
+@SETTINGS
+@given(cases(), st.data())
+def test_quiet_says_exactly_when_decide_would_change_nothing(case: Case, data: st.DataObject) -> None:
+    """The evaluator's shortcut: `quiet` must agree with judge + decide on every state."""
+    measured = measure(case.terms, stream_sources(case), case.now_ms)
+    names = [t.name for t in case.terms.tiers] + ["gone"]
+    state = AlertState(
+        firing=frozenset(data.draw(st.lists(st.sampled_from(names), max_size=3))),
+        crossed=frozenset(data.draw(st.lists(st.sampled_from([0.5, 0.75, 0.9, 0.3]), max_size=3))),
+        exhausted=data.draw(st.booleans()),
+        seq=data.draw(st.integers(0, 5)),
+        period_start=data.draw(st.sampled_from([None, measured.window_start, measured.window_start - 1])),
+    )
+    after, transitions = decide(case.terms, state, judge(case.terms, measured))
+    assert quiet(case.terms, state, measured) == (not transitions and after == state)
+
+
+SMALL_COUNTS = [Counts(good, total) for total in range(5) for good in range(total + 1)]
+
+
+def _agrees(terms: ObjectiveTerms, state: AlertState, measured: Measured) -> bool:
+    after, transitions = decide(terms, state, judge(terms, measured))
+    return quiet(terms, state, measured) == (not transitions and after == state)
+
+
+def test_quiet_agrees_with_decide_on_every_small_tier_reading() -> None:
+    """Exhaustive over small counts and round targets: burn rate == factor happens exactly here."""
+    units = Counts(1, 1)
+    for target, factor, severity, min_events in product((0.5, 0.75, 0.8), (1.0, 2.0), list(Severity), (0, 3)):
+        tier = BurnRateTier("t0", severity, 60, 5, factor)
+        terms = ObjectiveTerms(target, RollingWindow(60), (tier,), (), min_events)
+        for (long, short), firing in product(product(SMALL_COUNTS, SMALL_COUNTS), (frozenset(), frozenset({"t0"}))):
+            measured = Measured(0, 100, 160, None, units, units, ((long, long, short),))
+            assert _agrees(terms, AlertState(firing=firing), measured), (terms, long, short, firing)
+
+
+def test_quiet_agrees_with_decide_on_every_small_budget() -> None:
+    """Exhaustive over small counts: consumed == a threshold and == 1 happen exactly here."""
+    for target, units, thresholds, window in product(
+        (0.5, 0.75, 0.8),
+        SMALL_COUNTS,
+        ((), (0.5, 1.0), (0.25, 0.5, 0.75)),
+        (RollingWindow(60), CalendarWindow("month")),
+    ):
+        terms = ObjectiveTerms(target, window, (), thresholds)
+        measured = Measured(0, 100, 160, None, units, units, ())
+        for crossed, exhausted, period_start in product(
+            (frozenset(), frozenset({0.5}), frozenset({0.25, 0.5})), (False, True), (None, 100, 99)
+        ):
+            state = AlertState(crossed=crossed, exhausted=exhausted, period_start=period_start)
+            assert _agrees(terms, state, measured), (terms, units, state)
