@@ -344,19 +344,20 @@ class Engine:
 
     # --- checkpoints -----------------------------------------------------------------------------
 
-    def drain(self, *, all_statuses: bool = True) -> Changes:
+    def drain(self, *, quiet_statuses: int | None = None) -> Changes:
         """Everything changed since the last drain; the caller writes it in one transaction.
 
         Statuses whose alert state changed always come along (their transitions' sequence
-        numbers must be stored with the events); the others only when `all_statuses`, so a
-        busy evaluator can refresh them less often than it checkpoints.
+        numbers must be stored with the events). Of the others, at most `quiet_statuses`
+        (None: all), those waiting longest first, so one checkpoint never has to rewrite every
+        objective: under load they are refreshed in turn over a few checkpoints.
         """
         changes = Changes()
-        if all_statuses:
-            for oid, (objective, measured, last_ms) in self._quiet.items():
-                alert = self.alert_states.get(oid, AlertState())
-                self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms)
-            self._quiet = {}
+        taken = list(self._quiet) if quiet_statuses is None else list(self._quiet)[:quiet_statuses]
+        for oid in taken:
+            objective, measured, last_ms = self._quiet.pop(oid)
+            alert = self.alert_states.get(oid, AlertState())
+            self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms)
         for indicator, key, minute in self._dirty_buckets:
             state = self.indicators.get(indicator)
             if state is None:

@@ -72,7 +72,6 @@ class Evaluator:
     expected: dict[int, int] = field(default_factory=dict)  # next offset each owned partition may apply
     owned: set[int] = field(default_factory=set)
     last_checkpoint: float = field(default_factory=time.monotonic)
-    last_status_flush: float = 0.0
     events_waiting: asyncio.Event = field(default_factory=asyncio.Event)
     # Checkpoints and partition moves never interleave: a partition is reloaded only after
     # every checkpoint that touched it has committed.
@@ -243,12 +242,9 @@ class Evaluator:
             await self._checkpoint(all_statuses=all_statuses)
 
     async def _checkpoint(self, *, all_statuses: bool = False) -> None:
-        statuses_due = all_statuses or (
-            time.monotonic() - self.last_status_flush >= self.settings.status_interval_ms / 1000
+        changes = self.engine.drain(
+            quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint
         )
-        changes = self.engine.drain(all_statuses=statuses_due)
-        if statuses_due:
-            self.last_status_flush = time.monotonic()
         offsets = dict(self.positions)
         self.last_checkpoint = time.monotonic()
         if not changes and not offsets:

@@ -16,10 +16,10 @@ class EvaluatorSettings(CommonSettings):
     checkpoint_interval_ms: int = Field(
         default=250, gt=0, description="Longest time applied measurements wait before their checkpoint commits."
     )
-    status_interval_ms: int = Field(
-        default=1000,
-        ge=0,
-        description="How often statuses without alert changes are rewritten (changed ones go with each checkpoint).",
+    max_statuses_per_checkpoint: int = Field(
+        default=2000,
+        gt=0,
+        description="Most statuses without alert changes rewritten per checkpoint (the rest wait their turn).",
     )
     max_batch: int = Field(default=2000, gt=0, description="Most Kafka records taken per poll.")
     session_timeout_ms: int = Field(default=6000, gt=0, description="Kafka consumer session timeout.")

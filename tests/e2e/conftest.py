@@ -16,7 +16,6 @@ async def stack_env(servers: Servers, database_url: str, topics: Topics) -> dict
         "ACCORD_EVALUATOR_SESSION_TIMEOUT_MS": "3000",
         "ACCORD_EVALUATOR_CHECKPOINT_INTERVAL_MS": "100",
         "ACCORD_EVALUATOR_RELAY_INTERVAL_MS": "100",
-        "ACCORD_EVALUATOR_STATUS_INTERVAL_MS": "0",
         **topics.env(),
     }
 

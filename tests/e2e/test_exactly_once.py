@@ -145,8 +145,6 @@ def _env(run: Run, servers: Servers, **extra: str) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": servers.bootstrap,
         "ACCORD_EVALUATOR_SESSION_TIMEOUT_MS": "3000",
         "ACCORD_EVALUATOR_RELAY_INTERVAL_MS": "100",
-        # Statuses with every checkpoint: the test reads them as soon as the offsets reach the end.
-        "ACCORD_EVALUATOR_STATUS_INTERVAL_MS": "0",
         **run.topics.env(),
         **extra,
     }
