@@ -593,6 +593,9 @@ async def read_probe_events(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        # An alerting bridge that wants events fast polls often: with aiokafka's default 500 ms
+        # the client's own fetch cadence, not Accord, would dominate the measured latency.
+        fetch_max_wait_ms=10,
     )
     await consumer.start()
     ready.set()

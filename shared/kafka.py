@@ -41,7 +41,7 @@ def _has_lz4() -> bool:
 
 
 def make_consumer(
-    bootstrap: str, *, group_id: str, client_id: str, session_timeout_ms: int = 10_000
+    bootstrap: str, *, group_id: str, client_id: str, session_timeout_ms: int = 10_000, fetch_max_wait_ms: int = 500
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -54,6 +54,7 @@ def make_consumer(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 5),
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         fetch_max_bytes=32 * 1024 * 1024,
     )
 

@@ -344,6 +344,10 @@ class Engine:
 
     # --- checkpoints -----------------------------------------------------------------------------
 
+    def has_events(self) -> bool:
+        """Whether breach events wait for the next checkpoint."""
+        return bool(self._events)
+
     def drain(self, *, quiet_statuses: int | None = None) -> Changes:
         """Everything changed since the last drain; the caller writes it in one transaction.
 

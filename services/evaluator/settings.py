@@ -22,6 +22,9 @@ class EvaluatorSettings(CommonSettings):
         description="Most statuses without alert changes rewritten per checkpoint (the rest wait their turn).",
     )
     max_batch: int = Field(default=2000, gt=0, description="Most Kafka records taken per poll.")
+    fetch_max_wait_ms: int = Field(
+        default=100, gt=0, description="Longest time the broker holds a fetch when no data is there."
+    )
     session_timeout_ms: int = Field(default=6000, gt=0, description="Kafka consumer session timeout.")
     dedup_horizon_minutes: int = Field(
         default=24 * 60, gt=0, description="How long (in measurement time) a measurement id is remembered."
