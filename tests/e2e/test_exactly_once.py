@@ -210,10 +210,7 @@ async def test_killing_the_evaluator_at_random_points_changes_nothing(
             last.stop()
     finally:
         await conn.close()
-    for part in ("buckets", "statuses", "events"):
-        missing = set(baseline[part]) - set(outcome[part])
-        extra = set(outcome[part]) - set(baseline[part])
-        assert (missing, extra) == (set(), set()), f"{part}: kill points {kill_points} (seed {seed})"
+    _assert_same(outcome, baseline, f"kill points {kill_points} (seed {seed})")
     # At least once on the topic: a relay killed mid-batch may publish an event twice, never a new id.
     assert {e["id"] for e in published} == _ids(baseline)
 
@@ -241,4 +238,12 @@ async def test_two_evaluators_with_a_rebalance_in_the_middle_agree_with_one(
         await conn.close()
     assert second.log is not None
     assert "assigned" in second.log.read_text(), "the second evaluator never took partitions"
-    assert outcome == baseline
+    _assert_same(outcome, baseline, f"logs in {tmp_path}")
+
+
+def _assert_same(outcome: dict[str, Any], baseline: dict[str, Any], context: str) -> None:
+    """Equal, part by part, naming what is missing or extra when not."""
+    for part in ("buckets", "statuses", "events"):
+        missing = set(baseline[part]) - set(outcome[part])
+        extra = set(outcome[part]) - set(baseline[part])
+        assert (missing, extra) == (set(), set()), f"{part} differ ({context})"
