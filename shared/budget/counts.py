@@ -158,7 +158,7 @@ class SeriesCounts:
         elif not self._add_other(minute, good, total):
             return
         for (start, end), memo in self._ranges.items():
-            if start < minute < end:
+            if start <= minute < end:
                 memo[0] += good
                 memo[1] += total
 

@@ -96,9 +96,8 @@ def operations(base: int) -> st.SearchStrategy[list[Op]]:
 
 def snap(data: st.DataObject, model: Model, minute: int) -> int:
     """Half the time, a minute next to a bucket that holds counts (so bounds fall on and beside them)."""
-    if model.cells and data.draw(st.booleans()):
-        return data.draw(st.sampled_from(sorted(model.cells))) + data.draw(st.integers(-1, 1))
-    return minute
+    near: bool = bool(model.cells) and data.draw(st.booleans())
+    return data.draw(st.sampled_from(sorted(model.cells))) + data.draw(st.integers(-1, 1)) if near else minute
 
 
 def check_all(series: SeriesCounts, model: Model) -> None:
@@ -230,3 +229,15 @@ def test_slices_of_every_size_over_dense_and_sparse_days() -> None:
             series.add_slices(start, end, size, got)
             model.add_slices(start, end, size, want)
             assert got == want, size
+
+
+def test_ranges_and_buckets_bounded_on_and_beside_buckets() -> None:
+    series, model = SeriesCounts(), Model()
+    for m in [*range(EPOCH_DAY - 3, EPOCH_DAY + 200), EPOCH_DAY + DAY + 5, EPOCH_DAY + DAY + 61, EPOCH_DAY + DAY + 900]:
+        series.add(m, 1, 1 + m % 2)
+        model.add(m, 1, 1 + m % 2)
+    points = sorted({p + d for p in [*model.cells, EPOCH_DAY + HOUR, EPOCH_DAY + 2 * DAY] for d in (-1, 0, 1)})
+    for start in points[::3]:
+        for end in points:
+            assert series.range(start, end) == model.range(start, end), (start, end)
+            assert list(series.buckets(start, end)) == model.buckets(start, end), (start, end)
