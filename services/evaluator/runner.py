@@ -253,9 +253,7 @@ class Evaluator:
             await self._checkpoint(all_statuses=all_statuses)
 
     async def _checkpoint(self, *, all_statuses: bool = False) -> None:
-        changes = self.engine.drain(
-            quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint
-        )
+        changes = self.engine.drain(quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint)
         offsets = dict(self.positions)
         self.last_checkpoint = time.monotonic()
         if not changes and not offsets:
