@@ -175,6 +175,7 @@ class Engine:
         self._shapes = {o.id: shape_of(o.terms) for objs in by_indicator.values() for o in objs}
         self._history: dict[str, int] = {}
         self._periods: dict[tuple[PeriodKind, str], Period] = {}
+        self._reporting: dict[str, set[tuple[PeriodKind, str]]] = {}
         self.rules = {k: sorted(v.values(), key=lambda r: r.key) for k, v in rules.items()}
 
     def history_minutes(self, indicator: str) -> int:
@@ -274,6 +275,8 @@ class Engine:
         assert state.watermark_ms is not None
         now = state.watermark_ms
         emitted = 0
+        if before_ms is not None and not self._left_a_period(indicator, before_ms, now):
+            before_ms = None  # the watermark is still in every reporting period it was in
         # Objectives of one indicator mostly share their series and windows (fifty customers, one
         # availability): range sums are computed once per group and instant, not once per objective.
         groups: dict[SeriesGroup, SharedSums] = {}
@@ -305,6 +308,15 @@ class Engine:
             if before_ms is not None:
                 emitted += self._close_period(objective, group, before_ms, now)
         return emitted
+
+    def _left_a_period(self, indicator: str, before_ms: int, now_ms: int) -> bool:
+        """Whether moving the watermark from `before_ms` to `now_ms` left any reporting period of the indicator."""
+        kinds = self._reporting.get(indicator)
+        if kinds is None:
+            kinds = self._reporting[indicator] = {
+                (o.reporting_period, o.timezone) for o in self.objectives.get(indicator, ())
+            }
+        return any(now_ms >= self._period(kind, tz, before_ms).end_ms for kind, tz in kinds)
 
     def _period(self, kind: PeriodKind, tz: str, instant_ms: int) -> Period:
         """period_bounds, remembered: every record asks, and the answer changes once a month."""
