@@ -25,7 +25,14 @@ import httpx
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from accord.localstack import Broker, LocalStackError, Postgres, _reachable_by_others, _running_as_root
+from accord.localstack import (
+    Broker,
+    LocalStackError,
+    Postgres,
+    _reachable_by_others,
+    _running_as_root,
+    stop_process,
+)
 from shared.kafka import ensure_topics
 from shared.logs import configure_logging
 from shared.settings import CommonSettings, sqlalchemy_url
@@ -95,15 +102,7 @@ class Service:
         )
 
     def stop(self, timeout: float = 15) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout, self.name)
 
 
 def _wait_ready(services: list[Service], timeout: float) -> None:

@@ -63,6 +63,19 @@ def wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen[b
             time.sleep(0.02)
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15, name: str = "process") -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`: nothing outlives its launcher."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop within %.0fs; killing it", name, timeout)
+        proc.kill()
+        proc.wait()
+
+
 def _running_as_root() -> bool:
     return os.geteuid() == 0
 

@@ -59,7 +59,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from accord.cli import migrate  # noqa: E402
-from accord.localstack import Broker, Postgres, free_port  # noqa: E402
+from accord.localstack import Broker, Postgres, free_port, stop_process  # noqa: E402
 from shared.events import iso_ms  # noqa: E402
 from shared.kafka import ensure_topics, make_producer  # noqa: E402
 from shared.measurements import Measurement, encode_record  # noqa: E402
@@ -144,14 +144,7 @@ class Service:
             return (await client.get(f"{self.url}/metrics", timeout=5)).text
 
     def stop(self, timeout: float = 20) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout, self.command[-1])
 
 
 class BenchError(RuntimeError):

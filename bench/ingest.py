@@ -39,7 +39,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from accord.cli import migrate  # noqa: E402
-from accord.localstack import Broker, Postgres, free_port  # noqa: E402
+from accord.localstack import Broker, Postgres, free_port, stop_process  # noqa: E402
 from services.ingest.app import parse_request, read_body  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
@@ -149,12 +149,7 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> None
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, 10)
 
 
 async def prepare_database(pg: Postgres) -> str:

@@ -19,7 +19,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from accord.localstack import Broker, free_port
+from accord.localstack import Broker, free_port, stop_process
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"
@@ -98,14 +98,7 @@ class ServiceProcess:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 15, self.command)
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
