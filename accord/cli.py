@@ -31,6 +31,7 @@ from accord.localstack import (
     Postgres,
     _reachable_by_others,
     _running_as_root,
+    die_with_parent,
     stop_process,
 )
 from shared.kafka import ensure_topics
@@ -97,8 +98,10 @@ class Service:
             [str(Path(sys.executable).parent / self.command)],
             env=self.env,
             stdin=subprocess.DEVNULL,
-            # Own session: Ctrl-C reaches only the supervisor, which stops services in order.
+            # Own session: Ctrl-C reaches only the supervisor, which stops services in order;
+            # and if the supervisor is killed outright, Linux stops them (die_with_parent).
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
 
     def stop(self, timeout: float = 15) -> None:
@@ -152,6 +155,7 @@ def run_stack(settings: StackSettings) -> int:
     signal.signal(signal.SIGINT, _signal)
     signal.signal(signal.SIGTERM, _signal)
     pidfile = settings.data_dir / "accord-run.pid"
+    parent = os.getppid()
     try:
         _claim(pidfile)
         if "DATABASE_URL" not in os.environ:
@@ -206,6 +210,9 @@ def run_stack(settings: StackSettings) -> int:
             flush=True,
         )
         while True:
+            if os.getppid() != parent:
+                log.info("the process that started `accord run` (e.g. make) is gone: stopping")
+                return 0
             for svc in services:
                 assert svc.proc is not None
                 if svc.proc.poll() is not None:

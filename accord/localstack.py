@@ -14,6 +14,7 @@ Facts this module works around (DESIGN §8):
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import logging
@@ -24,9 +25,10 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,23 @@ def wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen[b
             if time.monotonic() > deadline:
                 raise LocalStackError(f"{what} did not listen on port {port} within {timeout:.0f}s") from None
             time.sleep(0.02)
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` that has Linux send `signum` to the child when its parent dies.
+
+    So a launcher killed without a chance to clean up (SIGKILL, an OOM kill, a CI timeout)
+    leaves no broker or service behind. None elsewhere: there, stopping stays explicit.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def _set() -> None:
+        libc.prctl(pr_set_pdeathsig, signum)
+
+    return _set
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15, name: str = "process") -> None:
@@ -261,7 +280,7 @@ class Broker:
                     "--storage-engine", "memory://tansu/",
                 ],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL),
             )  # fmt: skip
         wait_for_port(self.port, 30, "Kafka broker (tansu)", self.proc)
 

@@ -19,7 +19,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from accord.localstack import Broker, free_port, stop_process
+from accord.localstack import Broker, die_with_parent, free_port, stop_process
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"
@@ -72,7 +72,13 @@ class ServiceProcess:
             )
         else:
             with self.log.open("ab") as out:
-                self.proc = subprocess.Popen([str(BIN / self.command)], env=env, stdout=out, stderr=subprocess.STDOUT)
+                self.proc = subprocess.Popen(
+                    [str(BIN / self.command)],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent(),
+                )
         return self
 
     async def wait_ready(self, timeout: float = 60) -> None:
