@@ -271,6 +271,7 @@ class SeriesCounts:
                         _add_cell(into, first // size, sums[2 + 2 * h], sums[3 + 2 * h])  # the hour in one slice
                     elif size < _RUNS_FROM:
                         goods, totals = minutes[2 * k : 2 * stop : 2], minutes[2 * k + 1 : 2 * stop : 2]
+                        # _add_cell, inlined: this loop runs per minute of a timeslices window.
                         for j, good, total in zip(range(base + k, base + stop), goods, totals, strict=True):
                             if total:
                                 key = j // size
