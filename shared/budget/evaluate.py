@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from shared.budget.counts import ZERO, Counts, SeriesCounts, minute_of
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
-from shared.budget.model import Budgeting, CalendarWindow, ObjectiveTerms, Severity, Window
+from shared.budget.model import Budgeting, CalendarWindow, ObjectiveTerms, Severity, Window, error_budget
 
 
 @runtime_checkable
@@ -38,7 +38,7 @@ def burn_rate(counts: Counts, target: float) -> float | None:
     """(bad / total) / (1 - target); None when there were no events."""
     if counts.total == 0:
         return None
-    return (counts.bad / counts.total) / (1.0 - target)
+    return (counts.bad / counts.total) / error_budget(target)
 
 
 def sli(counts: Counts) -> float | None:
@@ -50,7 +50,7 @@ def budget_consumed(counts: Counts, target: float) -> float:
     """bad / allowed, allowed = (1 - target) × total; 0 when nothing happened yet."""
     if counts.total == 0:
         return 0.0
-    return counts.bad / ((1.0 - target) * counts.total)
+    return counts.bad / (error_budget(target) * counts.total)
 
 
 def slice_is_good(counts: Counts, good_ratio: float) -> bool:
@@ -271,7 +271,7 @@ def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
         tiers=tuple(readings),
         events=m.events,
         unit=terms.budgeting,
-        budget_allowed=(1.0 - terms.target) * counts.total,
+        budget_allowed=error_budget(terms.target) * counts.total,
         time_left_minutes=time_left(
             1.0 - consumed, shortest.long_burn_rate if shortest else None, terms.window.nominal_minutes
         ),
@@ -356,7 +356,7 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
     The same arithmetic as `judge` and `decide`, without building readings: the evaluator asks
     this for every objective after every record, and most of the time nothing changes.
     """
-    target_budget = 1.0 - terms.target
+    target_budget = error_budget(terms.target)
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
         burning = False
         if long_units.total and short_units.total:

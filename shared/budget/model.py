@@ -20,6 +20,16 @@ MINUTES_PER_HOUR = 60
 MINUTES_PER_DAY = 24 * 60
 
 
+def error_budget(target: float) -> float:
+    """The error budget fraction, 1 − target, rounded to 12 decimals.
+
+    In binary floating point 1 − 0.999 is 0.0010000000000000009: without the rounding, exactly
+    the allowed number of bad events would consume 0.9999999999999991 of the budget and never
+    exhaust it. Targets are given with far fewer than 12 decimals.
+    """
+    return round(1.0 - target, 12)
+
+
 class Severity(StrEnum):
     PAGE = "page"
     TICKET = "ticket"
@@ -261,7 +271,7 @@ class ObjectiveTerms:
 
     @property
     def budget_fraction(self) -> float:
-        return 1.0 - self.target
+        return error_budget(self.target)
 
     @property
     def good_slice_ratio(self) -> float:

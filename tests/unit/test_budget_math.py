@@ -299,7 +299,22 @@ def test_timeslices_burn_rates_and_budget_count_slices() -> None:
     assert ev.tiers[0].long_burn_rate == pytest.approx(2.5)
     assert ev.tiers[0].short_burn_rate == pytest.approx((1 / 5) / 0.1)  # minutes 55..59: 56 is bad
     assert ev.tiers[0].long_total == 600  # the low-traffic guard counts events
-    assert ev.tiers[0].burning
+    # The short window burns at exactly the factor (1 bad slice of 5, budget 0.1): not over it.
+    assert ev.tiers[0].short_burn_rate == 2.0
+    assert not ev.tiers[0].burning
+
+
+@pytest.mark.parametrize(("target", "total", "bad"), [(0.99, 1000, 10), (0.999, 10_000, 10), (0.9995, 110_000, 55)])
+def test_exactly_the_allowed_bad_events_consume_exactly_the_whole_budget(target: float, total: int, bad: int) -> None:
+    """1 − 0.999 is 0.0010000000000000009 in floating point; the budget math must not inherit that."""
+    series = SeriesCounts()
+    series.add(0, total - bad, total)
+    terms = ObjectiveTerms(target=target, window=RollingWindow(60), tiers=())
+    ev = evaluate(terms, series, 0)
+    assert ev.budget_consumed == 1.0
+    assert ev.budget_allowed == bad
+    _, transitions = decide(terms, AlertState(), ev)
+    assert TransitionType.BUDGET_EXHAUSTED in [t.type for t in transitions]
 
 
 def test_evaluation_reports_budget_in_events_and_time_left() -> None:

@@ -324,7 +324,7 @@ def reference(case: Case) -> Evaluation:
         return Counts(sum(1 for g, t in with_data if g / t >= ratio), len(with_data))
 
     def rate(c: Counts) -> float | None:
-        return None if c.total == 0 else ((c.total - c.good) / c.total) / (1.0 - terms.target)
+        return None if c.total == 0 else ((c.total - c.good) / c.total) / round(1.0 - terms.target, 12)
 
     def last(n: int) -> Callable[[int], bool]:
         return lambda mi: end - n <= mi < end
@@ -356,7 +356,7 @@ def reference(case: Case) -> Evaluation:
 
     counts = units(in_window)
     bad = counts.total - counts.good
-    consumed = 0.0 if counts.total == 0 else bad / ((1.0 - terms.target) * counts.total)
+    consumed = 0.0 if counts.total == 0 else bad / (round(1.0 - terms.target, 12) * counts.total)
     time_left = None
     if readings:
         shortest = sorted(readings, key=lambda r: r.long_minutes)[0]
@@ -373,7 +373,7 @@ def reference(case: Case) -> Evaluation:
         tiers=tuple(readings),
         events=events(in_window),
         unit=terms.budgeting,
-        budget_allowed=(1.0 - terms.target) * counts.total,
+        budget_allowed=round(1.0 - terms.target, 12) * counts.total,
         time_left_minutes=time_left,
         period_end=period_end,
     )
