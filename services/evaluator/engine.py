@@ -53,6 +53,8 @@ from shared.measurements import Measurement
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
 from shared.terms import ObjectiveConfig
 
+NO_ALERTS = AlertState()  # an objective nothing has been announced for (built once: hot path)
+
 
 @dataclass
 class IndicatorCounts:
@@ -290,7 +292,7 @@ class Engine:
             measured = group.measured.get(shape)
             if measured is None:
                 measured = group.measured[shape] = measure(terms, group.source_for(terms), now)
-            before = self.alert_states.get(objective.id, AlertState())
+            before = self.alert_states.get(objective.id, NO_ALERTS)
             if quiet(terms, before, measured):
                 # Nothing to announce: the status row is worked out when it is next written.
                 self._quiet[objective.id] = (objective, measured, last_measurement_ms)
@@ -372,7 +374,7 @@ class Engine:
         taken = list(self._quiet) if quiet_statuses is None else list(self._quiet)[:quiet_statuses]
         for oid in taken:
             objective, measured, last_ms = self._quiet.pop(oid)
-            alert = self.alert_states.get(oid, AlertState())
+            alert = self.alert_states.get(oid, NO_ALERTS)
             self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms)
         for indicator, key, minute in self._dirty_buckets:
             state = self.indicators.get(indicator)

@@ -187,8 +187,7 @@ class _Units:
         return Counts(self.good_prefix[hi] - self.good_prefix[lo], hi - lo)
 
 
-@dataclass(frozen=True, slots=True)
-class Measured:
+class Measured(NamedTuple):
     """The counts an evaluation needs, before any target is applied: window and every tier window.
 
     Objectives that read the same series with the same `shape_of` (window, tier windows,
@@ -356,26 +355,34 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
     The same arithmetic as `judge` and `decide`, without building readings: the evaluator asks
     this for every objective after every record, and most of the time nothing changes.
     """
-    target_budget = error_budget(terms.target)
+    budget = error_budget(terms.target)
+    firing = state.firing
+    # Written out rather than through burn_rate(): same operations in the same order, so the same
+    # floats as judge(), without a call and a property per window.
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
         burning = False
-        if long_units.total and short_units.total:
-            enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events_for_page
-            burning = (
-                enough
-                and (long_units.bad / long_units.total) / target_budget > tier.factor
-                and (short_units.bad / short_units.total) / target_budget > tier.factor
-            )
-        if burning != (tier.name in state.firing):
+        long_total, short_total = long_units.total, short_units.total
+        if (
+            long_total
+            and short_total
+            and (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events_for_page)
+        ):
+            factor = tier.factor
+            burning = (long_total - long_units.good) / long_total / budget > factor and (
+                short_total - short_units.good
+            ) / short_total / budget > factor
+        if burning != (tier.name in firing):
             return False
     if state.period_start != (m.window_start if isinstance(terms.window, CalendarWindow) else None):
         return False
-    consumed = budget_consumed(m.units, terms.target)
+    units = m.units
+    consumed = (units.total - units.good) / (budget * units.total) if units.total else 0.0
     if (consumed >= 1.0) != state.exhausted:
         return False
-    if any(consumed < t for t in state.crossed):
+    crossed = state.crossed
+    if crossed and any(consumed < t for t in crossed):
         return False
-    return all(t >= 1.0 or consumed < t or t in state.crossed for t in terms.budget_thresholds)
+    return all(t >= 1.0 or consumed < t or t in crossed for t in terms.budget_thresholds)
 
 
 def decide(terms: ObjectiveTerms, state: AlertState, ev: Evaluation) -> tuple[AlertState, list[Transition]]:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from shared.budget.counts import Counts
 from shared.budget.exclusions import ExcludedTime
@@ -20,12 +21,14 @@ MINUTES_PER_HOUR = 60
 MINUTES_PER_DAY = 24 * 60
 
 
+@lru_cache(maxsize=4096)
 def error_budget(target: float) -> float:
     """The error budget fraction, 1 − target, rounded to 12 decimals.
 
     In binary floating point 1 − 0.999 is 0.0010000000000000009: without the rounding, exactly
     the allowed number of bad events would consume 0.9999999999999991 of the budget and never
-    exhaust it. Targets are given with far fewer than 12 decimals.
+    exhaust it. Targets are given with far fewer than 12 decimals. Cached: the evaluator asks
+    for every objective after every record.
     """
     return round(1.0 - target, 12)
 
