@@ -781,7 +781,7 @@ def report(throughput: Throughput | None, latencies: list[Latency], args: argpar
         f"(1,000 agreements x 10), rolling 30d windows, default tiers and thresholds; "
         f"{MEASUREMENTS_PARTITIONS} measurement partitions"
     )
-    print("evaluator settings: " + ", ".join(f"{k}={v}" for k, v in EVALUATOR_SETTINGS.items()))
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in EVALUATOR_SETTINGS.items()))
     if throughput is not None:
         t = throughput
         print(
@@ -944,7 +944,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="ACCORD_EVALUATOR_X=VALUE",
-        help="override an evaluator setting (repeatable); the defaults are used otherwise",
+        help="override an evaluator or ingest setting (repeatable); the defaults are used otherwise",
     )
     parser.add_argument("--profile", type=Path, help="run the throughput evaluator under cProfile, writing here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (service and broker logs)")
@@ -952,8 +952,8 @@ def main() -> None:
     args.only = set(args.only.split(","))
     for assignment in args.set:
         name, sep, value = assignment.partition("=")
-        if not sep or not name.startswith("ACCORD_EVALUATOR_"):
-            parser.error(f"--set takes ACCORD_EVALUATOR_NAME=VALUE, not {assignment!r}")
+        if not sep or not name.startswith(("ACCORD_EVALUATOR_", "ACCORD_INGEST_")):
+            parser.error(f"--set takes ACCORD_EVALUATOR_NAME=VALUE or ACCORD_INGEST_NAME=VALUE, not {assignment!r}")
         EVALUATOR_SETTINGS[name] = value
     if args.measurements is None:
         args.measurements = 500_000 if args.quick else 8_000_000

@@ -116,6 +116,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
             per_record=settings.measurements_per_record,
             max_in_flight_bytes=settings.max_in_flight_bytes,
             timeout=settings.publish_timeout_seconds,
+            pack_window=settings.pack_window_ms / 1000,
             on_in_flight=metrics.in_flight_bytes.set,
             on_record=metrics.record_size.observe,
         )

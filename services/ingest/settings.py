@@ -37,6 +37,12 @@ class IngestSettings(CommonSettings):
         gt=0,
         description="Producer batch size per partition; records of up to 500 measurements are ~35 KB each.",
     )
+    pack_window_ms: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="How long a flush stays open for more requests to join (0: none); adds that much latency.",
+    )
     linger_ms: int = Field(
         default=0,
         ge=0,
