@@ -118,6 +118,22 @@ async def test_measurements_answered_202_are_on_the_topic_one_record_per_indicat
     assert by_indicator[THRESHOLD]["measurements"][0]["count"] == 1
 
 
+async def test_a_pack_window_puts_one_indicator_from_separate_requests_in_one_record(
+    servers: Servers, database_url: str, topics: Topics
+) -> None:
+    await register(plain(database_url), RATIO, "ratio")
+    settings = ingest_settings(database_url, servers.bootstrap, topics.measurements, pack_window_ms=500)
+    async with running(settings) as svc:
+        svc.topic = topics.measurements
+        first = asyncio.create_task(svc.client.post("/v1/measurements", json=[ratio("first")]))
+        await asyncio.sleep(0.05)  # the second request arrives while the first's flush is held open
+        second = await svc.client.post("/v1/measurements", json=[ratio("second")])
+        assert second.status_code == 202
+        assert (await first).status_code == 202
+        records = await read_topic(svc.bootstrap, svc.topic, until=lambda recs: len(recs) >= 1)
+    assert [[m["id"] for m in r["measurements"]] for r in records] == [["first", "second"]]
+
+
 HTTP_RULES = [
     ("unknown indicator", {"indicator": "nope"}, "indicator", "unknown indicator"),
     ("wrong kind", {"value": 0.5}, "value", "not allowed for a ratio indicator"),
