@@ -44,6 +44,10 @@ async def announce_config_change(session: AsyncSession, what: str) -> None:
     await session.execute(text("SELECT pg_notify(:channel, :what)"), {"channel": CONFIG_CHANNEL, "what": what})
 
 
+def _bad_cursor() -> Invalid:
+    return Invalid("Invalid cursor.", [{"field": "cursor", "reason": "not a cursor this api issued"}])
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode()
 
@@ -54,7 +58,7 @@ def decode_cursor(cursor: str, arity: int = 1) -> list[Any]:
     except (ValueError, orjson.JSONDecodeError):
         parts = None
     if not isinstance(parts, list) or len(parts) != arity:
-        raise Invalid("Invalid cursor.", [{"field": "cursor", "reason": "not a cursor this api issued"}])
+        raise _bad_cursor()
     return parts
 
 
@@ -63,7 +67,7 @@ def decode_revision_cursor(cursor: str | None) -> int | None:
         return None
     value = decode_cursor(cursor)[0]
     if not isinstance(value, int):
-        raise Invalid("Invalid cursor.", [{"field": "cursor", "reason": "not a cursor this api issued"}])
+        raise _bad_cursor()
     return value
 
 
@@ -71,7 +75,12 @@ def _after_time_id(parts: list[Any]) -> tuple[datetime, uuid.UUID]:
     try:
         return datetime.fromisoformat(parts[0]), uuid.UUID(parts[1])
     except (TypeError, ValueError):
-        raise Invalid("Invalid cursor.", [{"field": "cursor", "reason": "not a cursor this api issued"}]) from None
+        raise _bad_cursor() from None
+
+
+def _after(time_column: Any, id_column: Any, time: datetime, last: object) -> Any:
+    """Keyset pagination: rows after (time, id) in (time, id) order."""
+    return or_(time_column > time, and_(time_column == time, id_column > last))
 
 
 def parse_label_filters(values: Iterable[str]) -> dict[str, str]:
@@ -339,10 +348,7 @@ async def list_agreements(
         query = query.where(Agreement.archived_at.is_(None))
     query = _agreement_filters(query, customer=customer, provider=provider, indicator=indicator, labels=labels)
     if after is not None:
-        created, last_id = _after_time_id(after)
-        query = query.where(
-            or_(Agreement.created_at > created, and_(Agreement.created_at == created, Agreement.id > last_id))
-        )
+        query = query.where(_after(Agreement.created_at, Agreement.id, *_after_time_id(after)))
     return [(a, r) for a, r in (await session.execute(query.limit(limit))).all()]
 
 
@@ -369,10 +375,7 @@ async def list_objectives(
     if indicator is not None:
         query = query.where(Objective.indicator_key == indicator)
     if after is not None:
-        created, last_id = _after_time_id(after)
-        query = query.where(
-            or_(Objective.created_at > created, and_(Objective.created_at == created, Objective.id > last_id))
-        )
+        query = query.where(_after(Objective.created_at, Objective.id, *_after_time_id(after)))
     return [(o, a) for o, a in (await session.execute(query.limit(limit))).all()]
 
 
@@ -533,6 +536,6 @@ async def list_breach_events(
         try:
             t, last = datetime.fromisoformat(after[0]), str(after[1])
         except (TypeError, ValueError):
-            raise Invalid("Invalid cursor.", [{"field": "cursor", "reason": "not a cursor this api issued"}]) from None
-        query = query.where(or_(BreachEvent.time > t, and_(BreachEvent.time == t, BreachEvent.id > last)))
+            raise _bad_cursor() from None
+        query = query.where(_after(BreachEvent.time, BreachEvent.id, t, last))
     return (await session.scalars(query.limit(limit))).all()
