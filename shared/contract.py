@@ -54,9 +54,8 @@ from shared.budget import (
     parse_window,
     validate_credit_tiers,
 )
-from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, tier_name
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, parse_minutes, tier_name
 from shared.budget.periods import zone
-from shared.terms import parse_minutes
 
 Problem = dict[str, str]
 Document = Mapping[str, Any]

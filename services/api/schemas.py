@@ -25,8 +25,8 @@ from pydantic import (
 )
 
 from shared.budget import parse_window
+from shared.budget.model import parse_minutes
 from shared.contract import check_timezone
-from shared.terms import parse_minutes
 
 T = TypeVar("T")
 

@@ -153,8 +153,22 @@ class CalendarWindow:
 
 Window = RollingWindow | CalendarWindow
 
-_ROLLING = re.compile(r"(\d+)([dhm])")
+_DURATION = re.compile(r"(\d+)([dhm])")
 _UNIT_MINUTES = {"d": MINUTES_PER_DAY, "h": MINUTES_PER_HOUR, "m": 1}
+
+
+def _duration(text: str) -> int | None:
+    """Minutes in `90m`, `6h`, `30d` (0 allowed here), None when it is no such duration."""
+    match = _DURATION.fullmatch(text)
+    return int(match.group(1)) * _UNIT_MINUTES[match.group(2)] if match else None
+
+
+def parse_minutes(text: str) -> int:
+    """`90m`, `6h`, `30d` to minutes (tier windows, slice lengths, maintenance durations)."""
+    minutes = _duration(text.strip())
+    if not minutes:
+        raise ValueError(f"{text!r} is not a duration such as 30d, 6h or 90m")
+    return minutes
 
 
 def parse_window(text: str, timezone: str = "UTC") -> Window:
@@ -162,13 +176,12 @@ def parse_window(text: str, timezone: str = "UTC") -> Window:
     spec = text.strip().lower()
     if spec in PeriodKind.__members__.values():
         return CalendarWindow(PeriodKind(spec), timezone)
-    match = _ROLLING.fullmatch(spec)
-    if not match:
+    minutes = _duration(spec)
+    if minutes is None:
         raise ValueError(
             f"invalid window {text!r}: expected a rolling length such as '30d', '12h' or '90m', "
             "or a calendar period: 'week', 'month' or 'quarter'"
         )
-    minutes = int(match.group(1)) * _UNIT_MINUTES[match.group(2)]
     if minutes == 0:
         raise ValueError(f"invalid window {text!r}: a rolling window must be at least one minute long")
     return RollingWindow(minutes)
