@@ -233,6 +233,9 @@ class Engine:
             state.watermark_ms = newest
         assert state.watermark_ms is not None or not measurements
         oldest_minute = (state.watermark_ms or 0) // MINUTE_MS - self.history_minutes(indicator)
+        # An id is remembered for the dedup horizon behind the watermark, whether or not prune() has
+        # forgotten it yet: what counts never depends on when memory was tidied.
+        dedup_from = (state.watermark_ms or 0) // MINUTE_MS - self.dedup_horizon_minutes
         # Sum the record per (series, minute) first: one bucket update per pair, not per measurement.
         sums: dict[tuple[Labels, int], list[int]] = {}
         seen = state.seen
@@ -244,7 +247,8 @@ class Engine:
                 continue
             mid = m.id
             if mid is not None:
-                if mid in seen:
+                first = seen.get(mid)
+                if first is not None and first >= dedup_from:
                     result.duplicates += 1
                     continue
                 seen[mid] = minute
@@ -397,7 +401,10 @@ class Engine:
         return changes
 
     def prune(self) -> list[tuple[str, int]]:
-        """Forget buckets and seen ids no window can reach any more; returns (indicator, oldest kept minute)."""
+        """Forget buckets no window can reach any more and ids past the dedup horizon.
+
+        Returns (indicator, oldest id minute kept), for the checkpoint to delete the same ids.
+        """
         cut: list[tuple[str, int]] = []
         for key, state in self.indicators.items():
             if state.watermark_ms is None:

@@ -35,6 +35,9 @@ from shared.measurements import PoisonRecord, decode_record
 
 log = logging.getLogger("accord.evaluator")
 
+PRUNE_EVERY_SECONDS = 60.0
+"""How often memory past every window (buckets) and past the dedup horizon (ids) is let go."""
+
 
 @dataclass
 class EvaluatorMetrics:
@@ -56,6 +59,8 @@ class EvaluatorMetrics:
         self.events = Counter("accord_evaluator_breach_events", "Breach events decided.", ["type"], registry=r)
         self.published = Counter("accord_evaluator_events_published", "Breach events relayed.", registry=r)
         self.partitions = Gauge("accord_evaluator_partitions", "Partitions owned.", registry=r)
+        self.buckets = Gauge("accord_evaluator_buckets", "Minute buckets held in memory.", registry=r)
+        self.seen_ids = Gauge("accord_evaluator_seen_ids", "Measurement ids remembered for dedup.", registry=r)
         self.record_age = Histogram(
             "accord_evaluator_record_age_seconds",
             "Wall-clock age of a record (since its Kafka timestamp) when the evaluator applies it.",
@@ -78,6 +83,7 @@ class Evaluator:
     expected: dict[int, int] = field(default_factory=dict)  # next offset each owned partition may apply
     owned: set[int] = field(default_factory=set)
     last_checkpoint: float = field(default_factory=time.monotonic)
+    last_prune: float = field(default_factory=time.monotonic)
     events_waiting: asyncio.Event = field(default_factory=asyncio.Event)
     # Checkpoints and partition moves never interleave: a partition is reloaded only after
     # every checkpoint that touched it has committed.
@@ -256,13 +262,25 @@ class Evaluator:
         changes = self.engine.drain(quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint)
         offsets = dict(self.positions)
         self.last_checkpoint = time.monotonic()
-        if not changes and not offsets:
+        prune = None
+        if time.monotonic() - self.last_prune >= PRUNE_EVERY_SECONDS:
+            prune = self.engine.prune()
+            self.last_prune = time.monotonic()
+            stats = self.engine.stats()
+            self.metrics.buckets.set(stats["buckets"])
+            self.metrics.seen_ids.set(stats["seen_ids"])
+        if not changes and not offsets and not prune:
             return
         started = time.perf_counter()
         try:
             async with self.pool.acquire() as conn:
                 await write_checkpoint(
-                    conn, changes, group=self.settings.group_id, topic=self.settings.measurements_topic, offsets=offsets
+                    conn,
+                    changes,
+                    group=self.settings.group_id,
+                    topic=self.settings.measurements_topic,
+                    offsets=offsets,
+                    prune=prune,
                 )
         except asyncio.CancelledError:
             raise  # shutting down: the transaction rolls back, and a restart resumes from what is stored

@@ -150,7 +150,7 @@ async def write_checkpoint(
                 """
                 INSERT INTO seen_measurements (indicator_key, measurement_id, minute)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-                ON CONFLICT DO NOTHING
+                ON CONFLICT (indicator_key, measurement_id) DO UPDATE SET minute = EXCLUDED.minute
                 """,
                 *cols,
             )

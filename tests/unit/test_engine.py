@@ -113,3 +113,32 @@ def test_series_names_round_trip() -> None:
     key = ((("region", "eu"), ("tier", "gold")), "<=0.3")
     assert series_key(series_name(key)) == key
     assert series_key("") == ((), "")
+
+
+def test_an_id_repeated_past_the_dedup_horizon_counts_again_whether_or_not_memory_was_pruned() -> None:
+    for prune in (False, True):
+        e = Engine([objective("o1")], dedup_horizon_minutes=60, max_age_minutes=400 * 24 * 60)
+        start = ms("2026-03-10T10:00:00")
+        e.apply(0, "api.availability", [Measurement("api.availability", start, 9, 10, id="x")])
+        inside = e.apply(0, "api.availability", [Measurement("api.availability", start + 59 * 60_000, 10, 10)])
+        again = e.apply(0, "api.availability", [Measurement("api.availability", start, 9, 10, id="x")])
+        assert (inside.applied, again.duplicates) == (1, 1)
+        e.apply(0, "api.availability", [Measurement("api.availability", start + 2 * 3_600_000, 10, 10)])
+        if prune:
+            e.prune()
+        past = e.apply(0, "api.availability", [Measurement("api.availability", start, 9, 10, id="x")])
+        assert (past.applied, past.duplicates) == (1, 0), f"prune={prune}"
+
+
+def test_pruning_forgets_what_no_window_reaches_and_changes_no_reading() -> None:
+    e = engine(objective("o1", window=RollingWindow(60), tiers=()))
+    start = ms("2026-03-10T10:00:00")
+    for hour in range(24 * 40):  # forty days, one bucket an hour
+        e.apply(0, "api.availability", [Measurement("api.availability", start + hour * 3_600_000, 9, 10)])
+    before = {s.objective_id: s.evaluation for s in e.drain().statuses}
+    buckets = e.stats()["buckets"]
+    e.prune()
+    assert e.stats()["buckets"] < buckets  # the reporting period (a month) bounds what is kept
+    e.apply(0, "api.availability", [Measurement("api.availability", start + (24 * 40 - 1) * 3_600_000, 0, 0)])
+    after = {s.objective_id: s.evaluation for s in e.drain().statuses}
+    assert after["o1"].counts == before["o1"].counts
