@@ -28,8 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,18 +302,3 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-@contextmanager
-def local_servers(base: Path, pg_port: int, kafka_port: int) -> Iterator[tuple[Postgres, Broker]]:
-    """Start PostgreSQL and the broker under `base`; stop both on exit, whatever happens."""
-    pg = Postgres(base / "postgres", pg_port)
-    broker = Broker(kafka_port, base / "tansu.log")
-    try:
-        pg.start()
-        pg.create_database("accord")
-        broker.start()
-        yield pg, broker
-    finally:
-        broker.stop()
-        pg.stop()
