@@ -7,6 +7,7 @@ are applied in the order they were published.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -14,6 +15,38 @@ import orjson
 
 SCHEMA_VERSION = 1
 SCHEMA_HEADER = "accord-schema"
+
+# Limits on a measurement's text, checked at the edge (ingest answers 422) and again when a
+# record is decoded (a record from another producer that breaks them is dead-lettered).
+# Postgres stores ids in a btree-indexed text column: no NUL, and far below its ~2.7 KB row limit.
+MAX_ID_LENGTH = 256
+MAX_LABELS = 32
+MAX_LABEL_NAME_LENGTH = 128
+MAX_LABEL_VALUE_LENGTH = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def text_problem(value: str, max_length: int) -> str | None:
+    """Why `value` cannot be stored as an id, label name or label value; None when it can."""
+    if not value:
+        return "must not be empty"
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters"
+    if _CONTROL.search(value):
+        return "must not contain control characters (U+0000-U+001F, U+007F)"
+    return None
+
+
+def labels_problem(labels: Mapping[str, str]) -> str | None:
+    """Why a label set cannot be stored; None when it can (names and values already strings)."""
+    if len(labels) > MAX_LABELS:
+        return f"must have at most {MAX_LABELS} labels"
+    for name, value in labels.items():
+        if (reason := text_problem(name, MAX_LABEL_NAME_LENGTH)) is not None:
+            return f"label name {name[:40]!r} {reason}"
+        if value and (reason := text_problem(value, MAX_LABEL_VALUE_LENGTH)) is not None:
+            return f"label {name[:40]!r} value {reason}"
+    return None
 
 
 class PoisonRecord(ValueError):
