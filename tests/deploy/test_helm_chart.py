@@ -11,7 +11,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from conftest import CHART, KUBE_VERSION, MONITORING_API, VALUE_SETS, Render, helm_run
+from deploy_support import CHART, KUBE_VERSION, MONITORING_API, VALUE_SETS, Render, helm_run
 from prometheus_client import CollectorRegistry
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
@@ -283,3 +283,14 @@ def test_alerts_use_metrics_the_services_expose(render: Render) -> None:
     }
     assert len(used) >= 5
     assert used <= exposed, f"not exposed by any service: {sorted(used - exposed)}"
+
+
+def test_notes_point_out_idle_evaluators(helm_bin: Path) -> None:
+    result = helm_run(
+        helm_bin, "install", "r", str(CHART), "--dry-run=client", "-f", str(CHART / "ci" / "default-values.yaml"),
+        "--set", "evaluator.replicas=10",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "10 replica(s) for 8 partitions" in notes
+    assert "2 stay idle" in notes
