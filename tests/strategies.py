@@ -125,8 +125,8 @@ def exclusions(draw: st.DrawFn, tz: str, now_ms: int) -> tuple[ExcludedTime, ...
         out.append(MaintenanceWindow(start, start + draw(st.integers(1, 3 * DAY * MINUTE_MS))))
     if draw(st.booleans()):
         first = datetime.fromtimestamp(now_ms // 1000, UTC) - timedelta(days=draw(st.integers(0, 100)))
-        start = f"{first:%Y%m%d}T{draw(st.integers(0, 23)):02d}{draw(st.sampled_from([0, 30, 59])):02d}00"
-        rule = draw(st.sampled_from(RULES)).format(start=start)
+        dtstart = f"{first:%Y%m%d}T{draw(st.integers(0, 23)):02d}{draw(st.sampled_from([0, 30, 59])):02d}00"
+        rule = draw(st.sampled_from(RULES)).format(start=dtstart)
         out.append(RecurringMaintenance(rule, draw(st.integers(1, 600)), tz))
     if draw(st.booleans()):
         spans = draw(

@@ -20,9 +20,11 @@ from shared.budget import (
     Evaluation,
     Measured,
     ObjectiveTerms,
+    PeriodKind,
     RollingWindow,
     SeriesCounts,
     Severity,
+    Window,
     classify,
     decide,
     evaluate,
@@ -151,11 +153,12 @@ def test_quiet_agrees_with_decide_on_every_small_tier_reading() -> None:
 
 def test_quiet_agrees_with_decide_on_every_small_budget() -> None:
     """Exhaustive over small counts: consumed == a threshold and == 1 happen exactly here."""
+    windows: tuple[Window, ...] = (RollingWindow(60), CalendarWindow(PeriodKind.MONTH))
     for target, units, thresholds, window in product(
         (0.5, 0.75, 0.8),
         SMALL_COUNTS,
         ((), (0.5, 1.0), (0.25, 0.5, 0.75)),
-        (RollingWindow(60), CalendarWindow("month")),
+        windows,
     ):
         terms = ObjectiveTerms(target, window, (), thresholds)
         measured = Measured(0, 100, 160, None, units, units, ())
