@@ -2,6 +2,12 @@
 DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS. Each test that needs a database gets its own, cloned from a
 migrated template (so the migrations are what builds the schema); each test that needs Kafka gets
 its own topics and consumer group.
+
+Hypothesis profiles: `fast` (the default on a developer's machine: few examples, a quick signal) and
+`ci` (chosen when CI=true: many more examples, shown with the blob to reproduce a failure).
+HYPOTHESIS_PROFILE=fast|ci picks one explicitly. Neither has a per-example deadline: on a loaded
+machine a deadline fails tests for being slow, not wrong, and pytest-timeout bounds a stuck test.
+Tests leave max_examples to the profile unless they have a reason of their own.
 """
 
 from __future__ import annotations
@@ -16,11 +22,18 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, settings
 from support import TEMPLATE, Servers, Topics, create_database
 
 from accord.cli import migrate
 from accord.localstack import Broker, Postgres, free_port
 from shared.kafka import ensure_topics
+
+settings.register_profile("fast", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "fast"))
 
 
 @pytest.fixture(scope="session")

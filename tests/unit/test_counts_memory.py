@@ -11,7 +11,7 @@ import gc
 import tracemalloc
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.budget import Counts, SeriesCounts
@@ -109,7 +109,6 @@ def check_all(series: SeriesCounts, model: Model) -> None:
         assert series.bucket(far) == Counts(*model.cells.get(far, [0, 0]))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(TUNINGS),
     st.sampled_from([0, -3 * DAY + 17, EPOCH_DAY]),

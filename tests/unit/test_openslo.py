@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.api.openslo import export_documents, export_yaml, import_documents, parse_yaml
@@ -89,7 +89,6 @@ def canonical(document: dict[str, Any]) -> dict[str, Any]:
     return AgreementIn.model_validate(document).model_dump(mode="json", exclude={"author", "reason"})
 
 
-@settings(max_examples=150, deadline=None)
 @given(agreements())
 def test_objectives_round_trip_exactly_through_openslo(agreement: dict[str, Any]) -> None:
     original = canonical(agreement)
