@@ -175,7 +175,8 @@ class Checkpoint:
             self.metrics.buckets.set(stats["buckets"])
             self.metrics.seen_ids.set(stats["seen_ids"])
         if not changes and not offsets and not prune and not dead_letters:
-            self.stored_at = self.last_attempt
+            if not self.stale:  # everything applied is stored; while state waits for Postgres, the age grows
+                self.stored_at = self.last_attempt
             return True
         started = time.perf_counter()
         try:
@@ -219,6 +220,7 @@ class Checkpoint:
             self.assigned = True
             self.metrics.partitions.set(len(self.owned))
             if new:
+                log.info("partitions %s assigned", sorted(new))
                 await self._load(new)
 
     async def revoke(self, revoked: Iterable[TopicPartition]) -> None:

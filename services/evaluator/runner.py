@@ -68,9 +68,11 @@ class Evaluator:
         """Take the current objectives; raises when Postgres cannot be read (the caller retries)."""
         async with self.pool.acquire(timeout=10) as conn:
             objectives = await load_objectives(conn)
+        current = [o for objs in self.engine.objectives.values() for o in objs]
+        changed = not self.objectives_loaded or sorted(current, key=str) != sorted(objectives, key=str)
         self.engine.set_objectives(objectives)
         self.objectives_loaded = True
-        log.info("objectives loaded: %d", len(objectives))
+        log.log(logging.INFO if changed else logging.DEBUG, "objectives loaded: %d", len(objectives))
 
     async def _load_objectives_patiently(self) -> None:
         """The first load: partitions are not taken before the objectives are known."""
