@@ -48,7 +48,7 @@ from shared.budget import (
     shape_of,
 )
 from shared.budget.counts import MINUTE_MS
-from shared.events import cloud_event, iso_ms
+from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
 from shared.terms import ObjectiveConfig
@@ -366,13 +366,8 @@ class Engine:
         if ev.sli is None or ev.sli >= terms.target:
             return 0
         credit = credit_owed(ev.sli, objective.credit_tiers)
-        data = _event_data(objective, ev) | {
-            "period": {"label": closed.label, "start": iso_ms(closed.start_ms), "end": iso_ms(closed.end_ms)},
-            "compliance": ev.sli,
-            "credit_percent": credit,
-        }
         kind = "accord.sla.breached"
-        event = cloud_event(objective_id=objective.id, event_type=kind, seq=closed.label, time_ms=now_ms, data=data)
+        event = period_breached_event(objective, ev, closed, credit, now_ms)
         self._events.append(
             EventRow(event["id"], objective.id, objective.agreement_id, objective.customer, kind, 0, now_ms, event)
         )
@@ -443,36 +438,8 @@ class Engine:
         }
 
 
-def _event_data(objective: ObjectiveConfig, ev: Evaluation) -> dict[str, Any]:
-    terms = objective.terms
-    return {
-        "objective": {"id": objective.id, "name": objective.name, "indicator": objective.indicator},
-        "agreement": {"id": objective.agreement_id, "name": objective.agreement_name},
-        "customer": objective.customer,
-        "provider": objective.provider,
-        "target": terms.target,
-        "window": objective.window,
-        "sli": ev.sli,
-        "good": ev.counts.good,
-        "total": ev.counts.total,
-        "budgeting": ev.unit.value,
-        "budget_remaining": ev.budget_remaining,
-        "budget_allowed": ev.budget_allowed,
-        "budget_spent": ev.budget_spent,
-        "burn_rates": {r.name: r.long_burn_rate for r in ev.tiers},
-        "measurement_time": iso_ms(ev.now_ms),
-    }
-
-
 def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> EventRow:
-    data = _event_data(objective, ev)
-    if t.tier is not None:
-        data["tier"] = t.tier
-    if t.threshold is not None:
-        data["threshold"] = t.threshold
-    if t.reason:
-        data["reason"] = t.reason
-    event = cloud_event(objective_id=objective.id, event_type=t.type.value, seq=t.seq, time_ms=ev.now_ms, data=data)
+    event = transition_event(objective, t, ev)
     return EventRow(
         id=event["id"],
         objective_id=objective.id,
