@@ -161,9 +161,10 @@ def decode_record(value: bytes | None) -> Decoded:
         raise PoisonRecord("measurements is not a list")
     out: list[Measurement] = []
     rejected: list[Rejected] = []
+    labels_ok: set[tuple[tuple[str, str], ...]] = set()  # label sets of this record already checked
     for index, item in enumerate(items):
         try:
-            out.append(_measurement(indicator, item))
+            out.append(_measurement(indicator, item, labels_ok))
         except _Refused as exc:
             rejected.append(Rejected(index, exc.kind, str(exc), item))
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -177,25 +178,26 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _measurement(indicator: str, item: Any) -> Measurement:
+def _measurement(indicator: str, item: Any, labels_ok: set[tuple[tuple[str, str], ...]]) -> Measurement:
     """One wire measurement as a Measurement; raises _Refused (or KeyError, TypeError, ValueError) if it is none."""
     if not isinstance(item, dict):
         raise _Refused("malformed", "measurement is not a JSON object")
     get = item.get
     mid = get("id")
-    if mid is not None:
-        if type(mid) is not str:
-            raise _Refused("id", "id is not a string")
-        if len(mid) > MAX_ID_LENGTH or not mid or _CONTROL.search(mid):
-            raise _Refused("id", f"id {text_problem(mid, MAX_ID_LENGTH)}")
+    if mid is not None and (type(mid) is not str or not 0 < len(mid) <= MAX_ID_LENGTH or _CONTROL.search(mid)):
+        raise _Refused("id", f"id {text_problem(mid, MAX_ID_LENGTH)}" if type(mid) is str else "id is not a string")
     labels = get("labels")
     pairs: tuple[tuple[str, str], ...] = ()
     if labels:
-        if not isinstance(labels, dict) or not all(type(v) is str for v in labels.values()):
+        if type(labels) is not dict:
             raise _Refused("labels", "labels is not an object of strings")
-        if (reason := labels_problem(labels)) is not None:
-            raise _Refused("labels", f"labels {reason}")
-        pairs = label_pairs(labels)
+        pairs = tuple(sorted(labels.items()))
+        if pairs not in labels_ok:  # most measurements of a record repeat a few label sets
+            if not all(type(v) is str for v in labels.values()):
+                raise _Refused("labels", "labels is not an object of strings")
+            if (reason := labels_problem(labels)) is not None:
+                raise _Refused("labels", f"labels {reason}")
+            labels_ok.add(pairs)
     ts = item["ts"]
     if type(ts) is not int:
         ts = int(ts)
