@@ -32,7 +32,7 @@ from services.evaluator.engine import Engine
 from services.evaluator.settings import EvaluatorSettings
 from services.evaluator.store import DeadLetter, load_objectives
 from shared.kafka import make_consumer
-from shared.measurements import PoisonRecord, decode_record
+from shared.measurements import PoisonRecord, Rejected, decode_record
 
 log = logging.getLogger("accord.evaluator")
 
@@ -174,10 +174,18 @@ class Evaluator:
             try:
                 decoded = decode_record(record.value)
             except PoisonRecord as exc:
-                self._dead_letter(tp, record.offset, None, exc.kind, str(exc), record.value)
+                log.error(
+                    "dead letter: topic=%s partition=%d offset=%d record: %s",
+                    tp.topic,
+                    tp.partition,
+                    record.offset,
+                    exc,
+                )
+                letter = DeadLetter.of(tp.partition, record.offset, None, str(exc), record.value)
+                checkpoint.dead_letter(letter, exc.kind)
             else:
-                for bad in decoded.rejected:
-                    self._dead_letter(tp, record.offset, bad.index, bad.kind, bad.reason, _encode(bad.item))
+                if decoded.rejected:
+                    self._dead_letters(tp, record.offset, decoded.rejected)
                 if decoded.measurements:
                     result = self.engine.apply(tp.partition, decoded.indicator, decoded.measurements)
                     self.metrics.measurements.labels("applied").inc(result.applied)
@@ -189,14 +197,21 @@ class Evaluator:
             expected = record.offset + 1
             self.metrics.records.inc()
 
-    def _dead_letter(
-        self, tp: TopicPartition, offset: int, index: int | None, kind: str, reason: str, value: bytes | None
-    ) -> None:
-        where = "record" if index is None else f"measurement {index}"
+    def _dead_letters(self, tp: TopicPartition, offset: int, rejected: list[Rejected]) -> None:
+        """One log line per record however many of its measurements are refused; one row each."""
+        first = rejected[0]
         log.error(
-            "dead letter: topic=%s partition=%d offset=%d %s: %s", tp.topic, tp.partition, offset, where, reason[:300]
+            "dead letters: topic=%s partition=%d offset=%d: %d measurement(s) refused, first %d: %s",
+            tp.topic,
+            tp.partition,
+            offset,
+            len(rejected),
+            first.index,
+            first.reason[:300],
         )
-        self.checkpoint.dead_letter(DeadLetter.of(tp.partition, offset, index, reason, value), kind)
+        for bad in rejected:
+            letter = DeadLetter.of(tp.partition, offset, bad.index, bad.reason, _encode(bad.item))
+            self.checkpoint.dead_letter(letter, bad.kind)
 
 
 def _encode(item: object) -> bytes | None:
