@@ -6,19 +6,21 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import asyncpg
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.evaluator.runner import Evaluator, EvaluatorMetrics, relay_outbox
+from services.evaluator.outbox import relay_outbox
+from services.evaluator.runner import Evaluator, EvaluatorMetrics
 from services.evaluator.settings import EvaluatorSettings
-from shared.http import install_error_handlers, ops_router
+from shared.http import ReadinessCheck, install_error_handlers, ops_router
 from shared.notify import follow_config
 
 log = logging.getLogger("accord.evaluator")
+
+PROBE_TIMEOUT_SECONDS = 2.0
 
 
 def create_app(settings: EvaluatorSettings) -> FastAPI:
@@ -29,8 +31,8 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     def _crash_on_failure(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.critical("%s stopped: %r; exiting", task.get_name(), task.exception())
-            # Never linger half-alive. Exiting at once is safe: everything that counts is in
-            # Postgres, and a restart resumes from the stored state and offsets.
+            # Never linger half-alive. Postgres outages never get here (every task waits them out);
+            # this is for bugs. Exiting is safe: a restart resumes from the stored state and offsets.
             os._exit(70)
 
     @asynccontextmanager
@@ -40,12 +42,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
         for name, coro in (
             ("consumer", evaluator.run()),
             ("outbox relay", relay_outbox(settings, evaluator.pool, evaluator.events_waiting, metrics)),
-            (
-                "config follower",
-                follow_config(
-                    settings.asyncpg_dsn, evaluator.reload_objectives, fallback_seconds=settings.config_refresh_seconds
-                ),
-            ),
+            ("config follower", _follow_config(settings, evaluator)),
         ):
             task = asyncio.create_task(coro, name=name)
             task.add_done_callback(_crash_on_failure)
@@ -64,15 +61,51 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     install_error_handlers(app)
 
     async def postgres_ready() -> str | None:
-        try:
-            async with holder["evaluator"].pool.acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1")
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            return f"postgres unreachable: {exc!r}"
+        async with holder["evaluator"].pool.acquire(timeout=PROBE_TIMEOUT_SECONDS) as conn:
+            await conn.fetchval("SELECT 1", timeout=PROBE_TIMEOUT_SECONDS)
         return None
 
-    async def consumer_ready() -> str | None:
-        return None if holder["evaluator"].ready else "no partitions assigned yet"
+    async def evaluator_ready() -> str | None:
+        return holder["evaluator"].not_ready()
 
-    app.include_router(ops_router(metrics.registry, {"postgres": postgres_ready, "kafka": consumer_ready}))
+    async def refresh() -> None:
+        if "evaluator" in holder:
+            holder["evaluator"].checkpoint.refresh_metrics()
+
+    checks = {"postgres": _never_raises(postgres_ready), "evaluator": _never_raises(evaluator_ready)}
+    app.include_router(ops_router(metrics.registry, checks, before_scrape=refresh))
     return app
+
+
+def _never_raises(check: Callable[[], Awaitable[str | None]]) -> ReadinessCheck:
+    """A readiness check answers a reason (503), never an exception (500), and within a bound."""
+
+    async def guarded() -> str | None:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS + 1):
+                return await check()
+        except KeyError:
+            return "starting"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+
+    return guarded
+
+
+async def _follow_config(settings: EvaluatorSettings, evaluator: Evaluator) -> None:
+    """Reload objectives on config notices; a reload that fails (Postgres away) waits for the next one."""
+
+    async def reload() -> None:
+        try:
+            await evaluator.reload_objectives()
+        except (OSError, TimeoutError) as exc:
+            log.warning("objectives not reloaded: %r", exc)
+
+    while True:
+        try:
+            await follow_config(settings.asyncpg_dsn, reload, fallback_seconds=settings.config_refresh_seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("config follower restarts after %r", exc)
+            await asyncio.sleep(1)

@@ -48,7 +48,7 @@ from shared.budget import (
     shape_of,
 )
 from shared.budget.counts import MINUTE_MS
-from shared.events import cloud_event, iso_ms
+from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
 from shared.terms import ObjectiveConfig
@@ -158,7 +158,9 @@ class Engine:
         self.rules: dict[str, list[ThresholdRule]] = {}
         self.set_objectives(objectives)
         self._dirty_buckets: set[tuple[str, SeriesKey, int]] = set()
-        self._new_seen: list[tuple[str, str, int]] = []
+        # One entry per (indicator, id): an id repeated past the dedup horizon within one drain is
+        # written once, with the minute memory holds (the last one counted), never twice in one upsert.
+        self._new_seen: dict[tuple[str, str], int] = {}
         self._dirty_indicators: set[str] = set()
         self._statuses: dict[str, StatusRow] = {}
         self._quiet: dict[str, tuple[ObjectiveConfig, Measured, int]] = {}
@@ -210,13 +212,29 @@ class Engine:
         self.alert_states[objective_id] = state
 
     def forget_partitions(self, partitions: set[int]) -> None:
-        """Drop the state of indicators on partitions this process no longer owns (after a checkpoint)."""
-        gone = [k for k, s in self.indicators.items() if s.partition in partitions]
+        """Drop the state of the indicators on `partitions`, and whatever of theirs waits for a checkpoint.
+
+        After a checkpoint nothing of theirs waits; when Postgres could not be written, what
+        waits is dropped too: their next owner (or this process, reloading) replays it from
+        the stored offsets, and no later checkpoint may write part of it.
+        """
+        gone = {k for k, s in self.indicators.items() if s.partition in partitions}
+        objectives = {o.id for key in gone for o in self.objectives.get(key, ())}
         for key in gone:
             del self.indicators[key]
-            for o in self.objectives.get(key, ()):
-                self.alert_states.pop(o.id, None)
-                self._quiet.pop(o.id, None)
+        for oid in objectives:
+            self.alert_states.pop(oid, None)
+            self._quiet.pop(oid, None)
+            self._statuses.pop(oid, None)
+        if gone:
+            self._dirty_buckets = {d for d in self._dirty_buckets if d[0] not in gone}
+            self._new_seen = {k: m for k, m in self._new_seen.items() if k[0] not in gone}
+            self._dirty_indicators -= gone
+            self._events = [e for e in self._events if e.objective_id not in objectives]
+
+    def pending(self) -> bool:
+        """Whether anything waits for a checkpoint (tests and assertions)."""
+        return bool(self._dirty_buckets or self._new_seen or self._dirty_indicators or self._statuses or self._events)
 
     # --- the hot path ----------------------------------------------------------------------------
 
@@ -252,7 +270,7 @@ class Engine:
                     result.duplicates += 1
                     continue
                 seen[mid] = minute
-                self._new_seen.append((indicator, mid, minute))
+                self._new_seen[(indicator, mid)] = minute
             if m.value is None:
                 cell = sums.get((m.labels, minute))
                 if cell is None:
@@ -348,13 +366,8 @@ class Engine:
         if ev.sli is None or ev.sli >= terms.target:
             return 0
         credit = credit_owed(ev.sli, objective.credit_tiers)
-        data = _event_data(objective, ev) | {
-            "period": {"label": closed.label, "start": iso_ms(closed.start_ms), "end": iso_ms(closed.end_ms)},
-            "compliance": ev.sli,
-            "credit_percent": credit,
-        }
         kind = "accord.sla.breached"
-        event = cloud_event(objective_id=objective.id, event_type=kind, seq=closed.label, time_ms=now_ms, data=data)
+        event = period_breached_event(objective, ev, closed, credit, now_ms)
         self._events.append(
             EventRow(event["id"], objective.id, objective.agreement_id, objective.customer, kind, 0, now_ms, event)
         )
@@ -386,7 +399,7 @@ class Engine:
                 continue
             c = state.counts(key).bucket(minute)
             changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
-        changes.seen = self._new_seen
+        changes.seen = [(indicator, mid, minute) for (indicator, mid), minute in self._new_seen.items()]
         for indicator in self._dirty_indicators:
             state = self.indicators.get(indicator)
             if state is not None and state.watermark_ms is not None:
@@ -394,7 +407,7 @@ class Engine:
         changes.statuses = list(self._statuses.values())
         changes.events = self._events
         self._dirty_buckets = set()
-        self._new_seen = []
+        self._new_seen = {}
         self._dirty_indicators = set()
         self._statuses = {}
         self._events = []
@@ -425,36 +438,8 @@ class Engine:
         }
 
 
-def _event_data(objective: ObjectiveConfig, ev: Evaluation) -> dict[str, Any]:
-    terms = objective.terms
-    return {
-        "objective": {"id": objective.id, "name": objective.name, "indicator": objective.indicator},
-        "agreement": {"id": objective.agreement_id, "name": objective.agreement_name},
-        "customer": objective.customer,
-        "provider": objective.provider,
-        "target": terms.target,
-        "window": objective.window,
-        "sli": ev.sli,
-        "good": ev.counts.good,
-        "total": ev.counts.total,
-        "budgeting": ev.unit.value,
-        "budget_remaining": ev.budget_remaining,
-        "budget_allowed": ev.budget_allowed,
-        "budget_spent": ev.budget_spent,
-        "burn_rates": {r.name: r.long_burn_rate for r in ev.tiers},
-        "measurement_time": iso_ms(ev.now_ms),
-    }
-
-
 def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> EventRow:
-    data = _event_data(objective, ev)
-    if t.tier is not None:
-        data["tier"] = t.tier
-    if t.threshold is not None:
-        data["threshold"] = t.threshold
-    if t.reason:
-        data["reason"] = t.reason
-    event = cloud_event(objective_id=objective.id, event_type=t.type.value, seq=t.seq, time_ms=ev.now_ms, data=data)
+    event = transition_event(objective, t, ev)
     return EventRow(
         id=event["id"],
         objective_id=objective.id,

@@ -17,6 +17,26 @@ from shared.terms import ObjectiveConfig
 log = logging.getLogger("accord.evaluator.store")
 
 
+MAX_DEAD_LETTER_BYTES = 64 * 1024
+"""How much of a refused record (or measurement) a dead-letter row keeps."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record (measurement_index None) or one measurement of it that the evaluator could not apply."""
+
+    partition: int
+    offset: int
+    measurement_index: int | None
+    reason: str
+    value: bytes | None
+
+    @classmethod
+    def of(cls, partition: int, offset: int, index: int | None, reason: str, value: bytes | None) -> DeadLetter:
+        reason = reason.replace("\x00", "\\x00")[:1000]  # text columns take no NUL; reasons stay short
+        return cls(partition, offset, index, reason, None if value is None else value[:MAX_DEAD_LETTER_BYTES])
+
+
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -130,8 +150,9 @@ async def write_checkpoint(
     topic: str,
     offsets: dict[int, int],
     prune: list[tuple[str, int]] | None = None,
+    dead_letters: list[DeadLetter] | None = None,
 ) -> None:
-    """State changes, offsets and new breach events in ONE transaction (DESIGN §5)."""
+    """State changes, dead letters, offsets and new breach events in ONE transaction: all or nothing."""
     async with conn.transaction():
         if changes.buckets:
             cols = list(zip(*changes.buckets, strict=True))
@@ -217,6 +238,16 @@ async def write_checkpoint(
                     for e in changes.events
                 ],
             )  # fmt: skip
+        if dead_letters:
+            # A replay after a crash before this commit finds the same positions: nothing twice.
+            await conn.executemany(
+                """
+                INSERT INTO dead_letters (topic, partition, "offset", measurement_index, reason, value)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (topic, partition, "offset", measurement_index) DO NOTHING
+                """,
+                [(topic, d.partition, d.offset, d.measurement_index, d.reason, d.value) for d in dead_letters],
+            )
         if offsets:
             parts, nexts = zip(*sorted(offsets.items()), strict=True)
             await conn.execute(

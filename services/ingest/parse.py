@@ -54,7 +54,7 @@ class Batch:
         """The same measurements as domain objects (for tools and tests; the hot path never builds them)."""
         out: list[Measurement] = []
         for indicator, wires in self.by_indicator.items():
-            out.extend(decode_record(encode_wire_record(indicator, wires)))
+            out.extend(decode_record(encode_wire_record(indicator, wires)).measurements)
         return out
 
 

@@ -117,7 +117,7 @@ def test_ingests_records_are_byte_for_byte_the_shared_layout() -> None:
     batch = check([ratio(id="a", labels={"z": "1", "a": "2"}), ratio(), threshold(count=0), threshold(id=7)])
     for indicator, wires in batch.by_indicator.items():
         value = encode_wire_record(indicator, wires)
-        measurements = decode_record(value)
+        measurements = decode_record(value).measurements
         assert encode_record(indicator, measurements) == value
     assert batch.measurements()[0] == Measurement(
         "checkout.availability", NOW_MS, good=9, total=10, id="a", labels=(("a", "2"), ("z", "1"))
@@ -223,4 +223,6 @@ def test_validation_only_ever_accepts_or_lists_problems(items: list[Any]) -> Non
         return
     assert batch.count == len(items)
     for indicator, wires in batch.by_indicator.items():
-        assert decode_record(encode_wire_record(indicator, wires))  # the evaluator can read what is accepted
+        decoded = decode_record(encode_wire_record(indicator, wires))
+        assert decoded.measurements  # the evaluator can read what is accepted
+        assert not decoded.rejected

@@ -1,0 +1,338 @@
+"""The checkpoint: what was applied since it last committed, and the one transaction that stores it.
+
+Kafka semantics, visibly:
+- a partition is *loaded* once its state came from Postgres and the consumer was moved to the
+  stored next offset (the log's beginning when none is stored); only loaded partitions apply
+  records, and only records at or after their next expected offset (never one twice);
+- `positions` holds `offset + 1` of the last record applied per partition since the last
+  commit; it is written in the same transaction as the buckets, ids, statuses, events and
+  dead letters those records produced, and nowhere else: an offset never moves without them;
+- a commit that fails (any error: Postgres down, a connection cut, a statement refused) changes
+  nothing. Memory is then ahead of Postgres, so the state of every owned partition is thrown
+  away and the partitions are paused, to be reloaded exactly as on assignment. The records are
+  still in Kafka: what the failed commit held is applied again. Reloading is retried with
+  capped exponential backoff while Postgres is unreachable; the process stays up, keeps
+  polling Kafka (so it stays in its consumer group) and reports not ready meanwhile;
+- commits and partition moves never interleave (`lock`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.evaluator.engine import Engine
+from services.evaluator.settings import EvaluatorSettings
+from services.evaluator.store import DeadLetter, load_partition, write_checkpoint
+
+log = logging.getLogger("accord.evaluator")
+
+PRUNE_EVERY_SECONDS = 60.0
+"""How often memory past every window (buckets) and past the dedup horizon (ids) is let go."""
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 5.0
+"""Reloading after a failure is retried after 0.5 s, 1 s, 2 s, 4 s, then every 5 s."""
+ATTEMPT_TIMEOUT_SECONDS = 60.0
+"""Longest a commit or a reload may take before it counts as failed (a hung connection)."""
+
+
+class EvaluatorMetrics:
+    """Everything the evaluator exports on /metrics (names in docs/evaluator.md)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = self.registry = registry
+        self.records = Counter("accord_evaluator_records", "Kafka records applied.", registry=r)
+        self.measurements = Counter(
+            "accord_evaluator_measurements", "Measurements by outcome.", ["outcome"], registry=r
+        )
+        self.dead_letters = Counter(
+            "accord_evaluator_dead_letters",
+            "Records (or measurements of them) that could not be applied, stored in dead_letters.",
+            ["reason"],
+            registry=r,
+        )
+        self.checkpoints = Histogram(
+            "accord_evaluator_checkpoint_seconds",
+            "Checkpoint transaction duration.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.checkpoint_failures = Counter(
+            "accord_evaluator_checkpoint_failures", "Checkpoints that failed and were rolled back.", registry=r
+        )
+        self.postgres_up = Gauge(
+            "accord_evaluator_postgres_up",
+            "1 when the last checkpoint or state load reached Postgres, 0 when it failed.",
+            registry=r,
+        )
+        self.events = Counter("accord_evaluator_breach_events", "Breach events decided.", ["type"], registry=r)
+        self.published = Counter("accord_evaluator_events_published", "Breach events relayed.", registry=r)
+        self.partitions = Gauge("accord_evaluator_partitions", "Partitions owned.", registry=r)
+        self.buckets = Gauge("accord_evaluator_buckets", "Minute buckets held in memory.", registry=r)
+        self.seen_ids = Gauge("accord_evaluator_seen_ids", "Measurement ids remembered for dedup.", registry=r)
+        self.record_age = Histogram(
+            "accord_evaluator_record_age_seconds",
+            "Wall-clock age of a record (since its Kafka timestamp) when the evaluator applies it.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.checkpoint_age = Gauge(
+            "accord_evaluator_checkpoint_age_seconds",
+            "Seconds since Postgres last held everything this evaluator had applied.",
+            registry=r,
+        )
+
+
+class Checkpoint:
+    """Owned partitions, what was applied since the last commit, and the commit itself."""
+
+    def __init__(
+        self, settings: EvaluatorSettings, metrics: EvaluatorMetrics, pool: asyncpg.Pool, engine: Engine
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pool = pool
+        self.engine = engine
+        self.topic = settings.measurements_topic
+        self.consumer: AIOKafkaConsumer | None = None  # set by the runner before it subscribes
+        self.owned: set[int] = set()  # assigned to this process
+        self.expected: dict[int, int] = {}  # loaded partitions: the next offset each may apply
+        self.positions: dict[int, int] = {}  # applied since the last commit: offset + 1 of the last record
+        self.dead_letters: list[DeadLetter] = []  # found since the last commit
+        self.lock = asyncio.Lock()
+        self.assigned = False  # an assignment (possibly empty) has arrived
+        self.healthy = True  # the last commit or load reached Postgres
+        self.failures = 0  # consecutive failed commits or loads, for the backoff
+        self.retry_at = 0.0
+        now = time.monotonic()
+        self.last_attempt = now
+        self.last_prune = now
+        self.stored_at = now  # when Postgres last held everything applied
+        self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
+        metrics.postgres_up.set(1)
+
+    # --- what the loop asks ----------------------------------------------------------------------
+
+    @property
+    def stale(self) -> set[int]:
+        """Owned partitions whose state must be (re)loaded from Postgres before they apply anything."""
+        return self.owned - self.expected.keys()
+
+    def next_offset(self, partition: int) -> int | None:
+        """The next offset `partition` may apply; None when it is not loaded here."""
+        return self.expected.get(partition)
+
+    def applied(self, partition: int, offset: int) -> None:
+        self.positions[partition] = self.expected[partition] = offset + 1
+
+    def dead_letter(self, letter: DeadLetter, kind: str) -> None:
+        self.dead_letters.append(letter)
+        self.metrics.dead_letters.labels(kind).inc()
+
+    def due(self) -> bool:
+        """A breach event waits for no interval (alerting wants it within a second); the rest is batched."""
+        interval = self.settings.checkpoint_interval_ms / 1000
+        return self.engine.has_events() or time.monotonic() - self.last_attempt >= interval
+
+    def not_ready(self) -> str | None:
+        """Why this evaluator is not ready; None when it is."""
+        if not self.assigned:
+            return "no partition assignment yet"
+        if stale := self.stale:
+            return f"partitions {sorted(stale)} wait for their state from Postgres"
+        if not self.healthy:
+            return "the last checkpoint failed"
+        return None
+
+    def refresh_metrics(self) -> None:
+        self.metrics.checkpoint_age.set(time.monotonic() - self.stored_at)
+
+    # --- commits ---------------------------------------------------------------------------------
+
+    async def commit(self, *, all_statuses: bool = False) -> bool:
+        """Write every change since the last commit, with its offsets, in one transaction; False if it failed."""
+        async with self.lock:
+            return await self._commit(all_statuses=all_statuses)
+
+    async def _commit(self, *, all_statuses: bool = False) -> bool:
+        changes = self.engine.drain(quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint)
+        offsets = dict(self.positions)
+        dead_letters = self.dead_letters
+        self.last_attempt = time.monotonic()
+        prune = None
+        if self.last_attempt - self.last_prune >= PRUNE_EVERY_SECONDS:
+            prune = self.engine.prune()
+            self.last_prune = self.last_attempt
+            stats = self.engine.stats()
+            self.metrics.buckets.set(stats["buckets"])
+            self.metrics.seen_ids.set(stats["seen_ids"])
+        if not changes and not offsets and not prune and not dead_letters:
+            if not self.stale:  # everything applied is stored; while state waits for Postgres, the age grows
+                self.stored_at = self.last_attempt
+            return True
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS), self.pool.acquire() as conn:
+                await write_checkpoint(
+                    conn,
+                    changes,
+                    group=self.settings.group_id,
+                    topic=self.topic,
+                    offsets=offsets,
+                    prune=prune,
+                    dead_letters=dead_letters,
+                )
+        except asyncio.CancelledError:
+            raise  # shutting down: the transaction rolls back, and a restart resumes from what is stored
+        except Exception as exc:
+            # Whether or not the transaction reached Postgres, reloading takes whatever it holds.
+            self._failed("checkpoint", exc)
+            self.metrics.checkpoint_failures.inc()
+            self._discard(set(self.owned))
+            return False
+        self.positions.clear()
+        self.dead_letters = []
+        self.stored_at = time.monotonic()
+        self._succeeded()
+        self.metrics.checkpoints.observe(time.perf_counter() - started)
+        for e in changes.events:
+            self.metrics.events.labels(e.type).inc()
+            log.info("breach event %s %s for objective %s", e.id, e.type, e.objective_id)
+        if changes.events:
+            self.events_waiting.set()
+        return True
+
+    # --- partitions ------------------------------------------------------------------------------
+
+    async def assign(self, assigned: Iterable[TopicPartition]) -> None:
+        """Load the state of newly assigned partitions and seek to their stored offsets."""
+        async with self.lock:
+            new = {tp.partition for tp in assigned if tp.topic == self.topic} - self.owned
+            self.owned |= new
+            self.assigned = True
+            self.metrics.partitions.set(len(self.owned))
+            if new:
+                log.info("partitions %s assigned", sorted(new))
+                await self._load(new)
+
+    async def revoke(self, revoked: Iterable[TopicPartition]) -> None:
+        """Commit what was applied, then forget the partitions that move away.
+
+        When the commit fails, nothing was stored and every owned partition's memory is thrown
+        away: the next owner resumes from the stored offsets, which never passed unstored changes.
+        """
+        async with self.lock:
+            gone = {tp.partition for tp in revoked if tp.topic == self.topic} & self.owned
+            stored = await self._commit(all_statuses=True)
+            self.engine.forget_partitions(gone)
+            for p in gone:
+                self.expected.pop(p, None)
+                self.positions.pop(p, None)
+            self.dead_letters = [d for d in self.dead_letters if d.partition not in gone]
+            self.owned -= gone
+            self.metrics.partitions.set(len(self.owned))
+            if gone:
+                how = "after a checkpoint" if stored else "without a checkpoint (Postgres failed)"
+                log.info("partitions %s revoked %s", sorted(gone), how)
+
+    async def recover(self) -> None:
+        """Reload partitions whose state was thrown away, once their backoff is over."""
+        if not self.stale or time.monotonic() < self.retry_at:
+            return
+        async with self.lock:
+            if stale := self.stale:
+                await self._load(stale)
+
+    def rebase(self, partition: int) -> None:
+        """The stored offset is outside the log: the partition reads the log from its beginning."""
+        if partition in self.expected:
+            self.expected[partition] = 0
+
+    async def _load(self, partitions: set[int]) -> None:
+        """Load `partitions` from Postgres and seek to their stored offsets; on failure, leave them stale."""
+        assert self.consumer is not None
+        consumer = self.consumer
+        tps = {p: TopicPartition(self.topic, p) for p in partitions}
+        self._pause(tps.values())  # nothing is fetched for them until they are loaded
+        current: int | None = None
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS), self.pool.acquire() as conn:
+                for p in sorted(partitions):
+                    current = p
+                    loaded = await load_partition(
+                        conn, self.engine, group=self.settings.group_id, topic=self.topic, partition=p
+                    )
+                    tp = tps[p]
+                    if loaded.next_offset is None:
+                        await consumer.seek_to_beginning(tp)
+                        log.info("partition %d loaded: no stored offset, reading from the beginning", p)
+                    else:
+                        consumer.seek(tp, loaded.next_offset)
+                        log.info(
+                            "partition %d loaded: resuming at offset %d (%d indicators, %d buckets)",
+                            p,
+                            loaded.next_offset,
+                            loaded.indicators,
+                            loaded.buckets,
+                        )
+                    self.expected[p] = loaded.next_offset or 0
+                    consumer.resume(tp)
+                    current = None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if current is not None:
+                self.engine.forget_partitions({current})  # it may be half loaded
+            self._failed("loading partition state", exc)
+            return
+        self._reached_postgres()
+
+    def _discard(self, partitions: set[int]) -> None:
+        """Throw away the memory of `partitions` and pause them until they are loaded again."""
+        self.engine.forget_partitions(partitions)
+        for p in partitions:
+            self.expected.pop(p, None)
+            self.positions.pop(p, None)
+        self.dead_letters = [d for d in self.dead_letters if d.partition not in partitions]
+        if partitions >= self.owned:
+            self.engine.drain()  # nothing pending can be written any more, of any indicator
+        self._pause(TopicPartition(self.topic, p) for p in partitions)
+
+    def _pause(self, tps: Iterable[TopicPartition]) -> None:
+        assert self.consumer is not None
+        for tp in tps:
+            # Not assigned any more (the group is rebalancing): the revocation forgets it anyway.
+            with contextlib.suppress(IllegalStateError, AssertionError):
+                self.consumer.pause(tp)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log once per change of state, not once per retry; back off 0.5 s, 1 s, 2 s, 4 s, 5 s, 5 s, ..."""
+        self.failures += 1
+        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** min(self.failures - 1, 16))
+        self.retry_at = time.monotonic() + delay
+        self.metrics.postgres_up.set(0)
+        if self.healthy:
+            log.error("%s failed, state is reloaded from Postgres when it answers: %r", what, exc)
+        else:
+            log.debug("%s failed again: %r", what, exc)
+        self.healthy = False
+
+    def _reached_postgres(self) -> None:
+        if not self.healthy:
+            log.warning("Postgres answers again; partition state reloaded, resuming from the stored offsets")
+        self.healthy = True
+        self.metrics.postgres_up.set(1)
+
+    def _succeeded(self) -> None:
+        """A commit went through: the backoff starts over at the next failure."""
+        self._reached_postgres()
+        self.failures = 0
+        self.retry_at = 0.0

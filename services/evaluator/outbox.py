@@ -1,0 +1,92 @@
+"""The outbox relay: breach events stored by checkpoints reach the breach topic at least once.
+
+Unpublished `breach_events` rows are published oldest first, keyed by objective, and marked
+published after the broker's acknowledgement; a relay that stops between the two publishes
+them again with the same ids, and consumers dedupe on the CloudEvent `id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from services.evaluator.checkpoint import EvaluatorMetrics
+from services.evaluator.settings import EvaluatorSettings
+from shared.kafka import make_producer
+
+log = logging.getLogger("accord.evaluator")
+
+BATCH = 500
+
+
+async def relay_outbox(
+    settings: EvaluatorSettings, pool: asyncpg.Pool, wake: asyncio.Event, metrics: EvaluatorMetrics
+) -> None:
+    """Publish unpublished breach events at least once, with their stable ids, keyed by objective.
+
+    Survives Postgres and broker outages: a failed round is retried at the next wake-up or
+    poll period, and logged once per outage.
+    """
+    producer: AIOKafkaProducer = make_producer(settings.kafka_bootstrap_servers, client_id="accord-outbox")
+    await producer.start()
+    failing = False
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=settings.relay_interval_ms / 1000)
+            wake.clear()
+            try:
+                while await _relay_batch(settings, pool, producer, metrics):
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not failing:
+                    log.warning("outbox relay failed, retrying every %d ms: %r", settings.relay_interval_ms, exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("outbox relay works again")
+                failing = False
+    finally:
+        await producer.stop()
+
+
+async def _relay_batch(
+    settings: EvaluatorSettings, pool: asyncpg.Pool, producer: AIOKafkaProducer, metrics: EvaluatorMetrics
+) -> int:
+    async with pool.acquire(timeout=10) as conn, conn.transaction():
+        rows = await conn.fetch(
+            """
+            SELECT id, objective_id, event FROM breach_events
+            WHERE published_at IS NULL
+            ORDER BY created_at, objective_id, seq
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+            """,
+            BATCH,
+        )
+        if not rows:
+            return 0
+        futures = [
+            await producer.send(
+                settings.breaches_topic,
+                key=str(r["objective_id"]).encode(),
+                value=r["event"].encode() if isinstance(r["event"], str) else orjson.dumps(r["event"]),
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
+            for r in rows
+        ]
+        async with asyncio.timeout(30):
+            await asyncio.gather(*futures)
+        await conn.execute(
+            "UPDATE breach_events SET published_at = now() WHERE id = ANY($1::text[])", [r["id"] for r in rows]
+        )
+    metrics.published.inc(len(rows))
+    log.info("relayed %d breach events to %s", len(rows), settings.breaches_topic)
+    return len(rows)
