@@ -28,16 +28,7 @@ def make_producer(
         max_batch_size=max_batch_size,
         request_timeout_ms=request_timeout_ms,
         max_request_size=8 * 1024 * 1024,
-        compression_type="lz4" if _has_lz4() else None,
     )
-
-
-def _has_lz4() -> bool:
-    try:
-        import lz4  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def make_consumer(
