@@ -1,7 +1,7 @@
 """Kafka clients configured the one way Accord uses them (standard Kafka features only).
 
 Producers wait for every in-sync replica (acks=all). Idempotent and transactional
-producers stay off: exactly-once comes from Postgres (DESIGN §5). Consumers never
+producers stay off: exactly-once comes from Postgres (docs/design.md §5.3). Consumers never
 auto-commit: offsets are stored in Postgres with the state they produced.
 """
 

@@ -1,6 +1,6 @@
 """The evaluator's in-memory state and what one Kafka record does to it. No I/O here.
 
-Counts are kept per indicator in minute buckets (DESIGN §5b): a measurement costs
+Counts are kept per indicator in minute buckets (docs/design.md §6): a measurement costs
 the same whatever the number of objectives. After each record, the objectives of
 that record's indicator are evaluated at the indicator's event-time watermark (the
 newest measurement time seen), so results depend only on the records and their

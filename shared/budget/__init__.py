@@ -1,4 +1,4 @@
-"""Budget math: pure functions of counts, terms and an instant (DESIGN §3). No clock, no I/O."""
+"""Budget math: pure functions of counts, terms and an instant (docs/design.md §3.10). No clock, no I/O."""
 
 from shared.budget.counts import ZERO, Counts, SeriesCounts, minute_of
 from shared.budget.credits import credit_owed, validate_credit_tiers

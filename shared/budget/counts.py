@@ -1,7 +1,7 @@
 """Minute-bucket counts for one series, with range sums that do not walk every minute.
 
 A series is one indicator (and, later, one label set and one threshold predicate).
-Counts live in whole-minute buckets aligned to the Unix epoch (DESIGN §3), kept per
+Counts live in whole-minute buckets aligned to the Unix epoch (docs/design.md §3.6), kept per
 day: a sparse day as a small dict, a dense one as one int64 array with hour and day
 roll-ups, so a 30-day range sum costs about 30 lookups and a few array slices instead
 of 43,200 lookups.

@@ -1,4 +1,4 @@
-"""Service credits owed for a reporting period's compliance (DESIGN §2: service-credit tiers)."""
+"""Service credits owed for a reporting period's compliance (docs/design.md §2.4: service-credit tiers)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Budget, SLI and burn rates of one objective at one instant, and the alert transitions they cause.
 
-Everything here is a pure function of its arguments (DESIGN §3): the instant is
+Everything here is a pure function of its arguments (docs/design.md §3.10): the instant is
 passed in, counts come from a `CountSource`, state comes in and goes out.
 """
 

@@ -3,7 +3,7 @@
 A period starts at local midnight of its first day (Monday for a week), converted to
 UTC; so a month in Europe/Berlin that contains the March change is an hour shorter
 than its days suggest. Every IANA offset in use since 1972 is a whole number of
-minutes, so period boundaries fall on bucket boundaries (DESIGN §3).
+minutes, so period boundaries fall on bucket boundaries (docs/design.md §3.6, §3.7).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exactly-once effects through real Kafka and Postgres (DESIGN §5).
+"""Exactly-once effects through real Kafka and Postgres (docs/design.md §5.3).
 
 One fixed workload is run three ways: by one evaluator that is never disturbed (the
 baseline), by one evaluator killed with SIGKILL at several random points, and by two
