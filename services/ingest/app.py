@@ -7,8 +7,9 @@ Faults are bounded in time and memory:
   pass the limit is answered 503 at once, so a paused broker cannot make ingest's memory grow;
 - the indicator registry is a cached copy of Postgres' indicators table, so an unreachable
   Postgres does not stop ingest from accepting known indicators;
-- bodies larger than `THREAD_BYTES` are decoded and validated in a worker thread, so one large
-  (or adversarial, e.g. many tiny gzip members) body does not hold every other request up.
+- bodies larger than `THREAD_BYTES`, and compressed ones, are decoded and validated in a worker
+  thread, so one large (or adversarial: many tiny gzip members) body does not hold every other
+  request up.
 
 Readiness tells the truth: ingest is ready only while the broker answers a real request (see
 `BrokerProbe`) and the indicator registry was loaded.
@@ -134,14 +135,16 @@ class BrokerProbe:
         """None when the broker answered within the last `max_age` seconds, else the reason it is not ready."""
         if time.monotonic() - self._checked_at < self._max_age:
             return self._reason
-        if self._pending is None:
-            self._pending = asyncio.create_task(self._round_trip())
-        pending = self._pending
-        try:
-            return await asyncio.shield(pending)
-        finally:
-            if self._pending is pending and pending.done():
-                self._pending = None
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._round_trip(), name="ingest-broker-probe")
+        # Shielded: a probe whose client went away must not cancel the round trip others wait on.
+        return await asyncio.shield(self._pending)
+
+    async def stop(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pending
 
     async def _round_trip(self) -> str | None:
         started = time.monotonic()
@@ -231,6 +234,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         try:
             yield
         finally:
+            await probe.stop()
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
@@ -334,7 +338,7 @@ async def _accept(request: Request, state: IngestState) -> int:
     try:
         raw = await read_body(request, settings.max_body_bytes)
         registry = state.registry
-        if len(raw) > THREAD_BYTES:
+        if len(raw) > THREAD_BYTES or "content-encoding" in request.headers:
             batch = await asyncio.to_thread(
                 parse_request, raw, request.headers, settings, registry.kinds, registry.archived
             )
