@@ -6,7 +6,13 @@ Faults are bounded in time and memory:
   with them (acked or failed), even after their request was answered 503; a request that would
   pass the limit is answered 503 at once, so a paused broker cannot make ingest's memory grow;
 - the indicator registry is a cached copy of Postgres' indicators table, so an unreachable
-  Postgres does not stop ingest from accepting known indicators.
+  Postgres does not stop ingest from accepting known indicators;
+- bodies larger than `THREAD_BYTES`, and compressed ones, are decoded and validated in a worker
+  thread, so one large (or adversarial: many tiny gzip members) body does not hold every other
+  request up.
+
+Readiness tells the truth: ingest is ready only while the broker answers a real request (see
+`BrokerProbe`) and the indicator registry was loaded.
 """
 
 from __future__ import annotations
@@ -14,29 +20,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.protocol.metadata import MetadataRequest
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ingest.parse import Batch, decode_body, validate
 from services.ingest.publisher import Publisher
 from services.ingest.registry import IndicatorRegistry
+from services.ingest.schema import operation_docs
 from services.ingest.settings import IngestSettings
 from shared.errors import Invalid, PayloadTooLarge, Unavailable, UnsupportedMediaType
-from shared.http import install_error_handlers, ops_router
+from shared.http import ReadinessCheck, install_error_handlers, ops_router, problem
 from shared.kafka import make_producer
 from shared.notify import follow_config
 
 log = logging.getLogger("accord.ingest")
 
 RETRY_AFTER_SECONDS = 1
+THREAD_BYTES = 128 * 1024
+"""Bodies larger than this are decoded and validated off the event loop."""
+BROKER_PROBE_TIMEOUT_SECONDS = 1.0
+"""Longest wait for the broker's answer to a readiness round trip."""
+BROKER_PROBE_MAX_AGE_SECONDS = 1.0
+"""How long one answered round trip stands for the broker's health. With the timeout, a broker that stops
+answering makes /readyz 503 within 2 s (documented as at most 3 s, for the probe's own latency)."""
 REASONS = frozenset({"indicator", "timestamp", "good", "total", "value", "count", "labels", "id"})
 
 
@@ -93,6 +111,83 @@ class IngestState:
     registry: IndicatorRegistry
     metrics: IngestMetrics
     publisher: Publisher
+    broker_probe: BrokerProbe
+
+
+class BrokerProbe:
+    """Whether the broker answers now: a Metadata request for the measurements topic, sent to the broker.
+
+    The producer's cached metadata says nothing about a broker that froze after answering it, so this
+    sends a real request on the producer's own connection (what publishing needs to work) and waits at
+    most `timeout` seconds. An answer counts for `max_age` seconds; concurrent probes share one round trip.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, *, timeout: float, max_age: float) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._timeout = timeout
+        self._max_age = max_age
+        self._checked_at = -math.inf
+        self._reason: str | None = "not checked yet"
+        self._pending: asyncio.Task[str | None] | None = None
+
+    async def check(self) -> str | None:
+        """None when the broker answered within the last `max_age` seconds, else the reason it is not ready."""
+        if time.monotonic() - self._checked_at < self._max_age:
+            return self._reason
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._round_trip(), name="ingest-broker-probe")
+        # Shielded: a probe whose client went away must not cancel the round trip others wait on.
+        return await asyncio.shield(self._pending)
+
+    async def stop(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pending
+
+    async def _round_trip(self) -> str | None:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeout):
+                client = self._producer.client
+                node = _leader_of(client, self._topic)
+                if node is None:
+                    node = client.get_random_node()
+                if node is None:
+                    raise ConnectionError("no broker known")
+                answer = await client.send(node, MetadataRequest([self._topic], allow_auto_topic_creation=False))
+                if not answer.brokers:
+                    raise ConnectionError("the broker answered without brokers")
+            reason = None
+        except TimeoutError:
+            reason = f"the broker did not answer within {self._timeout:g} s"
+        except Exception as exc:  # readiness answers 503 with a reason, never raises
+            reason = f"broker unreachable: {exc!r}"
+        self._checked_at, self._reason = started, reason
+        return reason
+
+
+def _leader_of(client: Any, topic: str) -> int | None:
+    """A broker leading a partition of `topic` (the one publishing needs), from the client's cached layout."""
+    for partition in sorted(client.cluster.partitions_for_topic(topic) or ()):
+        leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if leader is not None and leader >= 0:
+            return int(leader)
+    return None
+
+
+def never_raises(name: str, check: ReadinessCheck) -> ReadinessCheck:
+    """`check`, answering a reason instead of raising: a readiness probe must answer 503, never 500."""
+
+    async def safe() -> str | None:
+        try:
+            return await check()
+        except Exception as exc:
+            log.warning("readiness check %s failed: %r", name, exc)
+            return f"check failed: {exc!r}"
+
+    return safe
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
@@ -128,11 +223,18 @@ def create_app(settings: IngestSettings) -> FastAPI:
         follower = asyncio.create_task(
             follow_config(settings.asyncpg_dsn, registry.reload, fallback_seconds=settings.registry_refresh_seconds)
         )
-        app.state.ingest = IngestState(settings, producer, registry, metrics, publisher)
+        probe = BrokerProbe(
+            producer,
+            settings.measurements_topic,
+            timeout=BROKER_PROBE_TIMEOUT_SECONDS,
+            max_age=BROKER_PROBE_MAX_AGE_SECONDS,
+        )
+        app.state.ingest = IngestState(settings, producer, registry, metrics, publisher, probe)
         log.info("ingest ready: publishing to %s", settings.measurements_topic)
         try:
             yield
         finally:
+            await probe.stop()
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
@@ -142,29 +244,28 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app = FastAPI(title="Accord ingest", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        # As shared.http's, but keeping the exception's headers: a 405 must say which methods are allowed.
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None)
+
     async def broker_ready() -> str | None:
         state: IngestState = app.state.ingest
-        try:
-            await asyncio.wait_for(state.producer.partitions_for(settings.measurements_topic), timeout=2)
-        except (TimeoutError, KafkaError) as exc:
-            return f"broker unreachable: {exc!r}"
-        return None
+        return await state.broker_probe.check()
 
     async def registry_ready() -> str | None:
         return None if registry.loaded else "indicator registry not loaded yet"
 
-    app.include_router(ops_router(metrics.registry, {"broker": broker_ready, "registry": registry_ready}))
+    checks: dict[str, Callable[[], Awaitable[str | None]]] = {"broker": broker_ready, "registry": registry_ready}
+    app.include_router(ops_router(metrics.registry, {name: never_raises(name, c) for name, c in checks.items()}))
+    extra, responses, components = operation_docs(settings.max_items, settings.max_body_bytes)
 
     @app.post(
         "/v1/measurements",
         status_code=202,
         summary="Accept measurements",
-        responses={
-            202: {"description": 'Every measurement was acknowledged by the broker: `{"accepted": n}`.'},
-            413: {"description": "The body (after decompression) or the number of measurements is over the limit."},
-            422: {"description": "Problems, each with the item's index, the field and the reason; nothing published."},
-            503: {"description": "The broker did not acknowledge in time; retry after Retry-After with the same ids."},
-        },
+        response_class=Response,
+        openapi_extra=extra,
     )
     async def post_measurements(request: Request) -> Response:
         """One measurement, a JSON array, or NDJSON, optionally gzip-compressed; 202 once the broker acked all."""
@@ -178,6 +279,16 @@ def create_app(settings: IngestSettings) -> FastAPI:
             metrics.latency.observe(time.perf_counter() - started)
         return Response(b'{"accepted":%d}' % accepted, status_code=202, media_type="application/json")
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the hand-parsed body's schemas and every answer of the route."""
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            doc["paths"]["/v1/measurements"]["post"]["responses"] = responses
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -196,7 +307,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def parse_request(raw: bytes, headers: Mapping[str, str], settings: IngestSettings, kinds: dict[str, str]) -> Batch:
+def parse_request(
+    raw: bytes,
+    headers: Mapping[str, str],
+    settings: IngestSettings,
+    kinds: dict[str, str],
+    archived: Collection[str] = frozenset(),
+) -> Batch:
     """Decode and validate a body against the registry's `kinds`: the whole request or nothing."""
     items = decode_body(
         raw,
@@ -212,6 +329,7 @@ def parse_request(raw: bytes, headers: Mapping[str, str], settings: IngestSettin
         now_ms=int(time.time() * 1000),
         max_future_ms=settings.max_future_seconds * 1000,
         max_age_ms=settings.max_age_seconds * 1000,
+        archived=archived,
     )
 
 
@@ -219,7 +337,13 @@ async def _accept(request: Request, state: IngestState) -> int:
     settings, metrics = state.settings, state.metrics
     try:
         raw = await read_body(request, settings.max_body_bytes)
-        batch = parse_request(raw, request.headers, settings, state.registry.kinds)
+        registry = state.registry
+        if len(raw) > THREAD_BYTES or "content-encoding" in request.headers:
+            batch = await asyncio.to_thread(
+                parse_request, raw, request.headers, settings, registry.kinds, registry.archived
+            )
+        else:
+            batch = parse_request(raw, request.headers, settings, registry.kinds, registry.archived)
     except Invalid as exc:
         reasons: dict[object, str] = {}
         for p in exc.extra.get("errors", []):

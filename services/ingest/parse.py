@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,17 @@ from typing import Any
 import orjson
 
 from shared.errors import Invalid, PayloadTooLarge, UnsupportedMediaType
-from shared.measurements import SCHEMA_VERSION, Measurement, decode_record
+from shared.measurements import (
+    MAX_ID_LENGTH,
+    MAX_LABEL_NAME_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_LABELS,
+    SCHEMA_VERSION,
+    Measurement,
+    decode_record,
+    labels_problem,
+    text_problem,
+)
 
 Problem = dict[str, Any]
 Wire = dict[str, Any]
@@ -30,6 +40,14 @@ Wire = dict[str, Any]
 
 MAX_COUNT = 2**53 - 1
 """Largest event count: the largest integer every JSON parser keeps exact, far below BIGINT sums."""
+
+MAX_INDICATOR_LENGTH = 128
+"""Longest indicator key in a request: the api registers none longer (its key pattern), so a longer one is refused
+before any lookup."""
+
+GZIP_CHUNK = 64 * 1024
+"""Compressed bytes handed to zlib at once: what zlib copies into `unused_data` after each gzip member is bounded
+by it, so a body of many tiny members costs linear time."""
 
 _GZIP = ("gzip", "x-gzip")
 _IDENTITY = ("", "identity")
@@ -103,19 +121,28 @@ def _json_problem(exc: orjson.JSONDecodeError, doc: bytes, field: str) -> Proble
 
 
 def gunzip(raw: bytes, max_bytes: int) -> bytes:
-    """The decompressed body (every gzip member of it); 413 past `max_bytes`, 422 when it is not gzip."""
+    """The decompressed body (every gzip member of it); 413 past `max_bytes`, 422 when it is not gzip.
+
+    Linear in the body's size whatever its members: input goes to zlib in `GZIP_CHUNK` slices of a
+    memoryview (no copy of the remainder per member), output collects in one bytearray.
+    """
+    view = memoryview(raw)
+    end = len(raw)
+    pos = 0
     out = bytearray()
-    data = raw
     try:
         while True:
             decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += decompressor.decompress(data, max_bytes + 1 - len(out))
-            if len(out) > max_bytes or decompressor.unconsumed_tail:
-                raise PayloadTooLarge(f"The decompressed body exceeds {max_bytes} bytes.")
-            if not decompressor.eof:
-                raise EOFError("the gzip stream is truncated")
-            data = decompressor.unused_data
-            if not data.strip(b"\x00"):
+            while not decompressor.eof:
+                if pos >= end:
+                    raise EOFError("the gzip stream is truncated")
+                chunk = view[pos : pos + GZIP_CHUNK]
+                out += decompressor.decompress(chunk, max_bytes + 1 - len(out))
+                if len(out) > max_bytes:
+                    raise PayloadTooLarge(f"The decompressed body exceeds {max_bytes} bytes.")
+                pos += len(chunk) - len(decompressor.unconsumed_tail) - len(decompressor.unused_data)
+            # Another member follows, unless the rest is padding (some writers pad with NULs).
+            if pos >= end or (raw[pos] == 0 and raw.count(b"\x00", pos) == end - pos):
                 return bytes(out)
     except (OSError, EOFError, zlib.error) as exc:
         raise Invalid(
@@ -133,8 +160,12 @@ def validate(
     now_ms: int,
     max_future_ms: int,
     max_age_ms: int,
+    archived: Collection[str] = frozenset(),
 ) -> Batch:
-    """Validated measurements from decoded items; raises Invalid listing every problem by index and field."""
+    """Validated measurements from decoded items; raises Invalid listing every problem by index and field.
+
+    `kind_of` answers for indicators that take measurements; `archived` names those that no longer do.
+    """
     lo, hi = now_ms - max_age_ms, now_ms + max_future_ms
     problems: list[Problem] = []
     groups: dict[str, list[Wire]] = {}
@@ -154,8 +185,9 @@ def validate(
             if (
                 ms is not None
                 and lo <= ms <= hi
-                and (mid is None or (type(mid) is str and mid))
-                and (labels is None or (type(labels) is dict and all(type(v) is str for v in labels.values())))
+                # Ids and labels the careful path would take as they are; any other goes there.
+                and (mid is None or (type(mid) is str and 0 < len(mid) <= MAX_ID_LENGTH and mid.isprintable()))
+                and (labels is None or (type(labels) is dict and _plain_labels(labels)))
             ):
                 if kind == "ratio":
                     good = item.get("good")
@@ -187,7 +219,7 @@ def validate(
                 if wire is not None and labels:
                     wire["labels"] = dict(sorted(labels.items()))
         if wire is None:
-            wire = _check(index, item, kind_of, problems, lo, hi)
+            wire = _check(index, item, kind_of, archived, problems, lo, hi)
             if wire is None:
                 continue
             indicator = item["indicator"]
@@ -198,6 +230,22 @@ def validate(
     if problems:
         raise Invalid(f"{len(problems)} problem(s) in the request; nothing was published.", problems)
     return Batch(groups, len(items))
+
+
+def _plain_labels(labels: dict[str, Any]) -> bool:
+    """Labels of printable strings within every limit: a strict subset of what `labels_problem` accepts."""
+    if len(labels) > MAX_LABELS:
+        return False
+    for name, value in labels.items():
+        if (
+            type(value) is not str
+            or not 0 < len(name) <= MAX_LABEL_NAME_LENGTH
+            or len(value) > MAX_LABEL_VALUE_LENGTH
+            or not name.isprintable()
+            or not value.isprintable()
+        ):
+            return False
+    return True
 
 
 def _iso_ms(value: str) -> float | None:
@@ -257,7 +305,13 @@ def _count(item: dict[str, Any], name: str, problems: list[Problem], index: int)
 
 
 def _check(
-    index: int, item: Any, kind_of: Callable[[str], str | None], problems: list[Problem], lo: int, hi: int
+    index: int,
+    item: Any,
+    kind_of: Callable[[str], str | None],
+    archived: Collection[str],
+    problems: list[Problem],
+    lo: int,
+    hi: int,
 ) -> Wire | None:
     """The careful path: every problem of one item, or its wire form when it has none."""
     before = len(problems)
@@ -268,10 +322,17 @@ def _check(
     kind = None
     if not isinstance(indicator, str) or not indicator:
         problems.append({"index": index, "field": "indicator", "reason": "is required and must be a string"})
+    elif (reason := text_problem(indicator, MAX_INDICATOR_LENGTH)) is not None:
+        problems.append({"index": index, "field": "indicator", "reason": reason})
     else:
         kind = kind_of(indicator)
         if kind is None:
-            problems.append({"index": index, "field": "indicator", "reason": f"unknown indicator {indicator[:200]!r}"})
+            reason = (
+                f"indicator {indicator!r} is archived and takes no new measurements"
+                if indicator in archived
+                else f"unknown indicator {indicator!r}"
+            )
+            problems.append({"index": index, "field": "indicator", "reason": reason})
         elif kind not in ("ratio", "threshold"):
             problems.append({"index": index, "field": "indicator", "reason": f"has unsupported kind {kind!r}"})
             kind = None
@@ -286,14 +347,24 @@ def _check(
     elif ts < lo:
         problems.append({"index": index, "field": "timestamp", "reason": "is older than any window could use"})
     mid = item.get("id")
-    if mid is not None and (not isinstance(mid, str | int) or isinstance(mid, bool) or mid == ""):
-        problems.append({"index": index, "field": "id", "reason": "must be a non-empty string"})
+    if mid is not None:
+        if not isinstance(mid, str | int) or isinstance(mid, bool) or mid == "":
+            problems.append({"index": index, "field": "id", "reason": "must be a non-empty string"})
+        else:
+            mid = str(mid)  # integers are taken as their decimal string
+            if (reason := text_problem(mid, MAX_ID_LENGTH)) is not None:
+                problems.append({"index": index, "field": "id", "reason": reason})
     labels = item.get("labels")
-    if labels is not None and (not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values())):
-        problems.append({"index": index, "field": "labels", "reason": "must map strings to strings"})
+    if labels is not None:
+        if not isinstance(labels, dict) or not all(
+            isinstance(name, str) and isinstance(value, str) for name, value in labels.items()
+        ):
+            problems.append({"index": index, "field": "labels", "reason": "must map strings to strings"})
+        elif (reason := labels_problem(labels)) is not None:
+            problems.append({"index": index, "field": "labels", "reason": reason})
     wire: Wire = {"ts": ts}
     if mid is not None:
-        wire["id"] = str(mid)
+        wire["id"] = mid
     if kind == "ratio":
         for wrong in ("value", "count"):
             if wrong in item:
