@@ -6,7 +6,7 @@ Requests that arrive while the previous flush is being handed to the producer jo
 indicator's measurements keep their order in its partition. A flush settles when the
 producer is done with every one of its records: acked by the broker (acks=all), or
 failed. Each request waits for its flush to settle and answers 202 only when every
-record of it was acked (DESIGN §5); if any record failed, every request of the flush
+record of it was acked (docs/design.md §5.1); if any record failed, every request of the flush
 gets 503 and retries with the same ids, which the evaluator counts once.
 
 This turns per-request producer work into per-record work: a thousand single-measurement
