@@ -253,7 +253,7 @@ class Launcher:
         self.deps_down_at = -math.inf  # last instant PostgreSQL or the broker was seen down
         self.pg_retry_at = 0.0
         self.pg_backoff = BACKOFF_FIRST_SECONDS
-        self.evaluator_group = EvaluatorSettings().group_id
+        self.evaluator_group = "accord-evaluator"
 
     def _signal(self, signum: int, _frame: object) -> None:
         self.stops += 1
@@ -307,6 +307,7 @@ class Launcher:
             log.warning("a local broker left running by an earlier `accord run` is ignored: `accord stop` stops it")
         os.environ.update({k: self.env[k] for k in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")})
         self.resolved = resolved = StackSettings()
+        self.evaluator_group = EvaluatorSettings().group_id
         migrate(resolved.database_url)
         log.info("migrations applied")
         if self.broker is not None and fresh_log:

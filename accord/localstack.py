@@ -270,7 +270,8 @@ class Postgres:
             )
             if done.returncode != 0:
                 raise LocalStackError(f"initdb failed:\n{done.stdout}")
-        if self._run(["pg_ctl", "-D", str(self.data), "status"]).returncode == 0:
+        # `pg_ctl status` alone takes a dead postmaster nobody reaped (a zombie) for a running one.
+        if self.running() and self._run(["pg_ctl", "-D", str(self.data), "status"]).returncode == 0:
             log.info("a PostgreSQL server left running on %s is stopped first", self.data)
             self.stop()
         started = self._run(
