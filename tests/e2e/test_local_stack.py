@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +26,7 @@ import httpx
 import pytest
 from support import BIN, wait_until
 
+from accord.cli import GIVE_UP_EXITS, Launcher, Service, StackSettings, _GiveUp
 from accord.localstack import die_with_parent, free_port, process_alive
 
 pytestmark = pytest.mark.slow
@@ -327,3 +329,60 @@ async def test_a_killed_postgres_is_restarted_and_the_stack_stays_up(stack: Stac
     print(f"measured: PostgreSQL restarted in {restart:.1f}s")
     stack.proc.send_signal(signal.SIGINT)
     assert await stack.wait_exit() == 0
+
+
+def _quitter(launcher: Launcher) -> Service:
+    """A "service" that exits at once: the venv's python with nothing on stdin."""
+    svc = Service("quitter", "python", 0, dict(launcher.env))
+    svc.start()
+    launcher.services = [svc]
+    return svc
+
+
+def _launcher(database_port: int, kafka_port: int) -> Launcher:
+    launcher = Launcher(StackSettings())
+    launcher.env = {
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{database_port}/accord",
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+    }
+    return launcher
+
+
+def _exited(svc: Service) -> None:
+    assert svc.proc is not None
+    svc.proc.wait(timeout=30)
+
+
+def test_a_service_failing_fast_while_its_dependencies_are_up_is_given_up_on() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        launcher = _launcher(port, port)  # both "up": something listens
+        svc = _quitter(launcher)
+        for _ in range(GIVE_UP_EXITS):
+            _exited(svc)
+            launcher._tick()  # restarted at once
+        _exited(svc)
+        with pytest.raises(_GiveUp, match="quitter keeps exiting") as gave_up:
+            launcher._tick()
+        assert gave_up.value.service == "quitter"
+        assert len(svc.failures) == GIVE_UP_EXITS + 1
+
+
+def test_a_service_failing_while_a_dependency_is_down_is_restarted_with_growing_pauses_forever() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        up = server.getsockname()[1]
+        launcher = _launcher(up, free_port())  # the broker is down: nothing listens on its port
+        svc = _quitter(launcher)
+        pauses = []
+        for _ in range(3 * GIVE_UP_EXITS):
+            _exited(svc)
+            launcher._tick()
+            assert svc.restart_at is not None, "a restart must be scheduled, not given up"
+            pauses.append(round(svc.restart_at - time.monotonic()))
+            svc.restart_at = 0  # due now: the next tick restarts it
+            launcher._tick()
+            assert svc.restart_at is None
+        assert pauses[:6] == [1, 2, 4, 8, 10, 10]
+        assert set(pauses[6:]) == {10}
+        assert svc.failures == []
+        svc.stop()
