@@ -7,7 +7,8 @@ accord run            start PostgreSQL, the broker, migrations, topics and the t
                       a second Ctrl-C stops at once. A broker left running by a killed
                       `accord run` is taken over with its records by the next one.
 accord stop           stop the `accord run` of this data dir (as Ctrl-C does), or the broker and
-                      PostgreSQL a killed one left running
+                      PostgreSQL a killed one left running (a broker holding records the
+                      evaluator has not applied only with --force; `accord run` would apply them)
 accord migrate        apply database migrations (alembic upgrade head)
 accord topics         create the Kafka topics with the configured partition counts
 accord events tail    print breach events from the breach topic as they arrive
@@ -589,8 +590,31 @@ def run_stack(settings: StackSettings) -> int:
     return Launcher(settings).run()
 
 
-def stop_stack(settings: StackSettings, timeout: float) -> int:
-    """`accord stop`: stop the `accord run` of this data dir, or what a killed one left running."""
+def _unapplied(settings: StackSettings, broker: Broker) -> int | None:
+    """How many records of the measurements topic `broker` holds that the evaluator has not applied (None: unknown)."""
+    if "DATABASE_URL" in os.environ:
+        dsn = settings.asyncpg_dsn
+    else:
+        pg = _postgres(settings)
+        if not pg.running():
+            return None
+        dsn = pg.url()
+    topic = settings.measurements_topic
+    try:
+        stored = asyncio.run(_stored_offsets(dsn, EvaluatorSettings().group_id, topic))
+        ends = asyncio.run(asyncio.wait_for(log_ends(broker.bootstrap, topic, stored), 30))
+    except Exception as exc:
+        log.warning("cannot tell what the broker holds: %s: %s", type(exc).__name__, exc)
+        return None
+    return sum(max(0, end - stored.get(p, 0)) for p, end in ends.items())
+
+
+def stop_stack(settings: StackSettings, timeout: float, force: bool = False) -> int:
+    """`accord stop`: stop the `accord run` of this data dir, or what a killed one left running.
+
+    A broker left running that holds records the evaluator has not applied is stopped only
+    with `force`: the next `accord run` would take it over and apply them.
+    """
     pidfile = settings.data_dir / "accord-run.pid"
     if (pid := _launcher_pid(pidfile)) is not None:
         log.info("asking `accord run` (pid %d) to stop; it lets the evaluator apply what the broker holds first", pid)
@@ -608,14 +632,22 @@ def stop_stack(settings: StackSettings, timeout: float) -> int:
     found = Broker.recorded(state, logfile)
     if found is not None:
         broker = found[0]
+        left = _unapplied(settings, broker)
+        if left != 0 and not force:
+            log.error(
+                "the broker a killed `accord run` left running (pid %s, %s) holds %s record(s) the evaluator has "
+                "not applied: `make run` takes it over and applies them (Ctrl-C then stops everything); "
+                "`accord stop --force` stops it and loses them",
+                broker.pid,
+                broker.bootstrap,
+                "an unknown number of" if left is None else left,
+            )
+            return 1
         broker.stop()
         state.unlink(missing_ok=True)
-        log.warning(
-            "stopped the broker a killed `accord run` left running (pid %s, %s); records it held that the "
-            "evaluator had not applied are gone (`accord run`, then Ctrl-C, would have applied them)",
-            broker.pid,
-            broker.bootstrap,
-        )
+        log.info("stopped the broker a killed `accord run` left running (pid %s, %s)", broker.pid, broker.bootstrap)
+        if left:
+            log.warning("%d record(s) the evaluator had not applied are lost with it", left)
         stopped = True
     if "DATABASE_URL" not in os.environ:
         pg = _postgres(settings)
@@ -661,7 +693,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the whole stack locally")
-    sub.add_parser("stop", help="stop `accord run` (or what a killed one left running)")
+    stop = sub.add_parser("stop", help="stop `accord run` (or what a killed one left running)")
+    stop.add_argument(
+        "--force", action="store_true", help="stop a left-over broker even if it holds records not yet applied"
+    )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("topics", help="create the Kafka topics")
     events = sub.add_parser("events", help="breach events")
@@ -675,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run_stack(settings)
     if args.command == "stop":
-        return stop_stack(settings, timeout=settings.drain_timeout_seconds + 60)
+        return stop_stack(settings, timeout=settings.drain_timeout_seconds + 60, force=args.force)
     if args.command == "migrate":
         migrate(settings.database_url)
         return 0

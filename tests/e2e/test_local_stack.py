@@ -141,7 +141,9 @@ def stack() -> Iterator[Stack]:
             s.proc.send_signal(signal.SIGINT)
             s.proc.wait(timeout=120)
         # What a killed launcher left running (broker, PostgreSQL).
-        subprocess.run([str(BIN / "accord"), "stop"], env=s.env(), check=False, timeout=120, capture_output=True)
+        subprocess.run(
+            [str(BIN / "accord"), "stop", "--force"], env=s.env(), check=False, timeout=120, capture_output=True
+        )
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
