@@ -9,14 +9,18 @@ Facts this module works around (DESIGN §8):
   which must reach the binaries, the data directory and all their parents.
 - `pg_ctl` detaches the server, so it is stopped explicitly.
 - Tansu keeps data in memory only, auto-creates topics with 4 partitions, and is
-  stopped with SIGINT.
+  stopped with SIGINT. The launcher's broker may outlive the launcher (so a killed
+  launcher loses nothing the broker holds): it is recorded in a state file, and a later
+  launcher adopts it (`Broker.adopt`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import pwd
@@ -79,6 +83,37 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
         libc.prctl(pr_set_pdeathsig, signum)
 
     return _set
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie is not: nobody may ever reap it)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks after boot): with the pid it names one process, never a reused pid."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15, name: str = "process") -> None:
@@ -173,6 +208,19 @@ class Postgres:
     def logfile(self) -> Path:
         return self.base / "postgres.log"
 
+    def postmaster_pid(self) -> int | None:
+        """The pid the running (or last) postmaster wrote to `postmaster.pid`."""
+        try:
+            first = (self.data / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+        except OSError:
+            return None
+        return int(first) if first.isdigit() else None
+
+    def running(self) -> bool:
+        """Whether the postmaster is alive (cheap: no `pg_ctl`, for a supervisor's every tick)."""
+        pid = self.postmaster_pid()
+        return pid is not None and process_alive(pid)
+
     def url(self, database: str = "accord") -> str:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
 
@@ -222,7 +270,8 @@ class Postgres:
             )
             if done.returncode != 0:
                 raise LocalStackError(f"initdb failed:\n{done.stdout}")
-        if self._run(["pg_ctl", "-D", str(self.data), "status"]).returncode == 0:
+        # `pg_ctl status` alone takes a dead postmaster nobody reaped (a zombie) for a running one.
+        if self.running() and self._run(["pg_ctl", "-D", str(self.data), "status"]).returncode == 0:
             log.info("a PostgreSQL server left running on %s is stopped first", self.data)
             self.stop()
         started = self._run(
@@ -258,17 +307,27 @@ class Postgres:
 
 @dataclass
 class Broker:
-    """A Tansu broker on 127.0.0.1:port, data in memory."""
+    """A Tansu broker on 127.0.0.1:port, data in memory.
+
+    By default it dies with the process that started it (tests, benchmarks). With
+    `outlive_parent` it does not: `accord run` records it in a state file (`record`), and
+    a later run adopts it (`adopt`), so records it holds that were not applied yet survive
+    a launcher killed outright.
+    """
 
     port: int
     logfile: Path
     proc: subprocess.Popen[bytes] | None = None
+    outlive_parent: bool = False
+    pid: int | None = None  # set when started or adopted
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if port_open("127.0.0.1", self.port):
+            raise LocalStackError(f"port {self.port} is already in use; the broker cannot listen on it")
         url = f"tcp://127.0.0.1:{self.port}"
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         with self.logfile.open("ab") as out:
@@ -278,27 +337,109 @@ class Broker:
                     "--listener-url", url, "--advertised-listener-url", url,
                     "--storage-engine", "memory://tansu/",
                 ],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=None if self.outlive_parent else die_with_parent(signal.SIGKILL),
             )  # fmt: skip
+        self.pid = self.proc.pid
         wait_for_port(self.port, 30, "Kafka broker (tansu)", self.proc)
+
+    def record(self, state_file: Path, **notes: object) -> None:
+        """Write pid, port, start time and `notes` to `state_file`, for a later launcher to adopt."""
+        assert self.pid is not None
+        state = {
+            **notes,
+            "pid": self.pid,
+            "port": self.port,
+            "start_ticks": process_start_ticks(self.pid),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        staging = state_file.with_name(state_file.name + ".tmp")
+        staging.write_text(json.dumps(state) + "\n")
+        staging.replace(state_file)
+
+    @classmethod
+    def recorded(cls, state_file: Path, logfile: Path) -> tuple[Broker, dict[str, object]] | None:
+        """The broker `state_file` names and its notes, if that very process still runs and listens."""
+        try:
+            state = json.loads(state_file.read_text())
+            pid, port, ticks = int(state["pid"]), int(state["port"]), state.get("start_ticks")
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not process_alive(pid) or (ticks is not None and process_start_ticks(pid) != ticks):
+            return None
+        if not port_open("127.0.0.1", port):
+            return None
+        return cls(port, logfile, outlive_parent=True, pid=pid), state
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.pid is not None and process_alive(self.pid)
 
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): connections stay open, nothing is answered."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGCONT)
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+    def stop(self, timeout: float = 10) -> None:
+        if self.pid is None or not self.alive():
             return
-        self.proc.send_signal(signal.SIGCONT)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
+            os.kill(self.pid, signal.SIGINT)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            return
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+            time.sleep(0.05)
+
+
+async def log_ends(bootstrap: str, topic: str, start: dict[int, int], quiet_ms: int = 500) -> dict[int, int]:
+    """The end offset of every partition of `topic`, found by reading from `start` (0 where absent).
+
+    Tansu's `end_offsets` / `seek_to_end` are not correct, and a fetch beyond the log end
+    answers no records and no error; so the end is past the last record a plain consumer
+    (no group) receives before `quiet_ms` pass with nothing more.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=min(100, quiet_ms),
+        client_id="accord-drain",
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = {p: start.get(p, 0) for p in partitions}
+        if not tps:
+            return ends
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp.partition])
+        while batch := await consumer.getmany(timeout_ms=quiet_ms, max_records=50_000):
+            for tp, records in batch.items():
+                if records:
+                    ends[tp.partition] = max(ends[tp.partition], records[-1].offset + 1)
+        return ends
+    finally:
+        await consumer.stop()
