@@ -476,9 +476,9 @@ class Launcher:
     def _shutdown(self, asked: bool, evaluator_failed: bool) -> None:
         """Ingest first (no new 202s), then wait for the evaluator to apply what the broker holds, then the rest.
 
-        `asked`: the user asked to stop (Ctrl-C, SIGTERM); then the broker stops after the wait even
-        if records are left (they are counted in a warning). Otherwise (a failure) the broker is left
-        running while it holds records the evaluator has not applied, for the next run to take over.
+        `asked`: the user asked to stop (Ctrl-C, SIGTERM). The broker is left running while it holds
+        records the evaluator has not applied (the drain timed out, or a failure), for the next run to
+        take over; only a second Ctrl-C (the user chose to lose them) stops it regardless.
         """
         started = time.monotonic()
         ingest = next((s for s in self.services if s.name == "ingest"), None)
@@ -493,7 +493,7 @@ class Launcher:
         for svc in reversed(self.services):
             svc.stop()
         if self.broker is not None:
-            if left != 0 and not asked:
+            if left != 0 and not (asked and self.stops >= 2):
                 log.warning(
                     "the broker (pid %s, %s) is left running: it holds %s record(s) the evaluator has not "
                     "applied; the next `make run` takes it over and applies them (`accord stop` stops it, "
@@ -553,7 +553,7 @@ class Launcher:
             if now >= deadline:
                 log.warning(
                     "the evaluator did not apply everything within ACCORD_DRAIN_TIMEOUT_SECONDS=%.0f: %s record(s) "
-                    "it has not applied are lost with the broker",
+                    "are not applied yet",
                     self.settings.drain_timeout_seconds,
                     left if stored is not None else f"up to {left}",
                 )
