@@ -663,7 +663,7 @@ def stop_stack(settings: StackSettings, timeout: float, force: bool = False) -> 
 async def tail_events(settings: CommonSettings, limit: int | None) -> None:
     """Print breach events (one CloudEvent JSON per line) from the start of the topic, then as they arrive.
 
-    Consumers dedupe by the CloudEvent `id` (DESIGN §4).
+    Consumers dedupe by the CloudEvent `id` (docs/design.md §4.2).
     """
     from aiokafka import AIOKafkaConsumer
 

@@ -4,7 +4,7 @@ Only this module and the test fixtures know these servers. The services talk to
 whatever `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` name, as they would in
 production against PostgreSQL and Apache Kafka.
 
-Facts this module works around (DESIGN §8):
+Facts this module works around (docs/design.md §8.2):
 - PostgreSQL refuses to run as root: as root, `initdb`/`pg_ctl` run as `nobody`,
   which must reach the binaries, the data directory and all their parents.
 - `pg_ctl` detaches the server, so it is stopped explicitly.
