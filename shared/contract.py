@@ -35,8 +35,11 @@ revision document (`agreement_revisions.document`): the agreement spec plus
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from shared.budget import (
@@ -54,11 +57,66 @@ from shared.budget import (
     parse_window,
     validate_credit_tiers,
 )
-from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, parse_minutes, tier_name
+from shared.budget.exclusions import occurrences_in_first_days
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, parse_minutes, tier_name
 from shared.budget.periods import zone
 
 Problem = dict[str, str]
 Document = Mapping[str, Any]
+
+# --- input bounds (README "Limits"; the api answers 422 naming the field and the limit) -------------------
+
+MAX_NAME_LENGTH = 200
+"""Names of agreements, objectives, providers, customers, authors, review participants, tiers."""
+MAX_DESCRIPTION_LENGTH = 10_000
+"""Descriptions and review notes (multi-line)."""
+MAX_REASON_LENGTH = 2_000
+"""A change's reason, a maintenance window's reason, a review decision."""
+MAX_UNIT_LENGTH = 64
+MAX_LABELS = 64
+MAX_MATCHERS = 32  # a measurement carries at most 32 labels (shared.measurements.MAX_LABELS)
+MAX_LABEL_NAME_LENGTH = 128
+MAX_LABEL_VALUE_LENGTH = 256
+MAX_OBJECTIVES = 100
+MAX_TIERS = 10
+MAX_BUDGET_THRESHOLDS = 20
+MAX_CREDIT_TIERS = 20
+MAX_LIST_ITEMS = 100
+"""Review participants and decisions."""
+MAX_MAINTENANCE = 100
+"""Maintenance windows (one-off and recurring) of one agreement."""
+MAX_MAINTENANCE_OCCURRENCES = 10_000
+"""Occurrences of all of an agreement's recurring maintenance rules in their first 400 days."""
+MAX_SPANS_PER_DAY = 8
+MAX_HOLIDAYS = 1_000
+MAX_QUERY_LENGTH = 1_000
+"""Any query parameter or path segment that is free text."""
+
+# Control characters (C0, DEL, C1) and lone surrogates cannot be stored (PostgreSQL refuses NUL and
+# invalid UTF-8) or break logs and exports; multi-line fields may hold tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_problem(value: str, max_length: int, *, multiline: bool = False, blank: bool = True) -> str | None:
+    """Why `value` is no acceptable text field; None when it is."""
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters (has {len(value)})"
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
+        allowed = " (tab and line breaks are allowed)" if multiline else ""
+        return f"must not contain control characters such as NUL{allowed}"
+    if not blank and not value.strip():
+        return "must not be empty or only whitespace"
+    return None
+
+
+def check_text(value: str, max_length: int, *, multiline: bool = False, blank: bool = True) -> str:
+    """`value` when it is acceptable text; ValueError naming the limit otherwise."""
+    reason = text_problem(value, max_length, multiline=multiline, blank=blank)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
 
 OBJECTIVE_LEGACY_COLUMNS = ("name", "indicator_key", "target", "window", "alert_policy")
 
@@ -185,12 +243,24 @@ def agreement_problems(agreement: Document) -> list[Problem]:
             business_hours(agreement)
         except ValueError as exc:
             problems.append({"field": "business_hours", "reason": str(exc)})
+    occurrences = 0
     for n, window in enumerate(agreement.get("maintenance", ())):
         if window.get("rrule"):
             try:
-                RecurringMaintenance(window["rrule"], parse_minutes(window["duration"]), timezone)
+                rule = RecurringMaintenance(window["rrule"], parse_minutes(window["duration"]), timezone)
             except ValueError as exc:
                 problems.append({"field": f"maintenance.{n}.rrule", "reason": str(exc)})
+                continue
+            occurrences += occurrences_in_first_days(rule, MAX_WINDOW_DAYS, MAX_MAINTENANCE_OCCURRENCES - occurrences)
+            if occurrences > MAX_MAINTENANCE_OCCURRENCES:
+                problems.append(
+                    {
+                        "field": f"maintenance.{n}.rrule",
+                        "reason": f"the agreement's recurring maintenance would occur more than "
+                        f"{MAX_MAINTENANCE_OCCURRENCES} times in {MAX_WINDOW_DAYS} days",
+                    }
+                )
+                break
         elif _ms(window["end"]) <= _ms(window["start"]):
             problems.append(
                 {"field": f"maintenance.{n}.end", "reason": "a maintenance window must end after it starts"}
@@ -260,7 +330,16 @@ def document_problems(document: Document, indicator_kinds: Mapping[str, str]) ->
     return problems
 
 
+@cache
+def iana_zones() -> frozenset[str]:
+    """The zone names of the tzdata package (the same on every host), without its `Factory` placeholder."""
+    names = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    return frozenset(names) - {"Factory"}
+
+
 def check_timezone(name: str) -> str:
-    """`name` when it is an IANA timezone; ValueError otherwise."""
+    """`name` when it is an IANA timezone of tzdata; ValueError otherwise (no `localtime`, `posixrules`, ...)."""
+    if name not in iana_zones():
+        raise ValueError(f"unknown timezone {name[:60]!r} (expected an IANA name such as 'Europe/Berlin')")
     zone(name)
     return name

@@ -59,7 +59,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None)
 
     # Registered for Exception, Starlette's ServerErrorMiddleware (the outermost layer) answers with it
     # too, so an error raised in a middleware is covered as well as one raised in a route.
