@@ -137,12 +137,23 @@ def business_hours(agreement: Document) -> BusinessHours | None:
     return BusinessHours.parse(agreement["timezone"], calendar.get("weekly", {}), calendar.get("holidays", ()))
 
 
-def maintenance_exclusions(agreement: Document) -> tuple[ExcludedTime, ...]:
+RuleMemo = dict[tuple[str, int, str], RecurringMaintenance]
+"""Recurring maintenance by (rule, duration, timezone), shared by the objectives of one computation: a rule's
+occurrences are generated once (from its DTSTART on) rather than once per objective."""
+
+
+def maintenance_exclusions(agreement: Document, rules: RuleMemo | None = None) -> tuple[ExcludedTime, ...]:
     """The agreement's maintenance windows (one-off and recurring) as excluded time."""
     out: list[ExcludedTime] = []
     for window in agreement.get("maintenance", ()):
         if window.get("rrule"):
-            out.append(RecurringMaintenance(window["rrule"], parse_minutes(window["duration"]), agreement["timezone"]))
+            key = (window["rrule"], parse_minutes(window["duration"]), agreement["timezone"])
+            rule = rules.get(key) if rules is not None else None
+            if rule is None:
+                rule = RecurringMaintenance(*key)
+                if rules is not None:
+                    rules[key] = rule
+            out.append(rule)
         else:
             out.append(MaintenanceWindow(_ms(window["start"]), _ms(window["end"])))
     return tuple(out)
@@ -179,16 +190,17 @@ def tier_json(tier: BurnRateTier) -> dict[str, Any]:
     }
 
 
-def objective_terms(agreement: Document, objective: Document) -> ObjectiveTerms:
+def objective_terms(agreement: Document, objective: Document, rules: RuleMemo | None = None) -> ObjectiveTerms:
     """The terms an objective is evaluated under, from its agreement's and its own stored spec.
 
     Exclusions: the agreement's maintenance windows always; its business hours (time outside
-    them excluded) when the objective is business-hours-only.
+    them excluded) when the objective is business-hours-only. `rules` shares recurring maintenance
+    between the objectives of one computation (one thread at a time: their occurrences are memoised).
     """
     window = objective_window(agreement, objective)
     policy = objective.get("alert_policy") or {}
     threshold = objective.get("threshold")
-    exclusions = maintenance_exclusions(agreement)
+    exclusions = maintenance_exclusions(agreement, rules)
     if objective.get("business_hours_only"):
         hours = business_hours(agreement)
         if hours is None:

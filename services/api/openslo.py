@@ -245,11 +245,50 @@ def _accord_duration(value: Any) -> str | None:
     return f"{minutes}m"
 
 
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of collections an OpenSLO body may have (OpenSLO itself needs about 10)."""
+MAX_YAML_DOCUMENTS = 1000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing aliases (no "billion laughs") and nesting deeper than MAX_YAML_DEPTH
+    before the composer recurses into it (so no RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases are not supported in an OpenSLO import", self.get_mark()
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_YAML_DEPTH} levels", self.get_mark()
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def parse_yaml(text: str) -> list[Doc]:
+    """The documents of an OpenSLO body: safe YAML, no aliases, at most 64 levels deep, at most 1000 documents."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise Invalid("The body is not YAML.", [{"field": "(body)", "reason": str(exc)}]) from None
+        docs = []
+        for d in yaml.load_all(text, Loader=_BoundedLoader):
+            if d is not None:
+                docs.append(d)
+            if len(docs) > MAX_YAML_DOCUMENTS:
+                raise Invalid(
+                    "Too many OpenSLO documents.",
+                    [{"field": "(body)", "reason": f"at most {MAX_YAML_DOCUMENTS} documents"}],
+                )
+    except (yaml.YAMLError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, yaml.YAMLError) else f"nested too deeply (at most {MAX_YAML_DEPTH})"
+        raise Invalid("The body is not acceptable YAML.", [{"field": "(body)", "reason": reason[:1000]}]) from None
     if not docs:
         raise Invalid("No OpenSLO documents.", [{"field": "(body)", "reason": "the body holds no YAML documents"}])
     return docs

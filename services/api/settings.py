@@ -16,3 +16,13 @@ class ApiSettings(CommonSettings):
     max_history_points: int = Field(
         default=10_000, gt=0, le=1_000_000, description="Most points one history request may ask for (422 above)."
     )
+    max_history_work: int = Field(
+        default=5_000_000,
+        gt=0,
+        description="Most work units one history request may take (422 above): per point 300, plus the window's "
+        "minutes for timeslices budgeting, plus 1/8 of them for business hours, plus 6 per maintenance occurrence in "
+        "the window; plus 6 per maintenance occurrence from a rule's DTSTART to `to`. About 0.2 µs each.",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest accepted request body, chunked or not (413 above)."
+    )

@@ -78,7 +78,9 @@ async def objective_history_route(
                 }
             ],
         )
-    points = await objective_history(session, objective.id, agreement.id, from_ms_, to_ms_, step_ms)
+    points = await objective_history(
+        session, objective.id, agreement.id, from_ms_, to_ms_, step_ms, state.settings.max_history_work
+    )
     return HistoryOut(
         objective_id=objective.id,
         agreement_id=agreement.id,
