@@ -92,6 +92,20 @@ MAX_HOLIDAYS = 1_000
 MAX_QUERY_LENGTH = 1_000
 """Any query parameter or path segment that is free text."""
 
+# The work of evaluating an objective at one instant, in units of about 1 µs: one window minute walked by a
+# timeslices objective over dense minute buckets (measured with shared.budget.evaluate; README "Limits").
+POINT_WORK = 30
+"""Any evaluation: the window and every tier window summed from prefix sums."""
+BUSINESS_HOURS_SHARE = 30
+"""Business hours: 1/30 unit per lookback minute (up to 8 opening spans a day and the offset changes)."""
+OCCURRENCE_WORK = 0.5
+"""Per maintenance occurrence within an evaluation's lookback."""
+WALK_WORK = 4
+"""Per occurrence generated from a recurring rule's DTSTART up to the instant evaluated (once per request)."""
+MAX_EVALUATION_WORK = 2_000_000
+"""Most work one evaluation of all an agreement's objectives may take (the api's status, the evaluator per record):
+timeslices windows together at most 2,000,000 minutes (five 400-day windows, forty-six 30-day ones)."""
+
 # Control characters (C0, DEL, C1) and lone surrogates cannot be stored (PostgreSQL refuses NUL and
 # invalid UTF-8) or break logs and exports; multi-line fields may hold tab, newline and carriage return.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -327,18 +341,49 @@ def objective_problems(
     return problems
 
 
+def point_work(terms: ObjectiveTerms, rates: Mapping[int, float] | None = None) -> float:
+    """Work units of evaluating `terms` at one instant; `rates` maps `id()` of each recurring rule to its
+    occurrences per minute (without it, a rule counts as one occurrence)."""
+    lookback = max([terms.window.max_minutes, *(t.long_minutes for t in terms.tiers)])
+    work = float(POINT_WORK)
+    if terms.budgeting == "timeslices":
+        work += terms.window.max_minutes
+    for exclusion in terms.exclusions:
+        if isinstance(exclusion, BusinessHours):
+            work += lookback / BUSINESS_HOURS_SHARE
+        elif isinstance(exclusion, RecurringMaintenance) and rates is not None:
+            work += OCCURRENCE_WORK * rates.get(id(exclusion), 0.0) * lookback
+        else:
+            work += OCCURRENCE_WORK
+    return work
+
+
 def document_problems(document: Document, indicator_kinds: Mapping[str, str]) -> list[Problem]:
     """Every cross-field problem of an agreement with its objectives (paths relative to the document)."""
     problems = agreement_problems(document)
     seen: dict[str, int] = {}
     objectives: Sequence[Document] = document.get("objectives", ())
+    work = 0.0
     for n, objective in enumerate(objectives):
         if objective["name"] in seen:
             problems.append(
                 {"field": f"objectives.{n}.name", "reason": f"objective {seen[objective['name']]} has the same name"}
             )
         seen.setdefault(objective["name"], n)
-        problems.extend(objective_problems(objective, document, indicator_kinds, f"objectives.{n}"))
+        found = objective_problems(objective, document, indicator_kinds, f"objectives.{n}")
+        problems.extend(found)
+        if not found and not problems:
+            work += point_work(objective_terms({**document, "maintenance": []}, objective))
+        if work > MAX_EVALUATION_WORK:
+            problems.append(
+                {
+                    "field": f"objectives.{n}",
+                    "reason": f"evaluating the agreement's objectives would take more than {MAX_EVALUATION_WORK} work "
+                    "units (timeslices windows together at most 2,000,000 minutes): shorten windows or split the "
+                    "agreement",
+                }
+            )
+            break
     return problems
 
 

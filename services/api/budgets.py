@@ -33,7 +33,6 @@ from shared.budget import (
     ZERO,
     AlertState,
     Budgeting,
-    BusinessHours,
     Evaluation,
     ObjectiveTerms,
     RecurringMaintenance,
@@ -42,7 +41,7 @@ from shared.budget import (
 )
 from shared.budget.exclusions import occurrences_in_first_days
 from shared.budget.model import MAX_WINDOW_DAYS, MAX_WINDOW_MINUTES, tier_name
-from shared.contract import MAX_MAINTENANCE_OCCURRENCES, RuleMemo, objective_terms
+from shared.contract import MAX_MAINTENANCE_OCCURRENCES, WALK_WORK, RuleMemo, objective_terms, point_work
 from shared.db import Agreement, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
@@ -58,15 +57,6 @@ from shared.history import (
 from shared.series import SeriesGroup, series_group
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-# The work of a history request, in units of about 0.2 µs (one window minute walked by a timeslices objective);
-# ACCORD_API_MAX_HISTORY_WORK caps it. Measured on the evaluate() of shared/budget (README "Limits").
-POINT_WORK = 300
-"""Any point: the window and every tier window summed from prefix sums."""
-BUSINESS_HOURS_SHARE = 8
-"""Business hours: 1/8 unit per lookback minute (opening spans and offset changes of each day, per point)."""
-OCCURRENCE_WORK = 6
-"""Per maintenance occurrence in a point's lookback, and per occurrence generated from a rule's DTSTART."""
 
 
 def to_ms(instant: datetime) -> int:
@@ -303,22 +293,6 @@ async def objective_history(
     return await asyncio.to_thread(lambda: [point_out(p) for p in history(relevant, loaded, times)])
 
 
-def point_work(terms: ObjectiveTerms, rates: dict[int, float]) -> float:
-    """The work of one point under `terms` (units of POINT_WORK); `rates` holds each rule's occurrences per minute."""
-    lookback = lookback_minutes(terms)
-    work = float(POINT_WORK)
-    if terms.budgeting is Budgeting.TIMESLICES:
-        work += terms.window.max_minutes
-    for exclusion in terms.exclusions:
-        if isinstance(exclusion, BusinessHours):
-            work += lookback / BUSINESS_HOURS_SHARE
-        elif isinstance(exclusion, RecurringMaintenance):
-            work += OCCURRENCE_WORK * rates[id(exclusion)] * lookback
-        else:
-            work += OCCURRENCE_WORK
-    return work
-
-
 def history_work(terms: Sequence[ObjectiveTerms], points: int, to_ms_: int) -> int:
     """Work units of a history: points × the costliest terms' point work, plus generating each recurring rule's
     occurrences from its DTSTART up to `to` (rates from its first 400 days, which validation caps)."""
@@ -332,8 +306,8 @@ def history_work(terms: Sequence[ObjectiveTerms], points: int, to_ms_: int) -> i
             continue
         count = occurrences_in_first_days(rule, MAX_WINDOW_DAYS, MAX_MAINTENANCE_OCCURRENCES)
         rates[key] = count / MAX_WINDOW_MINUTES
-        walk += OCCURRENCE_WORK * rates[key] * max(0.0, to_ms_ / 60_000 - first.timestamp() / 60)
-    per_point = max((point_work(t, rates) for t in terms), default=float(POINT_WORK))
+        walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / 60_000 - first.timestamp() / 60)
+    per_point = max((point_work(t, rates) for t in terms), default=0.0)
     return int(points * per_point + walk)
 
 

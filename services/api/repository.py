@@ -8,6 +8,7 @@ config NOTIFY all happen in the request's one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Iterable, Sequence
@@ -469,20 +470,28 @@ async def watermarks(session: AsyncSession, indicators: Iterable[str]) -> dict[s
     return {key: watermark for key, watermark in rows.all()}
 
 
+BUCKET_BATCH = 5_000
+
+
 async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, list[Bucket]]:
-    """The stored minute buckets of every series of `indicator` with start <= minute < end."""
-    rows = await session.execute(
-        select(SeriesBucket.series, SeriesBucket.minute, SeriesBucket.good, SeriesBucket.total).where(
-            SeriesBucket.indicator_key == indicator, SeriesBucket.minute >= start, SeriesBucket.minute < end
-        )
+    """The stored minute buckets of every series of `indicator` with start <= minute < end.
+
+    Streamed in batches (a 400-day window is over half a million rows per series): the event loop
+    runs other requests, /healthz among them, between batches instead of waiting for the whole load.
+    """
+    query = select(SeriesBucket.series, SeriesBucket.minute, SeriesBucket.good, SeriesBucket.total).where(
+        SeriesBucket.indicator_key == indicator, SeriesBucket.minute >= start, SeriesBucket.minute < end
     )
     out: dict[SeriesKey, list[Bucket]] = {}
     keys: dict[str, SeriesKey] = {}
-    for name, minute, good, total in rows.all():
-        key = keys.get(name)
-        if key is None:
-            key = keys[name] = series_key(name)
-        out.setdefault(key, []).append((minute, good, total))
+    result = await session.stream(query.execution_options(yield_per=BUCKET_BATCH))
+    async for batch in result.partitions(BUCKET_BATCH):
+        for name, minute, good, total in batch:
+            key = keys.get(name)
+            if key is None:
+                key = keys[name] = series_key(name)
+            out.setdefault(key, []).append((minute, good, total))
+        await asyncio.sleep(0)
     return out
 
 
