@@ -193,8 +193,15 @@ def _export_objective(service: str, name: str, objective: Mapping[str, Any], tim
     return docs
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a shared object out again rather than as an alias: imports refuse aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def export_yaml(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump_all(export_documents(document), sort_keys=False, allow_unicode=True)
+    return yaml.dump_all(export_documents(document), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
 
 
 # --- import -----------------------------------------------------------------------------------------
