@@ -92,19 +92,19 @@ MAX_HOLIDAYS = 1_000
 MAX_QUERY_LENGTH = 1_000
 """Any query parameter or path segment that is free text."""
 
-# The work of evaluating an objective at one instant, in units of about 1 µs: one window minute walked by a
+# The work of evaluating an objective at one instant, in units of about 1.5 µs: one window minute walked by a
 # timeslices objective over dense minute buckets (measured with shared.budget.evaluate; README "Limits").
 POINT_WORK = 30
 """Any evaluation: the window and every tier window summed from prefix sums."""
 BUSINESS_HOURS_SHARE = 30
 """Business hours: 1/30 unit per lookback minute (up to 8 opening spans a day and the offset changes)."""
-OCCURRENCE_WORK = 0.5
-"""Per maintenance occurrence within an evaluation's lookback."""
+OCCURRENCE_WORK = 5
+"""Per maintenance occurrence within an evaluation's lookback (merged, then each included piece summed)."""
 WALK_WORK = 4
 """Per occurrence generated from a recurring rule's DTSTART up to the instant evaluated (once per request)."""
-MAX_EVALUATION_WORK = 2_000_000
+MAX_EVALUATION_WORK = 1_000_000
 """Most work one evaluation of all an agreement's objectives may take (the api's status, the evaluator per record):
-timeslices windows together at most 2,000,000 minutes (five 400-day windows, forty-six 30-day ones)."""
+timeslices windows together at most about 1,000,000 minutes (one 400-day window, twenty-three 30-day ones)."""
 
 # Control characters (C0, DEL, C1) and lone surrogates cannot be stored (PostgreSQL refuses NUL and
 # invalid UTF-8) or break logs and exports; multi-line fields may hold tab, newline and carriage return.
@@ -341,9 +341,18 @@ def objective_problems(
     return problems
 
 
+def rule_rates(terms: Sequence[ObjectiveTerms]) -> dict[int, float]:
+    """Occurrences per minute of each recurring maintenance rule of `terms` (by `id()`), from its first 400 days."""
+    rules = {id(e): e for t in terms for e in t.exclusions if isinstance(e, RecurringMaintenance)}
+    return {
+        key: occurrences_in_first_days(rule, MAX_WINDOW_DAYS, MAX_MAINTENANCE_OCCURRENCES) / (MAX_WINDOW_DAYS * 1440)
+        for key, rule in rules.items()
+    }
+
+
 def point_work(terms: ObjectiveTerms, rates: Mapping[int, float] | None = None) -> float:
     """Work units of evaluating `terms` at one instant; `rates` maps `id()` of each recurring rule to its
-    occurrences per minute (without it, a rule counts as one occurrence)."""
+    occurrences per minute (`rule_rates`; without it, a rule counts as one occurrence)."""
     lookback = max([terms.window.max_minutes, *(t.long_minutes for t in terms.tiers)])
     work = float(POINT_WORK)
     if terms.budgeting == "timeslices":
@@ -352,7 +361,7 @@ def point_work(terms: ObjectiveTerms, rates: Mapping[int, float] | None = None) 
         if isinstance(exclusion, BusinessHours):
             work += lookback / BUSINESS_HOURS_SHARE
         elif isinstance(exclusion, RecurringMaintenance) and rates is not None:
-            work += OCCURRENCE_WORK * rates.get(id(exclusion), 0.0) * lookback
+            work += OCCURRENCE_WORK * rates.get(id(exclusion), 0.0) * lookback + OCCURRENCE_WORK
         else:
             work += OCCURRENCE_WORK
     return work
@@ -363,24 +372,34 @@ def document_problems(document: Document, indicator_kinds: Mapping[str, str]) ->
     problems = agreement_problems(document)
     seen: dict[str, int] = {}
     objectives: Sequence[Document] = document.get("objectives", ())
-    work = 0.0
     for n, objective in enumerate(objectives):
         if objective["name"] in seen:
             problems.append(
                 {"field": f"objectives.{n}.name", "reason": f"objective {seen[objective['name']]} has the same name"}
             )
         seen.setdefault(objective["name"], n)
-        found = objective_problems(objective, document, indicator_kinds, f"objectives.{n}")
-        problems.extend(found)
-        if not found and not problems:
-            work += point_work(objective_terms({**document, "maintenance": []}, objective))
+        problems.extend(objective_problems(objective, document, indicator_kinds, f"objectives.{n}"))
+    if not problems:
+        problems.extend(evaluation_work_problems(document))
+    return problems
+
+
+def evaluation_work_problems(document: Document) -> list[Problem]:
+    """The cap on the work of evaluating all the (well-formed) objectives of an agreement at one instant."""
+    rules: RuleMemo = {}
+    terms = [objective_terms(document, objective, rules) for objective in document.get("objectives", ())]
+    rates = rule_rates(terms)
+    work = 0.0
+    problems: list[Problem] = []
+    for n, objective_terms_ in enumerate(terms):
+        work += point_work(objective_terms_, rates)
         if work > MAX_EVALUATION_WORK:
             problems.append(
                 {
                     "field": f"objectives.{n}",
                     "reason": f"evaluating the agreement's objectives would take more than {MAX_EVALUATION_WORK} work "
-                    "units (timeslices windows together at most 2,000,000 minutes): shorten windows or split the "
-                    "agreement",
+                    "units (timeslices windows together at most about 1,000,000 minutes; 5 units per maintenance "
+                    "occurrence in each window): shorten windows, maintenance or split the agreement",
                 }
             )
             break

@@ -39,9 +39,8 @@ from shared.budget import (
     evaluate,
     minute_of,
 )
-from shared.budget.exclusions import occurrences_in_first_days
-from shared.budget.model import MAX_WINDOW_DAYS, MAX_WINDOW_MINUTES, tier_name
-from shared.contract import MAX_MAINTENANCE_OCCURRENCES, WALK_WORK, RuleMemo, objective_terms, point_work
+from shared.budget.model import tier_name
+from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
 from shared.db import Agreement, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
@@ -297,16 +296,12 @@ def history_work(terms: Sequence[ObjectiveTerms], points: int, to_ms_: int) -> i
     """Work units of a history: points × the costliest terms' point work, plus generating each recurring rule's
     occurrences from its DTSTART up to `to` (rates from its first 400 days, which validation caps)."""
     rules = {id(e): e for t in terms for e in t.exclusions if isinstance(e, RecurringMaintenance)}
-    rates: dict[int, float] = {}
+    rates = rule_rates(terms)
     walk = 0.0
     for key, rule in rules.items():
         first = next(iter(rule.occurrences), None)
-        if first is None:
-            rates[key] = 0.0
-            continue
-        count = occurrences_in_first_days(rule, MAX_WINDOW_DAYS, MAX_MAINTENANCE_OCCURRENCES)
-        rates[key] = count / MAX_WINDOW_MINUTES
-        walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / 60_000 - first.timestamp() / 60)
+        if first is not None:
+            walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / 60_000 - first.timestamp() / 60)
     per_point = max((point_work(t, rates) for t in terms), default=0.0)
     return int(points * per_point + walk)
 

@@ -8,7 +8,6 @@ config NOTIFY all happen in the request's one transaction.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
 from collections.abc import Iterable, Sequence
@@ -31,7 +30,6 @@ from shared.db import (
     Objective,
     ObjectiveStatus,
     Review,
-    SeriesBucket,
 )
 from shared.errors import Conflict, Invalid, NotFound
 from shared.history import Bucket
@@ -470,29 +468,29 @@ async def watermarks(session: AsyncSession, indicators: Iterable[str]) -> dict[s
     return {key: watermark for key, watermark in rows.all()}
 
 
-BUCKET_BATCH = 5_000
-
-
 async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, list[Bucket]]:
     """The stored minute buckets of every series of `indicator` with start <= minute < end.
 
-    Streamed in batches (a 400-day window is over half a million rows per series): the event loop
-    runs other requests, /healthz among them, between batches instead of waiting for the whole load.
+    A 400-day window is over half a million rows per series: each series comes back as three arrays
+    (one row), read by asyncpg on the session's own connection (same snapshot) in a fraction of the
+    time row-by-row ORM results take, so the event loop is not held for seconds.
     """
-    query = select(SeriesBucket.series, SeriesBucket.minute, SeriesBucket.good, SeriesBucket.total).where(
-        SeriesBucket.indicator_key == indicator, SeriesBucket.minute >= start, SeriesBucket.minute < end
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    rows = await driver.fetch(
+        """
+        SELECT series, array_agg(minute ORDER BY minute), array_agg(good ORDER BY minute),
+               array_agg(total ORDER BY minute)
+        FROM series_buckets
+        WHERE indicator_key = $1 AND minute >= $2 AND minute < $3
+        GROUP BY series
+        """,
+        indicator,
+        start,
+        end,
     )
-    out: dict[SeriesKey, list[Bucket]] = {}
-    keys: dict[str, SeriesKey] = {}
-    result = await session.stream(query.execution_options(yield_per=BUCKET_BATCH))
-    async for batch in result.partitions(BUCKET_BATCH):
-        for name, minute, good, total in batch:
-            key = keys.get(name)
-            if key is None:
-                key = keys[name] = series_key(name)
-            out.setdefault(key, []).append((minute, good, total))
-        await asyncio.sleep(0)
-    return out
+    return {series_key(name): list(zip(minutes, good, total, strict=True)) for name, minutes, good, total in rows}
 
 
 async def all_revisions(session: AsyncSession, agreement_id: uuid.UUID) -> Sequence[AgreementRevision]:
