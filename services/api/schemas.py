@@ -144,7 +144,7 @@ WindowText = Annotated[
     str,
     Field(
         max_length=20,
-        description="Rolling `30d`, `12h`, `90m` (ASCII digits; 1 minute to {MAX_WINDOW_DAYS} days), or calendar "
+        description=f"Rolling `30d`, `12h`, `90m` (ASCII digits; 1 minute to {MAX_WINDOW_DAYS} days), or calendar "
         "`week`, `month`, `quarter` (agreement timezone).",
         examples=["30d"],
     ),

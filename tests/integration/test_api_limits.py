@@ -416,18 +416,26 @@ async def test_an_agreement_s_evaluation_work_is_capped(api: httpx.AsyncClient) 
     assert "1000000 work units" in r.json()["errors"][0]["reason"]
 
 
-async def test_list_responses_stay_bounded_by_the_field_limits(api: httpx.AsyncClient) -> None:
+async def test_list_pages_stay_bounded_in_bytes(api: httpx.AsyncClient) -> None:
+    """Agreements near the largest a body allows: a page ends at 4 MiB of them, whatever `limit` says."""
     await register(api)
-    largest = body(
+    large = body(
         description="d" * 10_000,
         labels={f"label{n}": "v" * 256 for n in range(64)},
-        objectives=[{**OBJECTIVE, "name": f"objective {n}", "description": "o" * 5_000} for n in range(100)],
+        objectives=[{**OBJECTIVE, "name": f"objective {n}", "description": "o" * 8_000} for n in range(100)],
     )
-    r = await api.post("/v1/agreements", json=largest)
-    assert r.status_code == 201, r.text[:500]
-    listed = await api.get("/v1/agreements", params={"customer": "Acme Corp", "limit": 1})
-    assert listed.status_code == 200
-    assert len(listed.content) < 1_000_000  # one agreement at its largest: well under a megabyte
+    for n in range(6):
+        r = await api.post("/v1/agreements", json={**large, "name": f"Large {n}"})
+        assert r.status_code == 201, r.text[:500]
+    first = await api.get("/v1/agreements", params={"customer": "Acme Corp", "limit": 1000})
+    assert first.status_code == 200
+    assert len(first.content) < 5 * 1024 * 1024
+    page = first.json()
+    assert 1 <= len(page["items"]) < 6
+    assert page["next_cursor"] is not None
+    rest = (await api.get("/v1/agreements", params={"customer": "Acme Corp", "cursor": page["next_cursor"]})).json()
+    names = [a["name"] for a in page["items"] + rest["items"]]
+    assert names == [f"Large {n}" for n in range(6)]
 
 
 # --- the unexpected ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Header, Query, Response
 
 from services.api import contracts
@@ -57,7 +58,16 @@ async def create_agreement(body: AgreementIn, session: Session, response: Respon
     return _respond(response, agreement, revision)
 
 
-@router.get("", summary="List agreements (current revisions), oldest first")
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+"""A page of agreements holds at most this much of their documents (one agreement can reach ~2 MB)."""
+
+
+@router.get(
+    "",
+    summary="List agreements (current revisions), oldest first",
+    description="A page ends after `limit` agreements or 4 MiB of them, whichever comes first; "
+    "follow `next_cursor` for the rest.",
+)
 async def list_agreements(
     session: Session,
     state: State,
@@ -80,10 +90,18 @@ async def list_agreements(
         after=repo.decode_cursor(cursor, 2) if cursor else None,
         limit=size + 1,
     )
-    items = [agreement_out(a, r) for a, r in rows[:size]]
-    last = rows[size - 1][0] if len(rows) > size else None
+    # A page ends after `size` agreements or once it holds MAX_PAGE_BYTES of them, whichever comes first.
+    page: list[tuple[Agreement, AgreementRevision]] = []
+    held = 0
+    for agreement, revision in rows[:size]:
+        held += len(orjson.dumps(revision.document))
+        if page and held > MAX_PAGE_BYTES:
+            break
+        page.append((agreement, revision))
+    last = page[-1][0] if len(rows) > len(page) else None
     return Page(
-        items=items, next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None
+        items=[agreement_out(a, r) for a, r in page],
+        next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None,
     )
 
 
