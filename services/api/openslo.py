@@ -365,9 +365,14 @@ def import_documents(
     return result
 
 
+def _as_dict(value: Any) -> Doc:
+    """`value` when it is a mapping, else an empty one (what is missing is reported where it is needed)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _import_service(service: Doc, where: str, agreement: Doc, problems: _Problems, result: Imported) -> None:
-    meta, spec = service.get("metadata") or {}, service.get("spec") or {}
-    annotations = meta.get("annotations") or {}
+    meta, spec = _as_dict(service.get("metadata")), _as_dict(service.get("spec"))
+    annotations = _as_dict(meta.get("annotations"))
     agreement["name"] = agreement.get("name") or meta.get("displayName") or meta.get("name")
     agreement["description"] = spec.get("description") or ""
     for key in ("provider", "customer"):
