@@ -397,6 +397,7 @@ async def test_100k_deep_json_is_a_4xx_problem(api: httpx.AsyncClient) -> None:
         ("- " * 5_000 + "x", "nesting deeper than 64"),
         ("a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n", "aliases are not supported"),
         ("{{{", "not acceptable YAML"),
+        ("apiVersion: openslo/v1\nkind: Service\nmetadata: [1]\nspec: [2]\n", "cannot be represented"),
     ],
 )
 async def test_hostile_openslo_yaml_is_a_422(api: httpx.AsyncClient, yaml_text: str, reason: str) -> None:
