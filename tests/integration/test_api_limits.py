@@ -165,6 +165,36 @@ async def test_business_hours_and_maintenance_durations_are_bounded(api: httpx.A
     assert "maintenance.0.duration" in fields(r)
 
 
+async def test_a_61_point_history_of_a_400_day_business_hours_objective_is_quick(
+    api: httpx.AsyncClient, database_url: str
+) -> None:
+    """The tester's 100000-day business-hours window is refused; the longest allowed one answers 61 points fast."""
+    await register(api)
+    hours = {"weekly": {d: [f"{h:02d}:00-{h:02d}:30" for h in range(9, 17)] for d in ("mon", "tue", "wed", "thu")}}
+    refused = await api.post("/v1/agreements", json=body(business_hours=hours, objectives=[
+        {**OBJECTIVE, "window": "100000d", "business_hours_only": True}]))  # fmt: skip
+    assert fields(refused) == {"objectives.0.window"}
+    created = await create(
+        api, business_hours=hours, objectives=[{**OBJECTIVE, "window": "400d", "business_hours_only": True}]
+    )
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:  # in force since 2024, so every point below is evaluated
+        await conn.execute("UPDATE agreement_revisions SET valid_from = '2024-01-01T00:00:00Z'")
+    finally:
+        await conn.close()
+    url = f"/v1/objectives/{created['objectives'][0]['id']}/history"
+    started = time.perf_counter()
+    r = await api.get(url, params={"from": "2025-01-01T00:00:00Z", "to": "2025-03-02T00:00:00Z", "step": "1d"})
+    elapsed = time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    assert len(r.json()["points"]) == 61
+    assert all(p["revision"] == 1 for p in r.json()["points"])
+    assert elapsed < 10, elapsed
+    # 2,000,000 work units / (30 + 576,000 / 30) per point: at most 104 points of this objective per request.
+    over = await api.get(url, params={"from": "2025-01-01T00:00:00Z", "to": "2025-04-16T00:00:00Z", "step": "1d"})
+    assert fields(over) == {"query.step"}
+
+
 # --- text: NUL, control characters, blanks, lengths ----------------------------------------------------------
 
 NUL = "a\x00b"
