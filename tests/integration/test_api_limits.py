@@ -7,7 +7,9 @@ real process, to measure /healthz while a heavy-but-allowed request runs and to 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -359,6 +361,25 @@ async def test_revisions_and_instants_out_of_range_are_422(api: httpx.AsyncClien
     assert fields(await api.get(history, params={"from": "1700000000", "to": "1700003600", "step": "５m"})) == {
         "query.step"
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("/v1/indicators", ["a\x00b"]),
+        ("/v1/indicators", [10**30]),
+        ("/v1/agreements", ["0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"]),
+        ("/v1/agreements", ["2025-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"]),
+        ("/v1/objectives", [1, 2]),
+        ("/v1/breaches", ["0001-01-01T00:00:00+14:00", "x"]),
+        ("/v1/breaches", ["2025-01-01T00:00:00Z", "a\x00b"]),
+        ("/v1/agreements/00000000-0000-0000-0000-000000000000/revisions", [2**31]),
+        ("/v1/agreements/00000000-0000-0000-0000-000000000000/reviews", [-1]),
+    ],
+)
+async def test_forged_cursors_are_a_422(api: httpx.AsyncClient, url: str, parts: list[Any]) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+    assert fields(await api.get(url, params={"cursor": cursor})) == {"cursor"}
 
 
 async def test_a_customer_with_a_slash_is_found(api: httpx.AsyncClient) -> None:
