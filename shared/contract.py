@@ -38,8 +38,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from shared.budget import (
@@ -57,7 +55,7 @@ from shared.budget import (
     parse_window,
     validate_credit_tiers,
 )
-from shared.budget.exclusions import occurrences_in_first_days
+from shared.budget.exclusions import iana_zones, occurrences_in_first_days
 from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, parse_minutes, tier_name
 from shared.budget.periods import zone
 
@@ -404,13 +402,6 @@ def evaluation_work_problems(document: Document) -> list[Problem]:
             )
             break
     return problems
-
-
-@cache
-def iana_zones() -> frozenset[str]:
-    """The zone names of the tzdata package (the same on every host), without its `Factory` placeholder."""
-    names = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
-    return frozenset(names) - {"Factory"}
 
 
 def check_timezone(name: str) -> str:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from importlib import resources
 from typing import Protocol
 
 from dateutil.rrule import rrule, rruleset, rrulestr
@@ -43,6 +45,7 @@ ALLOWED_RULE_PARTS = frozenset(
 ALLOWED_RULE_LINES = ("DTSTART", "RRULE", "RDATE", "EXDATE")
 _MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _ORDINAL = re.compile(r"^([+-]?[0-9]{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
+_TZID = re.compile(r"TZID=([^:;\s]*)", re.IGNORECASE)
 _DTSTART_YEAR = re.compile(r"^DTSTART[^:]*:([0-9]{4})", re.MULTILINE | re.IGNORECASE)
 
 Interval = tuple[int, int]
@@ -117,6 +120,13 @@ _NAIVE_UNTIL = re.compile(r"UNTIL=(\d{8}T\d{6})(?![\dZz])")
 _NAIVE_DTSTART = re.compile(r"^DTSTART:(\d{8}T\d{6})\s*$", re.MULTILINE | re.IGNORECASE)
 
 
+@cache
+def iana_zones() -> frozenset[str]:
+    """The zone names of the tzdata package (the same on every host), without its `Factory` placeholder."""
+    names = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    return frozenset(names) - {"Factory"}
+
+
 def _ints(values: str, what: str) -> list[int]:
     try:
         return [int(v) for v in values.split(",")]
@@ -174,6 +184,9 @@ def check_rule_text(text: str) -> None:
             _check_rrule(parts)
     if rrules > 1:
         raise ValueError("a maintenance window takes one RRULE (add another maintenance window for another rule)")
+    for name in _TZID.findall(text):
+        if name not in iana_zones():
+            raise ValueError(f"TZID={name[:60]} is not an IANA timezone of tzdata")
     years = [int(y) for y in _DTSTART_YEAR.findall(text)]
     if not years:
         raise ValueError("a recurring maintenance rule needs a DTSTART (e.g. 'DTSTART:20250105T020000')")

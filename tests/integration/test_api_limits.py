@@ -86,6 +86,7 @@ async def create(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
         ("DTSTART:19000101T000000\nRRULE:FREQ=DAILY", "DTSTART must lie in the years 2000"),
         ("DTSTART:20250101T000000\nRRULE:FREQ=DAILY\nRRULE:FREQ=WEEKLY", "one RRULE"),
         ("RRULE:FREQ=DAILY", "needs a DTSTART"),
+        ("DTSTART;TZID=localtime:20250101T000000\nRRULE:FREQ=DAILY", "not an IANA timezone"),
         ("DTSTART:20250101T000000\nRRULE:FREQ=DAILY;UNTIL=99991231T235959", "invalid recurrence rule"),
     ],
 )
