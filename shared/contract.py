@@ -35,6 +35,7 @@ revision document (`agreement_revisions.document`): the agreement spec plus
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -54,11 +55,80 @@ from shared.budget import (
     parse_window,
     validate_credit_tiers,
 )
-from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, parse_minutes, tier_name
+from shared.budget.exclusions import iana_zones, occurrences_in_first_days
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, parse_minutes, tier_name
 from shared.budget.periods import zone
 
 Problem = dict[str, str]
 Document = Mapping[str, Any]
+
+# --- input bounds (README "Limits"; the api answers 422 naming the field and the limit) -------------------
+
+MAX_NAME_LENGTH = 200
+"""Names of agreements, objectives, providers, customers, authors, review participants, tiers."""
+MAX_DESCRIPTION_LENGTH = 10_000
+"""Descriptions and review notes (multi-line)."""
+MAX_REASON_LENGTH = 2_000
+"""A change's reason, a maintenance window's reason, a review decision."""
+MAX_UNIT_LENGTH = 64
+MAX_LABELS = 64
+MAX_MATCHERS = 32  # a measurement carries at most 32 labels (shared.measurements.MAX_LABELS)
+MAX_LABEL_NAME_LENGTH = 128
+MAX_LABEL_VALUE_LENGTH = 256
+MAX_OBJECTIVES = 100
+MAX_TIERS = 10
+MAX_BUDGET_THRESHOLDS = 20
+MAX_CREDIT_TIERS = 20
+MAX_LIST_ITEMS = 100
+"""Review participants and decisions."""
+MAX_MAINTENANCE = 100
+"""Maintenance windows (one-off and recurring) of one agreement."""
+MAX_MAINTENANCE_OCCURRENCES = 10_000
+"""Occurrences of all of an agreement's recurring maintenance rules in their first 400 days."""
+MAX_SPANS_PER_DAY = 8
+MAX_HOLIDAYS = 1_000
+MAX_QUERY_LENGTH = 1_000
+"""Any query parameter or path segment that is free text."""
+
+# The work of evaluating an objective at one instant, in units of about 1.5 µs: one window minute walked by a
+# timeslices objective over dense minute buckets (measured with shared.budget.evaluate; README "Limits").
+POINT_WORK = 30
+"""Any evaluation: the window and every tier window summed from prefix sums."""
+BUSINESS_HOURS_SHARE = 30
+"""Business hours: 1/30 unit per lookback minute (up to 8 opening spans a day and the offset changes)."""
+OCCURRENCE_WORK = 5
+"""Per maintenance occurrence within an evaluation's lookback (merged, then each included piece summed)."""
+WALK_WORK = 4
+"""Per occurrence generated from a recurring rule's DTSTART up to the instant evaluated (once per request)."""
+MAX_EVALUATION_WORK = 1_000_000
+"""Most work one evaluation of all an agreement's objectives may take (the api's status, the evaluator per record):
+timeslices windows together at most about 1,000,000 minutes (one 400-day window, twenty-three 30-day ones)."""
+
+# Control characters (C0, DEL, C1) and lone surrogates cannot be stored (PostgreSQL refuses NUL and
+# invalid UTF-8) or break logs and exports; multi-line fields may hold tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_problem(value: str, max_length: int, *, multiline: bool = False, blank: bool = True) -> str | None:
+    """Why `value` is no acceptable text field; None when it is."""
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters (has {len(value)})"
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
+        allowed = " (tab and line breaks are allowed)" if multiline else ""
+        return f"must not contain control characters such as NUL{allowed}"
+    if not blank and not value.strip():
+        return "must not be empty or only whitespace"
+    return None
+
+
+def check_text(value: str, max_length: int, *, multiline: bool = False, blank: bool = True) -> str:
+    """`value` when it is acceptable text; ValueError naming the limit otherwise."""
+    reason = text_problem(value, max_length, multiline=multiline, blank=blank)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
 
 OBJECTIVE_LEGACY_COLUMNS = ("name", "indicator_key", "target", "window", "alert_policy")
 
@@ -79,12 +149,23 @@ def business_hours(agreement: Document) -> BusinessHours | None:
     return BusinessHours.parse(agreement["timezone"], calendar.get("weekly", {}), calendar.get("holidays", ()))
 
 
-def maintenance_exclusions(agreement: Document) -> tuple[ExcludedTime, ...]:
+RuleMemo = dict[tuple[str, int, str], RecurringMaintenance]
+"""Recurring maintenance by (rule, duration, timezone), shared by the objectives of one computation: a rule's
+occurrences are generated once (from its DTSTART on) rather than once per objective."""
+
+
+def maintenance_exclusions(agreement: Document, rules: RuleMemo | None = None) -> tuple[ExcludedTime, ...]:
     """The agreement's maintenance windows (one-off and recurring) as excluded time."""
     out: list[ExcludedTime] = []
     for window in agreement.get("maintenance", ()):
         if window.get("rrule"):
-            out.append(RecurringMaintenance(window["rrule"], parse_minutes(window["duration"]), agreement["timezone"]))
+            key = (window["rrule"], parse_minutes(window["duration"]), agreement["timezone"])
+            rule = rules.get(key) if rules is not None else None
+            if rule is None:
+                rule = RecurringMaintenance(*key)
+                if rules is not None:
+                    rules[key] = rule
+            out.append(rule)
         else:
             out.append(MaintenanceWindow(_ms(window["start"]), _ms(window["end"])))
     return tuple(out)
@@ -121,16 +202,17 @@ def tier_json(tier: BurnRateTier) -> dict[str, Any]:
     }
 
 
-def objective_terms(agreement: Document, objective: Document) -> ObjectiveTerms:
+def objective_terms(agreement: Document, objective: Document, rules: RuleMemo | None = None) -> ObjectiveTerms:
     """The terms an objective is evaluated under, from its agreement's and its own stored spec.
 
     Exclusions: the agreement's maintenance windows always; its business hours (time outside
-    them excluded) when the objective is business-hours-only.
+    them excluded) when the objective is business-hours-only. `rules` shares recurring maintenance
+    between the objectives of one computation (one thread at a time: their occurrences are memoised).
     """
     window = objective_window(agreement, objective)
     policy = objective.get("alert_policy") or {}
     threshold = objective.get("threshold")
-    exclusions = maintenance_exclusions(agreement)
+    exclusions = maintenance_exclusions(agreement, rules)
     if objective.get("business_hours_only"):
         hours = business_hours(agreement)
         if hours is None:
@@ -185,12 +267,24 @@ def agreement_problems(agreement: Document) -> list[Problem]:
             business_hours(agreement)
         except ValueError as exc:
             problems.append({"field": "business_hours", "reason": str(exc)})
+    occurrences = 0
     for n, window in enumerate(agreement.get("maintenance", ())):
         if window.get("rrule"):
             try:
-                RecurringMaintenance(window["rrule"], parse_minutes(window["duration"]), timezone)
+                rule = RecurringMaintenance(window["rrule"], parse_minutes(window["duration"]), timezone)
             except ValueError as exc:
                 problems.append({"field": f"maintenance.{n}.rrule", "reason": str(exc)})
+                continue
+            occurrences += occurrences_in_first_days(rule, MAX_WINDOW_DAYS, MAX_MAINTENANCE_OCCURRENCES - occurrences)
+            if occurrences > MAX_MAINTENANCE_OCCURRENCES:
+                problems.append(
+                    {
+                        "field": f"maintenance.{n}.rrule",
+                        "reason": f"the agreement's recurring maintenance would occur more than "
+                        f"{MAX_MAINTENANCE_OCCURRENCES} times in {MAX_WINDOW_DAYS} days",
+                    }
+                )
+                break
         elif _ms(window["end"]) <= _ms(window["start"]):
             problems.append(
                 {"field": f"maintenance.{n}.end", "reason": "a maintenance window must end after it starts"}
@@ -245,6 +339,32 @@ def objective_problems(
     return problems
 
 
+def rule_rates(terms: Sequence[ObjectiveTerms]) -> dict[int, float]:
+    """Occurrences per minute of each recurring maintenance rule of `terms` (by `id()`), from its first 400 days."""
+    rules = {id(e): e for t in terms for e in t.exclusions if isinstance(e, RecurringMaintenance)}
+    return {
+        key: occurrences_in_first_days(rule, MAX_WINDOW_DAYS, MAX_MAINTENANCE_OCCURRENCES) / (MAX_WINDOW_DAYS * 1440)
+        for key, rule in rules.items()
+    }
+
+
+def point_work(terms: ObjectiveTerms, rates: Mapping[int, float] | None = None) -> float:
+    """Work units of evaluating `terms` at one instant; `rates` maps `id()` of each recurring rule to its
+    occurrences per minute (`rule_rates`; without it, a rule counts as one occurrence)."""
+    lookback = max([terms.window.max_minutes, *(t.long_minutes for t in terms.tiers)])
+    work = float(POINT_WORK)
+    if terms.budgeting == "timeslices":
+        work += terms.window.max_minutes
+    for exclusion in terms.exclusions:
+        if isinstance(exclusion, BusinessHours):
+            work += lookback / BUSINESS_HOURS_SHARE
+        elif isinstance(exclusion, RecurringMaintenance) and rates is not None:
+            work += OCCURRENCE_WORK * rates.get(id(exclusion), 0.0) * lookback + OCCURRENCE_WORK
+        else:
+            work += OCCURRENCE_WORK
+    return work
+
+
 def document_problems(document: Document, indicator_kinds: Mapping[str, str]) -> list[Problem]:
     """Every cross-field problem of an agreement with its objectives (paths relative to the document)."""
     problems = agreement_problems(document)
@@ -257,10 +377,36 @@ def document_problems(document: Document, indicator_kinds: Mapping[str, str]) ->
             )
         seen.setdefault(objective["name"], n)
         problems.extend(objective_problems(objective, document, indicator_kinds, f"objectives.{n}"))
+    if not problems:
+        problems.extend(evaluation_work_problems(document))
+    return problems
+
+
+def evaluation_work_problems(document: Document) -> list[Problem]:
+    """The cap on the work of evaluating all the (well-formed) objectives of an agreement at one instant."""
+    rules: RuleMemo = {}
+    terms = [objective_terms(document, objective, rules) for objective in document.get("objectives", ())]
+    rates = rule_rates(terms)
+    work = 0.0
+    problems: list[Problem] = []
+    for n, objective_terms_ in enumerate(terms):
+        work += point_work(objective_terms_, rates)
+        if work > MAX_EVALUATION_WORK:
+            problems.append(
+                {
+                    "field": f"objectives.{n}",
+                    "reason": f"evaluating the agreement's objectives would take more than {MAX_EVALUATION_WORK} work "
+                    "units (timeslices windows together at most about 1,000,000 minutes; 5 units per maintenance "
+                    "occurrence in each window): shorten windows, maintenance or split the agreement",
+                }
+            )
+            break
     return problems
 
 
 def check_timezone(name: str) -> str:
-    """`name` when it is an IANA timezone; ValueError otherwise."""
+    """`name` when it is an IANA timezone of tzdata; ValueError otherwise (no `localtime`, `posixrules`, ...)."""
+    if name not in iana_zones():
+        raise ValueError(f"unknown timezone {name[:60]!r} (expected an IANA name such as 'Europe/Berlin')")
     zone(name)
     return name

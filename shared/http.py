@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -10,10 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import AccordError
 
 PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger("accord.http")
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when the dependency is reachable, otherwise a short reason."""
@@ -54,7 +59,80 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        return problem(exc.status_code, str(exc.detail))
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None)
+
+    # Registered for Exception, Starlette's ServerErrorMiddleware (the outermost layer) answers with it
+    # too, so an error raised in a middleware is covered as well as one raised in a route.
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        return unexpected_error(request.method, request.url.path, exc)
+
+
+def unexpected_error(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """500 problem+json with a correlation id; the same id is logged at ERROR with the traceback."""
+    correlation_id = uuid.uuid4().hex
+    log.error("unexpected error on %s %s (correlation_id=%s)", method, path, correlation_id, exc_info=exc)
+    return problem(
+        500,
+        "Internal error",
+        f"An unexpected error occurred; quote correlation id {correlation_id} when reporting it.",
+        correlation_id=correlation_id,
+    )
+
+
+class BodyLimit:
+    """ASGI middleware: every request body is read with a bound; past `max_bytes` the answer is 413.
+
+    A Content-Length over the limit is refused before reading; a chunked body (no Content-Length)
+    is counted as it arrives. The body, once read, is replayed to the application.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, "Payload too large", f"The request body exceeds {self.max_bytes} bytes.")
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    await self._too_large(scope, receive, send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def ops_router(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,7 +18,7 @@ from services.api.metrics import ObjectiveMetrics
 from services.api.routes import agreements, history, indicators, objectives, openslo, status
 from services.api.settings import ApiSettings
 from shared.db import make_engine, make_sessionmaker
-from shared.http import install_error_handlers, ops_router
+from shared.http import PROBLEM_JSON, BodyLimit, install_error_handlers, ops_router
 
 log = logging.getLogger("accord.api")
 
@@ -41,6 +43,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     async def postgres_ready() -> str | None:
         try:
@@ -62,4 +65,76 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(openslo.router)
     app.include_router(status.router)
     app.include_router(history.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = with_problem_responses(schema, settings.max_body_bytes)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details.",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Validation errors: the field (dotted path) and why, naming the limit.",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+                "required": ["field", "reason"],
+            },
+        },
+        "correlation_id": {"type": "string", "description": "500 only: the id logged with the error."},
+    },
+    "required": ["type", "title", "status"],
+}
+
+
+def with_problem_responses(schema: dict[str, Any], max_body_bytes: int) -> dict[str, Any]:
+    """Every error response of every operation documented as problem+json, with the codes any route can return:
+    500 always; 422 with parameters or a body; 404 with path parameters; 400 and 413 with a body."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    problem_content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    generic = {
+        "400": "The body is not well-formed (JSON or YAML).",
+        "404": "No such resource.",
+        "413": f"The body is larger than ACCORD_API_MAX_BODY_BYTES ({max_body_bytes} bytes).",
+        "422": "Validation errors, each naming its field and the limit broken.",
+        "500": "Unexpected error; the body carries a correlation id, logged with the traceback.",
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            params = operation.get("parameters", [])
+            body = "requestBody" in operation
+            codes = ["500"]
+            if params or body:
+                codes.append("422")
+            if any(p.get("in") == "path" for p in params):
+                codes.append("404")
+            if body:
+                codes += ["400", "413"]
+            for code in codes:
+                responses.setdefault(code, {"description": generic[code]})
+            for code, response in responses.items():
+                if code[0] in "45":
+                    if not response.get("description") or response["description"] in (
+                        "Validation Error",
+                        "Additional Response",
+                    ):
+                        response["description"] = generic.get(code, "Error.")
+                    response["content"] = problem_content
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema

@@ -9,6 +9,7 @@ can be shown, not just what the status row holds.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +29,18 @@ from services.api.schemas import (
     TierBurn,
     TierStatus,
 )
-from shared.budget import ZERO, AlertState, Budgeting, Evaluation, ObjectiveTerms, evaluate, minute_of
+from shared.budget import (
+    ZERO,
+    AlertState,
+    Budgeting,
+    Evaluation,
+    ObjectiveTerms,
+    RecurringMaintenance,
+    evaluate,
+    minute_of,
+)
 from shared.budget.model import tier_name
-from shared.contract import objective_terms
+from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
 from shared.db import Agreement, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
@@ -46,8 +56,6 @@ from shared.history import (
 from shared.series import SeriesGroup, series_group
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-TIMESLICES_WORK = 3_000_000
-"""Most window minutes one history request of a timeslices objective may walk (points × window length)."""
 
 
 def to_ms(instant: datetime) -> int:
@@ -82,8 +90,9 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     marks = await repo.watermarks(session, {o.indicator_key for o, _ in objectives})
     planned: list[tuple[Objective, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
     spans: dict[str, tuple[int, int]] = {}
+    rules: RuleMemo = {}
     for objective, agreement in objectives:
-        terms = objective_terms(agreement.spec, objective.spec)
+        terms = stored_terms(objective.id, agreement.spec, objective.spec, rules)
         status = statuses.get(objective.id)
         instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
         planned.append((objective, terms, status, instant))
@@ -94,18 +103,44 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     loaded: dict[str, IndicatorBuckets] = {}
     for indicator, (start, end) in spans.items():
         loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
-    sources: dict[tuple[str, SeriesGroup], PrefixCounts] = {}
-    out = []
-    for objective, terms, status, instant in planned:
-        evaluation = None
-        if instant is not None:
-            group = (objective.indicator_key, series_group(terms))
-            source = sources.get(group)
-            if source is None:
-                source = sources[group] = combine(loaded[objective.indicator_key], group[1])
-            evaluation = evaluate(terms, source, instant)
-        out.append(Reading(objective, terms, status, evaluation))
-    return out
+
+    def compute() -> list[Reading]:
+        sources: dict[tuple[str, SeriesGroup], PrefixCounts] = {}
+        out = []
+        for objective, terms, status, instant in planned:
+            evaluation = None
+            if instant is not None:
+                group = (objective.indicator_key, series_group(terms))
+                source = sources.get(group)
+                if source is None:
+                    source = sources[group] = combine(loaded[objective.indicator_key], group[1])
+                evaluation = evaluate(terms, source, instant)
+            out.append(Reading(objective, terms, status, evaluation))
+        return out
+
+    # The math runs in a worker thread, so the event loop (and /healthz) keeps answering meanwhile.
+    return await asyncio.to_thread(compute)
+
+
+def stored_terms(objective_id: Any, agreement: Any, objective: Any, rules: RuleMemo | None = None) -> ObjectiveTerms:
+    """The terms of a stored objective; 422 when they break a rule added since they were stored."""
+    try:
+        return objective_terms(agreement, objective, rules)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Invalid(
+            "The objective's stored terms cannot be evaluated; change the agreement to fix them.",
+            [{"field": f"objectives.{objective_id}", "reason": str(exc)[:500]}],
+        ) from None
+
+
+def later(instant: datetime | None, minutes: float | None) -> datetime | None:
+    """`instant` + `minutes`; None when either is None or the sum lies past the year 9999 (a very slow burn)."""
+    if instant is None or minutes is None:
+        return None
+    try:
+        return instant + timedelta(minutes=minutes)
+    except OverflowError:
+        return None
 
 
 def status_out(reading: Reading) -> ObjectiveStatusOut:
@@ -156,9 +191,7 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
             consumed=ev.budget_consumed if ev is not None else 0.0,
             remaining=ev.budget_remaining if ev is not None else 1.0,
             time_left_minutes=time_left,
-            exhausted_at=evaluated_at + timedelta(minutes=time_left)
-            if evaluated_at is not None and time_left is not None
-            else None,
+            exhausted_at=later(evaluated_at, time_left),
         ),
         burn_rate=ev.burn_rate if ev is not None else None,
         tiers=tiers,
@@ -195,7 +228,9 @@ async def agreement_statuses(session: AsyncSession, agreements: Sequence[Agreeme
 # --- history ----------------------------------------------------------------------------------------
 
 
-def terms_in_force(objective_id: uuid.UUID, revisions: Sequence[Any]) -> list[TermsInForce]:
+def terms_in_force(
+    objective_id: uuid.UUID, revisions: Sequence[Any], rules: RuleMemo | None = None
+) -> list[TermsInForce]:
     """The objective's terms per agreement revision (from its `valid_from`); None where it was not in force.
 
     `revisions` are `AgreementRevision` rows, oldest first.
@@ -210,17 +245,26 @@ def terms_in_force(objective_id: uuid.UUID, revisions: Sequence[Any]) -> list[Te
         if objective is None or document.get("archived_at"):
             spans.append(TermsInForce(valid_from, revision.revision, None, None))
         else:
-            spans.append(
-                TermsInForce(valid_from, revision.revision, objective["indicator"], objective_terms(spec, objective))
-            )
+            terms = stored_terms(objective_id, spec, objective, rules)
+            spans.append(TermsInForce(valid_from, revision.revision, objective["indicator"], terms))
     return spans
 
 
 async def objective_history(
-    session: AsyncSession, objective_id: uuid.UUID, agreement_id: uuid.UUID, from_ms_: int, to_ms_: int, step_ms: int
+    session: AsyncSession,
+    objective_id: uuid.UUID,
+    agreement_id: uuid.UUID,
+    from_ms_: int,
+    to_ms_: int,
+    step_ms: int,
+    max_work: int,
 ) -> list[HistoryPointOut]:
-    """The objective's budget at from, from + step, ... <= to, each under the revision in force then."""
-    spans = terms_in_force(objective_id, await repo.all_revisions(session, agreement_id))
+    """The objective's budget at from, from + step, ... <= to, each under the revision in force then.
+
+    422 when the request's work (`history_work`) is over `max_work`.
+    """
+    rules: RuleMemo = {}
+    spans = terms_in_force(objective_id, await repo.all_revisions(session, agreement_id), rules)
     times = range(from_ms_, to_ms_ + 1, step_ms)
     # Only the revisions in force somewhere in [from, to] matter, for the buckets to load.
     relevant = [
@@ -228,16 +272,15 @@ async def objective_history(
         for k, s in enumerate(spans)
         if s.valid_from_ms <= to_ms_ and (k + 1 == len(spans) or spans[k + 1].valid_from_ms > from_ms_)
     ]
-    sliced = [s.terms.window.max_minutes for s in relevant if s.terms and s.terms.budgeting is Budgeting.TIMESLICES]
-    if sliced and len(times) > (limit := max(1, TIMESLICES_WORK // max(sliced))):
-        # evaluate() walks every bucket of a timeslices window at each instant (no incremental slices yet).
+    work = await asyncio.to_thread(history_work, [s.terms for s in relevant if s.terms], len(times), to_ms_)
+    if work > max_work:
         raise Invalid(
-            "Too many points.",
+            "Too much work.",
             [
                 {
                     "field": "query.step",
-                    "reason": f"{len(times)} points; a timeslices objective with this window allows at most "
-                    f"{limit} per request: use a larger step or a shorter range",
+                    "reason": f"{len(times)} points of this objective take about {work} work units, at most "
+                    f"{max_work} (ACCORD_API_MAX_HISTORY_WORK): use a larger step or a shorter range",
                 }
             ],
         )
@@ -246,7 +289,21 @@ async def objective_history(
         terms = [s.terms for s in relevant if s.indicator == indicator and s.terms is not None]
         start, end = bucket_span(terms, from_ms_, to_ms_)
         loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
-    return [point_out(p) for p in history(relevant, loaded, times)]
+    return await asyncio.to_thread(lambda: [point_out(p) for p in history(relevant, loaded, times)])
+
+
+def history_work(terms: Sequence[ObjectiveTerms], points: int, to_ms_: int) -> int:
+    """Work units of a history: points × the costliest terms' point work, plus generating each recurring rule's
+    occurrences from its DTSTART up to `to` (rates from its first 400 days, which validation caps)."""
+    rules = {id(e): e for t in terms for e in t.exclusions if isinstance(e, RecurringMaintenance)}
+    rates = rule_rates(terms)
+    walk = 0.0
+    for key, rule in rules.items():
+        first = next(iter(rule.occurrences), None)
+        if first is not None:
+            walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / 60_000 - first.timestamp() / 60)
+    per_point = max((point_work(t, rates) for t in terms), default=0.0)
+    return int(points * per_point + walk)
 
 
 def point_out(point: HistoryPoint) -> HistoryPointOut:

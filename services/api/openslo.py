@@ -193,8 +193,15 @@ def _export_objective(service: str, name: str, objective: Mapping[str, Any], tim
     return docs
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a shared object out again rather than as an alias: imports refuse aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def export_yaml(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump_all(export_documents(document), sort_keys=False, allow_unicode=True)
+    return yaml.dump_all(export_documents(document), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
 
 
 # --- import -----------------------------------------------------------------------------------------
@@ -245,11 +252,50 @@ def _accord_duration(value: Any) -> str | None:
     return f"{minutes}m"
 
 
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of collections an OpenSLO body may have (OpenSLO itself needs about 10)."""
+MAX_YAML_DOCUMENTS = 1000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing aliases (no "billion laughs") and nesting deeper than MAX_YAML_DEPTH
+    before the composer recurses into it (so no RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases are not supported in an OpenSLO import", self.get_mark()
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_YAML_DEPTH} levels", self.get_mark()
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def parse_yaml(text: str) -> list[Doc]:
+    """The documents of an OpenSLO body: safe YAML, no aliases, at most 64 levels deep, at most 1000 documents."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise Invalid("The body is not YAML.", [{"field": "(body)", "reason": str(exc)}]) from None
+        docs = []
+        for d in yaml.load_all(text, Loader=_BoundedLoader):
+            if d is not None:
+                docs.append(d)
+            if len(docs) > MAX_YAML_DOCUMENTS:
+                raise Invalid(
+                    "Too many OpenSLO documents.",
+                    [{"field": "(body)", "reason": f"at most {MAX_YAML_DOCUMENTS} documents"}],
+                )
+    except (yaml.YAMLError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, yaml.YAMLError) else f"nested too deeply (at most {MAX_YAML_DEPTH})"
+        raise Invalid("The body is not acceptable YAML.", [{"field": "(body)", "reason": reason[:1000]}]) from None
     if not docs:
         raise Invalid("No OpenSLO documents.", [{"field": "(body)", "reason": "the body holds no YAML documents"}])
     return docs
@@ -319,9 +365,14 @@ def import_documents(
     return result
 
 
+def _as_dict(value: Any) -> Doc:
+    """`value` when it is a mapping, else an empty one (what is missing is reported where it is needed)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _import_service(service: Doc, where: str, agreement: Doc, problems: _Problems, result: Imported) -> None:
-    meta, spec = service.get("metadata") or {}, service.get("spec") or {}
-    annotations = meta.get("annotations") or {}
+    meta, spec = _as_dict(service.get("metadata")), _as_dict(service.get("spec"))
+    annotations = _as_dict(meta.get("annotations"))
     agreement["name"] = agreement.get("name") or meta.get("displayName") or meta.get("name")
     agreement["description"] = spec.get("description") or ""
     for key in ("provider", "customer"):

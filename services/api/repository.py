@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.contract import legacy_columns
+from shared.contract import MAX_QUERY_LENGTH, legacy_columns, text_problem
 from shared.db import (
     CONFIG_CHANNEL,
     Agreement,
@@ -30,7 +30,6 @@ from shared.db import (
     Objective,
     ObjectiveStatus,
     Review,
-    SeriesBucket,
 )
 from shared.errors import Conflict, Invalid, NotFound
 from shared.history import Bucket
@@ -52,12 +51,20 @@ def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode()
 
 
+def _cursor_part_ok(part: Any) -> bool:
+    """A cursor holds short strings without control characters and integers that fit a BIGINT: a forged one
+    must not reach the database with a NUL or an overflowing number."""
+    if isinstance(part, str):
+        return text_problem(part, MAX_QUERY_LENGTH) is None
+    return isinstance(part, int) and not isinstance(part, bool) and -(2**63) <= part < 2**63
+
+
 def decode_cursor(cursor: str, arity: int = 1) -> list[Any]:
     try:
         parts = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, orjson.JSONDecodeError):
         parts = None
-    if not isinstance(parts, list) or len(parts) != arity:
+    if not isinstance(parts, list) or len(parts) != arity or not all(_cursor_part_ok(p) for p in parts):
         raise _bad_cursor()
     return parts
 
@@ -66,15 +73,24 @@ def decode_revision_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     value = decode_cursor(cursor)[0]
-    if not isinstance(value, int):
+    if not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
         raise _bad_cursor()
     return value
 
 
+def _cursor_instant(part: Any) -> datetime:
+    """An aware instant of a cursor within the years 1..9999 in UTC too."""
+    instant = datetime.fromisoformat(part)
+    if instant.tzinfo is None:
+        raise ValueError("naive")
+    instant.astimezone(UTC)  # OverflowError near the ends of the calendar
+    return instant
+
+
 def _after_time_id(parts: list[Any]) -> tuple[datetime, uuid.UUID]:
     try:
-        return datetime.fromisoformat(parts[0]), uuid.UUID(parts[1])
-    except (TypeError, ValueError):
+        return _cursor_instant(parts[0]), uuid.UUID(parts[1])
+    except (TypeError, ValueError, OverflowError):
         raise _bad_cursor() from None
 
 
@@ -470,20 +486,28 @@ async def watermarks(session: AsyncSession, indicators: Iterable[str]) -> dict[s
 
 
 async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, list[Bucket]]:
-    """The stored minute buckets of every series of `indicator` with start <= minute < end."""
-    rows = await session.execute(
-        select(SeriesBucket.series, SeriesBucket.minute, SeriesBucket.good, SeriesBucket.total).where(
-            SeriesBucket.indicator_key == indicator, SeriesBucket.minute >= start, SeriesBucket.minute < end
-        )
+    """The stored minute buckets of every series of `indicator` with start <= minute < end.
+
+    A 400-day window is over half a million rows per series: each series comes back as three arrays
+    (one row), read by asyncpg on the session's own connection (same snapshot) in a fraction of the
+    time row-by-row ORM results take, so the event loop is not held for seconds.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    rows = await driver.fetch(
+        """
+        SELECT series, array_agg(minute ORDER BY minute), array_agg(good ORDER BY minute),
+               array_agg(total ORDER BY minute)
+        FROM series_buckets
+        WHERE indicator_key = $1 AND minute >= $2 AND minute < $3
+        GROUP BY series
+        """,
+        indicator,
+        start,
+        end,
     )
-    out: dict[SeriesKey, list[Bucket]] = {}
-    keys: dict[str, SeriesKey] = {}
-    for name, minute, good, total in rows.all():
-        key = keys.get(name)
-        if key is None:
-            key = keys[name] = series_key(name)
-        out.setdefault(key, []).append((minute, good, total))
-    return out
+    return {series_key(name): list(zip(minutes, good, total, strict=True)) for name, minutes, good, total in rows}
 
 
 async def all_revisions(session: AsyncSession, agreement_id: uuid.UUID) -> Sequence[AgreementRevision]:
@@ -534,8 +558,8 @@ async def list_breach_events(
         query = query.where(BreachEvent.time < until)
     if after is not None:
         try:
-            t, last = datetime.fromisoformat(after[0]), str(after[1])
-        except (TypeError, ValueError):
+            t, last = _cursor_instant(after[0]), str(after[1])
+        except (TypeError, ValueError, OverflowError):
             raise _bad_cursor() from None
         query = query.where(_after(BreachEvent.time, BreachEvent.id, t, last))
     return (await session.scalars(query.limit(limit))).all()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from functools import partial
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -24,18 +25,104 @@ from pydantic import (
     model_validator,
 )
 
+from shared import contract as c
 from shared.budget import parse_window
-from shared.budget.model import parse_minutes
-from shared.contract import check_timezone
+from shared.budget.exclusions import MAX_RULE_LENGTH
+from shared.budget.model import MAX_WINDOW_DAYS, parse_minutes
+from shared.contract import check_text, check_timezone
 
 T = TypeVar("T")
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
-LABEL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$"
-_SPAN = re.compile(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+LABEL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+_SPAN = re.compile(r"^[0-9]{1,2}:[0-9]{2}-[0-9]{1,2}:[0-9]{2}$")
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_EPOCH_SECONDS = 10**11
+MAX_INT = 2**53
+"""Counts in the terms (min_events) stay exact in JSON and in a float."""
 
 
-def _window(v: str) -> str:
+def _checked(max_length: int, *, multiline: bool = False, blank: bool = True) -> AfterValidator:
+    return AfterValidator(partial(check_text, max_length=max_length, multiline=multiline, blank=blank))
+
+
+def _limit(max_length: int, *, multiline: bool = False, blank: bool = True) -> str:
+    kind = "multi-line text (tab and line breaks allowed)" if multiline else "text"
+    return f"At most {max_length} characters of {kind}, no control characters" + ("." if blank else ", not blank.")
+
+
+def _instant(v: datetime) -> datetime:
+    """An aware instant in the years 1970..9999 once converted to UTC."""
+    if v.tzinfo is None:
+        raise ValueError("needs an offset (e.g. Z or +02:00)")
+    try:
+        utc = v.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie in the years 1970 to 9999 (UTC)") from None
+    if utc < EARLIEST:
+        raise ValueError("must lie in the years 1970 to 9999 (UTC)")
+    return v
+
+
+def _epoch_seconds(v: Any) -> Any:
+    """Epoch numbers are seconds, read here (pydantic would read one above 2e10 as milliseconds); a number above
+    1e11 (milliseconds, most likely) is refused rather than guessed."""
+    number = v
+    if isinstance(v, str):
+        if not v.strip().isascii():
+            return v
+        try:
+            number = float(v)
+        except ValueError:
+            return v
+    if not isinstance(number, int | float) or isinstance(number, bool):
+        return v
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number of epoch seconds")
+    if abs(number) > MAX_EPOCH_SECONDS:
+        raise ValueError(f"epoch seconds expected (at most {MAX_EPOCH_SECONDS:.0e}); this looks like milliseconds")
+    if number < 0:
+        raise ValueError("must lie in the years 1970 to 9999 (UTC)")
+    return datetime.fromtimestamp(number, UTC)
+
+
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_epoch_seconds),
+    AfterValidator(_instant),
+    Field(description="RFC 3339 with an offset (or epoch seconds), years 1970 to 9999."),
+]
+QueryText = Annotated[str, AfterValidator(partial(check_text, max_length=c.MAX_QUERY_LENGTH))]
+"""A free-text query parameter or path segment: bounded, no control characters (routes add Query/Path)."""
+QueryInstant = Annotated[datetime, BeforeValidator(_epoch_seconds), AfterValidator(_instant)]
+MAX_REVISION = 2**31 - 1
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=c.MAX_NAME_LENGTH, description=_limit(c.MAX_NAME_LENGTH, blank=False)),
+    _checked(c.MAX_NAME_LENGTH, blank=False),
+]
+Description = Annotated[
+    str,
+    Field(max_length=c.MAX_DESCRIPTION_LENGTH, description=_limit(c.MAX_DESCRIPTION_LENGTH, multiline=True)),
+    _checked(c.MAX_DESCRIPTION_LENGTH, multiline=True),
+]
+Reason = Annotated[
+    str,
+    Field(max_length=c.MAX_REASON_LENGTH, description=_limit(c.MAX_REASON_LENGTH, multiline=True)),
+    _checked(c.MAX_REASON_LENGTH, multiline=True),
+]
+Unit = Annotated[
+    str, Field(max_length=c.MAX_UNIT_LENGTH, description=_limit(c.MAX_UNIT_LENGTH)), _checked(c.MAX_UNIT_LENGTH)
+]
+LabelValue = Annotated[
+    str,
+    Field(max_length=c.MAX_LABEL_VALUE_LENGTH, description=_limit(c.MAX_LABEL_VALUE_LENGTH)),
+    _checked(c.MAX_LABEL_VALUE_LENGTH),
+]
+RuleText = Annotated[str, Field(max_length=MAX_RULE_LENGTH), _checked(MAX_RULE_LENGTH, multiline=True)]
+
+
+def _window(v: str) -> str:  # ASCII digits, 1 minute to 400 days (shared.budget.model)
     v = v.strip().lower()
     parse_window(v)
     return v
@@ -55,16 +142,35 @@ def _finite(v: float) -> float:
 
 WindowText = Annotated[
     str,
-    AfterValidator(_window),
     Field(
-        description="Rolling `30d`, `12h`, `90m`, or calendar `week`, `month`, `quarter` (agreement timezone).",
+        max_length=20,
+        description=f"Rolling `30d`, `12h`, `90m` (ASCII digits; 1 minute to {MAX_WINDOW_DAYS} days), or calendar "
+        "`week`, `month`, `quarter` (agreement timezone).",
         examples=["30d"],
     ),
+    AfterValidator(_window),
 ]
-Duration = Annotated[str, AfterValidator(_duration), Field(description="`90m`, `6h`, `1d`.", examples=["1h"])]
-Timezone = Annotated[str, AfterValidator(check_timezone), Field(examples=["Europe/Berlin"])]
-LabelKey = Annotated[str, Field(pattern=LABEL_PATTERN)]
-Labels = dict[LabelKey, Annotated[str, Field(max_length=256)]]
+Duration = Annotated[
+    str,
+    Field(max_length=20, description=f"`90m`, `6h`, `1d` (1 minute to {MAX_WINDOW_DAYS} days).", examples=["1h"]),
+    AfterValidator(_duration),
+]
+Timezone = Annotated[
+    str,
+    Field(max_length=64, description="An IANA timezone name of tzdata.", examples=["Europe/Berlin"]),
+    AfterValidator(check_timezone),
+]
+LabelKey = Annotated[str, Field(pattern=LABEL_PATTERN, description="At most 128 ASCII characters.")]
+Labels = Annotated[
+    dict[LabelKey, LabelValue],
+    Field(max_length=c.MAX_LABELS, description=f"At most {c.MAX_LABELS} labels; names of at most 128 characters, "
+          f"values of at most {c.MAX_LABEL_VALUE_LENGTH}."),
+]  # fmt: skip
+Matchers = Annotated[
+    dict[LabelKey, LabelValue],
+    Field(max_length=c.MAX_MATCHERS, description=f"At most {c.MAX_MATCHERS} matchers (a measurement carries at most "
+          "32 labels)."),
+]  # fmt: skip
 Finite = Annotated[float, AfterValidator(_finite)]
 
 
@@ -81,16 +187,16 @@ class IndicatorIn(Strict):
         examples=["ratio"],
         description="`ratio`: measurements carry good and total; `threshold`: they carry a value (and count).",
     )
-    unit: str | None = Field(default=None, examples=["requests"])
-    description: str = ""
+    unit: Unit | None = Field(default=None, examples=["requests"])
+    description: Description = ""
 
 
 class IndicatorPatch(Strict):
     kind: Literal["ratio", "threshold"] | None = Field(
         default=None, description="Only while no objective uses the indicator."
     )
-    unit: str | None = None
-    description: str | None = None
+    unit: Unit | None = None
+    description: Description | None = None
 
 
 class IndicatorOut(BaseModel):
@@ -107,22 +213,27 @@ class IndicatorOut(BaseModel):
 
 
 class AlertTierIn(Strict):
-    name: str | None = None
+    name: Name | None = None
     severity: Literal["page", "ticket"] = "page"
     long_window: Duration = Field(examples=["1h"])
     short_window: Duration = Field(examples=["5m"])
-    factor: float = Field(gt=0, allow_inf_nan=False, examples=[14.4])
+    factor: float = Field(gt=0, le=1e6, allow_inf_nan=False, examples=[14.4])
 
 
 class AlertPolicyIn(Strict):
     tiers: list[AlertTierIn] | None = Field(
         default=None,
+        max_length=c.MAX_TIERS,
         description="Burn-rate tiers (both windows must burn faster than `factor`); null: the defaults of DESIGN §3 "
         "(page 2 % of the budget in 1 h and 5 % in 6 h, ticket 10 % in 1 d and in 3 d).",
     )
-    min_events: int = Field(default=0, ge=0, description="Events needed in a page tier's long window to page.")
+    min_events: int = Field(
+        default=0, ge=0, le=MAX_INT, description="Events needed in a page tier's long window to page."
+    )
     budget_thresholds: list[float] = Field(
-        default=[0.5, 0.75, 0.9, 1.0], description="Budget-consumed fractions that emit an event when first crossed."
+        default=[0.5, 0.75, 0.9, 1.0],
+        max_length=c.MAX_BUDGET_THRESHOLDS,
+        description="Budget-consumed fractions that emit an event when first crossed.",
     )
 
     @field_validator("budget_thresholds")
@@ -155,10 +266,10 @@ class ObjectiveIn(Strict):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [OBJECTIVE_EXAMPLE]})
 
-    name: str = Field(min_length=1, max_length=200, examples=["Checkout availability"])
-    description: str = ""
+    name: Name = Field(examples=["Checkout availability"])
+    description: Description = ""
     indicator: str = Field(pattern=KEY_PATTERN, examples=["checkout.availability"])
-    matchers: Labels = Field(default_factory=dict, description="Labels a measurement must carry to count.")
+    matchers: Matchers = Field(default_factory=dict, description="Labels a measurement must carry to count.")
     target: float = Field(gt=0, lt=1, examples=[0.999])
     window: WindowText = "30d"
     budgeting: Literal["occurrences", "timeslices"] = "occurrences"
@@ -180,10 +291,10 @@ class ObjectiveItem(ObjectiveIn):
 class ObjectivePatch(Strict):
     """Fields to change (absent: unchanged; nested objects are replaced whole)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
+    name: Name | None = None
+    description: Description | None = None
     indicator: str | None = Field(default=None, pattern=KEY_PATTERN)
-    matchers: Labels | None = None
+    matchers: Matchers | None = None
     target: float | None = Field(default=None, gt=0, lt=1, examples=[0.995])
     window: WindowText | None = None
     budgeting: Literal["occurrences", "timeslices"] | None = None
@@ -195,13 +306,13 @@ class ObjectivePatch(Strict):
 
 
 class ObjectiveChange(ObjectivePatch):
-    author: str = Field(default="anonymous", min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=2000)
+    author: Name = "anonymous"
+    reason: Reason = ""
 
 
 class ObjectiveCreate(ObjectiveIn):
-    author: str = Field(default="anonymous", min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=2000)
+    author: Name = "anonymous"
+    reason: Reason = ""
 
 
 class AlertTierOut(BaseModel):
@@ -228,15 +339,23 @@ def _spans(v: Any) -> Any:
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Span = Annotated[str, Field(pattern=_SPAN.pattern, examples=["09:00-17:00"])]
+Span = Annotated[str, Field(pattern=_SPAN.pattern, max_length=11, examples=["09:00-17:00"])]
 
 
 class BusinessHoursIn(Strict):
-    weekly: dict[Weekday, Annotated[list[Span], BeforeValidator(_spans)]] = Field(
-        examples=[{"mon": ["09:00-17:00"], "tue": ["09:00-17:00"]}],
-        description="Opening hours per weekday (mon..sun) in the agreement's timezone; a weekday left out is closed.",
+    weekly: dict[Weekday, Annotated[list[Span], BeforeValidator(_spans), Field(max_length=c.MAX_SPANS_PER_DAY)]] = (
+        Field(
+            examples=[{"mon": ["09:00-17:00"], "tue": ["09:00-17:00"]}],
+            description="Opening hours per weekday (mon..sun) in the agreement's timezone; a weekday left out is "
+            f"closed. At most {c.MAX_SPANS_PER_DAY} ranges per day.",
+        )
     )
-    holidays: list[date] = Field(default_factory=list, examples=[["2025-12-25"]])
+    holidays: list[date] = Field(
+        default_factory=list,
+        max_length=c.MAX_HOLIDAYS,
+        examples=[["2025-12-25"]],
+        description=f"At most {c.MAX_HOLIDAYS} dates.",
+    )
 
     @field_validator("holidays")
     @classmethod
@@ -247,10 +366,17 @@ class BusinessHoursIn(Strict):
 class MaintenanceIn(Strict):
     """One-off (`start` and `end`) or recurring (`rrule` and `duration`, in the agreement's timezone)."""
 
-    reason: str = ""
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
-    rrule: str | None = Field(default=None, examples=["DTSTART:20250105T020000\nRRULE:FREQ=WEEKLY;BYDAY=SU"])
+    reason: Reason = ""
+    start: Instant | None = None
+    end: Instant | None = None
+    rrule: RuleText | None = Field(
+        default=None,
+        examples=["DTSTART:20250105T020000\nRRULE:FREQ=WEEKLY;BYDAY=SU"],
+        description="DTSTART (years 2000 to 9000) and one RRULE (and RDATE/EXDATE lines): FREQ HOURLY, DAILY, WEEKLY, "
+        "MONTHLY or YEARLY (never more often than hourly: one BYMINUTE and one BYSECOND value at most; no BYSETPOS, "
+        f"BYYEARDAY, BYWEEKNO); at most {c.MAX_MAINTENANCE_OCCURRENCES} occurrences of all the agreement's rules "
+        f"in {MAX_WINDOW_DAYS} days.",
+    )
     duration: Duration | None = None
 
     @model_validator(mode="after")
@@ -290,17 +416,17 @@ AGREEMENT_EXAMPLE: dict[str, Any] = {
 class AgreementTerms(Strict):
     """The agreement's own terms (the stored agreement spec, shared.contract)."""
 
-    name: str = Field(min_length=1, max_length=200, examples=["Acme checkout SLA"])
-    provider: str = Field(min_length=1, max_length=200, examples=["Shop Platform"])
-    customer: str = Field(min_length=1, max_length=200, examples=["Acme Corp"])
-    description: str = ""
-    effective_from: AwareDatetime | None = None
-    effective_until: AwareDatetime | None = None
+    name: Name = Field(examples=["Acme checkout SLA"])
+    provider: Name = Field(examples=["Shop Platform"])
+    customer: Name = Field(examples=["Acme Corp"])
+    description: Description = ""
+    effective_from: Instant | None = None
+    effective_until: Instant | None = None
     timezone: Timezone = "UTC"
     reporting_period: Literal["month", "quarter", "week"] = "month"
     business_hours: BusinessHoursIn | None = None
-    maintenance: list[MaintenanceIn] = Field(default_factory=list)
-    credit_tiers: list[CreditTierIn] = Field(default_factory=list)
+    maintenance: list[MaintenanceIn] = Field(default_factory=list, max_length=c.MAX_MAINTENANCE)
+    credit_tiers: list[CreditTierIn] = Field(default_factory=list, max_length=c.MAX_CREDIT_TIERS)
     labels: Labels = Field(default_factory=dict, examples=[{"team": "payments"}])
 
     @field_validator("credit_tiers")
@@ -312,9 +438,9 @@ class AgreementTerms(Strict):
 class AgreementIn(AgreementTerms):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [AGREEMENT_EXAMPLE]})
 
-    objectives: list[ObjectiveIn] = Field(default_factory=list)
-    author: str = Field(default="anonymous", min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=2000)
+    objectives: list[ObjectiveIn] = Field(default_factory=list, max_length=c.MAX_OBJECTIVES)
+    author: Name = "anonymous"
+    reason: Reason = ""
 
 
 class AgreementPatch(Strict):
@@ -328,19 +454,19 @@ class AgreementPatch(Strict):
         extra="forbid", json_schema_extra={"examples": [{"credit_tiers": [{"below": 0.995, "credit_percent": 15}]}]}
     )
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    provider: str | None = Field(default=None, min_length=1, max_length=200)
-    customer: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
-    effective_from: AwareDatetime | None = None
-    effective_until: AwareDatetime | None = None
+    name: Name | None = None
+    provider: Name | None = None
+    customer: Name | None = None
+    description: Description | None = None
+    effective_from: Instant | None = None
+    effective_until: Instant | None = None
     timezone: Timezone | None = None
     reporting_period: Literal["month", "quarter", "week"] | None = None
     business_hours: BusinessHoursIn | None = None
-    maintenance: list[MaintenanceIn] | None = None
-    credit_tiers: list[CreditTierIn] | None = None
+    maintenance: list[MaintenanceIn] | None = Field(default=None, max_length=c.MAX_MAINTENANCE)
+    credit_tiers: list[CreditTierIn] | None = Field(default=None, max_length=c.MAX_CREDIT_TIERS)
     labels: Labels | None = None
-    objectives: list[ObjectiveItem] | None = None
+    objectives: list[ObjectiveItem] | None = Field(default=None, max_length=c.MAX_OBJECTIVES)
 
     @field_validator("credit_tiers")
     @classmethod
@@ -349,8 +475,8 @@ class AgreementPatch(Strict):
 
 
 class AgreementChange(AgreementPatch):
-    author: str = Field(default="anonymous", min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=2000)
+    author: Name = "anonymous"
+    reason: Reason = ""
 
 
 class AgreementOut(AgreementTerms):
@@ -394,10 +520,10 @@ class ReviewIn(Strict):
         },
     )  # fmt: skip
 
-    author: str = Field(min_length=1, max_length=200)
-    participants: list[str] = Field(default_factory=list)
-    notes: str = ""
-    decisions: list[str] = Field(default_factory=list)
+    author: Name
+    participants: list[Name] = Field(default_factory=list, max_length=c.MAX_LIST_ITEMS)
+    notes: Description = ""
+    decisions: list[Reason] = Field(default_factory=list, max_length=c.MAX_LIST_ITEMS)
     changes: AgreementPatch | None = Field(default=None, description="Applied in the review's revision, atomically.")
 
 

@@ -16,3 +16,14 @@ class ApiSettings(CommonSettings):
     max_history_points: int = Field(
         default=10_000, gt=0, le=1_000_000, description="Most points one history request may ask for (422 above)."
     )
+    max_history_work: int = Field(
+        default=2_000_000,
+        gt=0,
+        description="Most work units (about 1.5 µs each) one history request may take (422 above): per point 30, plus "
+        "the window's minutes for timeslices budgeting, plus 1/30 of the lookback minutes for business hours, plus "
+        "0.5 per maintenance occurrence in the lookback; plus 4 per occurrence of a recurring rule from its DTSTART "
+        "to `to`.",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest accepted request body, chunked or not (413 above)."
+    )

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from importlib import resources
 from typing import Protocol
 
 from dateutil.rrule import rrule, rruleset, rrulestr
@@ -27,6 +29,24 @@ EPOCH_DATE = date(1970, 1, 1)
 OFFSET_PROBE_MINUTES = 6 * 60
 
 RULE_LOOKAHEAD_SECONDS = 86_400
+
+# Input bounds of a recurring maintenance rule (the api answers 422 past them; see README "Limits").
+# Occurrences are generated from DTSTART on, so the rate, the start and the filters bound the work.
+MAX_RULE_LENGTH = 1000
+EARLIEST_DTSTART_YEAR = 2000
+LATEST_DTSTART_YEAR = 9000
+MAX_RULE_INTERVAL = 1000
+ALLOWED_FREQUENCIES = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+# BYSETPOS, BYYEARDAY and BYWEEKNO can describe rules that never occur, which dateutil only finds out by
+# walking day by day to the year 9999 (seconds of work); they are refused.
+ALLOWED_RULE_PARTS = frozenset(
+    {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST", "BYMONTH", "BYMONTHDAY", "BYDAY", "BYHOUR", "BYMINUTE", "BYSECOND"}
+)
+ALLOWED_RULE_LINES = ("DTSTART", "RRULE", "RDATE", "EXDATE")
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_ORDINAL = re.compile(r"^([+-]?[0-9]{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
+_TZID = re.compile(r"TZID=([^:;\s]*)", re.IGNORECASE)
+_DTSTART_YEAR = re.compile(r"^DTSTART[^:]*:([0-9]{4})", re.MULTILINE | re.IGNORECASE)
 
 Interval = tuple[int, int]
 
@@ -100,10 +120,88 @@ _NAIVE_UNTIL = re.compile(r"UNTIL=(\d{8}T\d{6})(?![\dZz])")
 _NAIVE_DTSTART = re.compile(r"^DTSTART:(\d{8}T\d{6})\s*$", re.MULTILINE | re.IGNORECASE)
 
 
+@cache
+def iana_zones() -> frozenset[str]:
+    """The zone names of the tzdata package (the same on every host), without its `Factory` placeholder."""
+    names = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    return frozenset(names) - {"Factory"}
+
+
+def _ints(values: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in values.split(",")]
+    except ValueError:
+        raise ValueError(f"{what} must be a comma-separated list of integers") from None
+
+
+def _check_rrule(parts: dict[str, str]) -> None:
+    """Refuse what would occur more often than hourly, never occur, or overflow."""
+    unknown = sorted(set(parts) - ALLOWED_RULE_PARTS)
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} is not supported (allowed: {', '.join(sorted(ALLOWED_RULE_PARTS))})")
+    freq = parts.get("FREQ", "")
+    if freq not in ALLOWED_FREQUENCIES:
+        raise ValueError(
+            f"FREQ={freq[:20]} is not allowed: maintenance recurs at most hourly "
+            f"(FREQ={', '.join(ALLOWED_FREQUENCIES)})"
+        )
+    for part in ("BYMINUTE", "BYSECOND"):
+        if part in parts and len(parts[part].split(",")) > 1:
+            raise ValueError(f"{part} takes one value: several would recur more often than hourly")
+    if "INTERVAL" in parts:
+        (interval,) = _ints(parts["INTERVAL"], "INTERVAL")[:1] or [0]
+        if not 1 <= interval <= MAX_RULE_INTERVAL:
+            raise ValueError(f"INTERVAL must lie in 1..{MAX_RULE_INTERVAL}")
+    months = _ints(parts["BYMONTH"], "BYMONTH") if "BYMONTH" in parts else list(range(1, 13))
+    if any(not 1 <= m <= 12 for m in months):
+        raise ValueError("BYMONTH values lie in 1..12")
+    if "BYMONTHDAY" in parts:
+        days = _ints(parts["BYMONTHDAY"], "BYMONTHDAY")
+        if not any(0 < abs(d) <= _MONTH_DAYS[m - 1] for m in months for d in days):
+            raise ValueError("no BYMONTHDAY exists in the months of the rule: it would never occur")
+    for day in parts.get("BYDAY", "").split(",") if "BYDAY" in parts else ():
+        match = _ORDINAL.match(day.strip().upper())
+        if match is None:
+            raise ValueError(f"invalid BYDAY value {day[:20]!r}")
+        limit = 53 if freq == "YEARLY" and "BYMONTH" not in parts else 5
+        if match.group(1) is not None and not 0 < abs(int(match.group(1))) <= limit:
+            raise ValueError(f"BYDAY ordinals lie in 1..{limit} (or -{limit}..-1) here: {day[:20]!r} never occurs")
+
+
+def check_rule_text(text: str) -> None:
+    """Bounds on a rule's text before dateutil sees it: its length, lines, frequency and filters."""
+    if len(text) > MAX_RULE_LENGTH:
+        raise ValueError(f"a recurrence rule has at most {MAX_RULE_LENGTH} characters")
+    rrules = 0
+    for line in text.strip().splitlines():
+        name = re.split(r"[;:]", line.strip(), maxsplit=1)[0].upper()
+        if name not in ALLOWED_RULE_LINES:
+            raise ValueError(f"line {line[:30]!r}: only {', '.join(ALLOWED_RULE_LINES)} lines are supported")
+        if name == "RRULE":
+            rrules += 1
+            body = line.split(":", 1)[1] if ":" in line else ""
+            parts = dict(p.partition("=")[::2] for p in body.strip().upper().split(";") if p)
+            _check_rrule(parts)
+    if rrules > 1:
+        raise ValueError("a maintenance window takes one RRULE (add another maintenance window for another rule)")
+    for name in _TZID.findall(text):
+        if name not in iana_zones():
+            raise ValueError(f"TZID={name[:60]} is not an IANA timezone of tzdata")
+    years = [int(y) for y in _DTSTART_YEAR.findall(text)]
+    if not years:
+        raise ValueError("a recurring maintenance rule needs a DTSTART (e.g. 'DTSTART:20250105T020000')")
+    if not EARLIEST_DTSTART_YEAR <= years[0] <= LATEST_DTSTART_YEAR:
+        raise ValueError(f"DTSTART must lie in the years {EARLIEST_DTSTART_YEAR}..{LATEST_DTSTART_YEAR}")
+
+
 def parse_rule(text: str, timezone: str) -> rrule | rruleset:
     """An iCalendar recurrence (`DTSTART:...` + `RRULE:...` lines); a DTSTART without zone is local to `timezone`."""
     if "DTSTART" not in text.upper():
         raise ValueError("a recurring maintenance rule needs a DTSTART (e.g. 'DTSTART:20250105T020000')")
+    try:
+        check_rule_text(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid recurrence rule: {exc}") from None
     tz = zone(timezone)
     local = _NAIVE_DTSTART.sub(lambda m: f"DTSTART;TZID={timezone}:{m.group(1)}", text.strip())
 
@@ -112,11 +210,11 @@ def parse_rule(text: str, timezone: str) -> rrule | rruleset:
         instant = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=tz).astimezone(UTC)
         return f"UNTIL={instant:%Y%m%dT%H%M%S}Z"
 
-    local = _NAIVE_UNTIL.sub(until_utc, local)
     try:
+        local = _NAIVE_UNTIL.sub(until_utc, local)
         return rrulestr(local, tzids=zone, cache=True)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"invalid recurrence rule {text!r}: {exc}") from exc
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise ValueError(f"invalid recurrence rule {text[:200]!r}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +264,23 @@ class RecurringMaintenance:
                 yield clipped
 
 
+def occurrences_in_first_days(rule: RecurringMaintenance, days: int, limit: int) -> int:
+    """How many times `rule` occurs in the `days` days from its first occurrence; counting stops past `limit`."""
+    occurrences = iter(rule.occurrences)
+    first = next(occurrences, None)
+    if first is None:
+        return 0
+    end = first.timestamp() + days * 86_400
+    count = 1
+    for occurrence in occurrences:
+        if occurrence.timestamp() >= end or count > limit:
+            break
+        count += 1
+    return count
+
+
 def _parse_clock(text: str) -> int:
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", text.strip())
     if not match:
         raise ValueError(f"invalid time of day {text!r} (expected HH:MM)")
     hours, minutes = int(match.group(1)), int(match.group(2))

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from fractions import Fraction
 from functools import lru_cache
 
 from shared.budget.counts import Counts
@@ -19,6 +20,12 @@ from shared.budget.periods import MAX_DAYS, NOMINAL_DAYS, Period, PeriodKind, pe
 
 MINUTES_PER_HOUR = 60
 MINUTES_PER_DAY = 24 * 60
+
+MAX_WINDOW_DAYS = 400
+"""The longest rolling window and the longest duration anywhere in the terms (tier windows, slices,
+maintenance): the same 400 days as the oldest measurement ingest accepts (ACCORD_INGEST_MAX_AGE_SECONDS)
+and the history the evaluator keeps (ACCORD_EVALUATOR_MAX_AGE_MINUTES)."""
+MAX_WINDOW_MINUTES = MAX_WINDOW_DAYS * MINUTES_PER_DAY
 
 
 @lru_cache(maxsize=4096)
@@ -76,14 +83,15 @@ def tier_name(long_minutes: int) -> str:
 
 
 def default_tiers(window_minutes: int) -> tuple[BurnRateTier, ...]:
-    """The default tiers for a budget window: factor = share × window / long window."""
+    """The default tiers for a budget window: factor = share × window / long window, unrounded."""
     return tuple(
         BurnRateTier(
             name=tier_name(long),
             severity=severity,
             long_minutes=long,
             short_minutes=max(1, long // 12),
-            factor=round(share * window_minutes / long, 6),
+            # The exact ratio, correctly rounded once (7 d: 7/30 = 0.2333…, not 0.233333).
+            factor=float(Fraction(str(share)) * window_minutes / long),
         )
         for severity, share, long in DEFAULT_TIER_SHARES
     )
@@ -153,7 +161,8 @@ class CalendarWindow:
 
 Window = RollingWindow | CalendarWindow
 
-_DURATION = re.compile(r"(\d+)([dhm])")
+# ASCII digits only (no `３0d`), and few enough of them that no later arithmetic can overflow.
+_DURATION = re.compile(r"([0-9]{1,9})([dhm])")
 _UNIT_MINUTES = {"d": MINUTES_PER_DAY, "h": MINUTES_PER_HOUR, "m": 1}
 
 
@@ -163,27 +172,37 @@ def _duration(text: str) -> int | None:
     return int(match.group(1)) * _UNIT_MINUTES[match.group(2)] if match else None
 
 
+def _too_long(text: str, minutes: int) -> str | None:
+    if minutes > MAX_WINDOW_MINUTES:
+        return f"{text[:40]!r} is longer than {MAX_WINDOW_DAYS} days, the longest duration Accord keeps data for"
+    return None
+
+
 def parse_minutes(text: str) -> int:
-    """`90m`, `6h`, `30d` to minutes (tier windows, slice lengths, maintenance durations)."""
+    """`90m`, `6h`, `30d` to minutes (tier windows, slice lengths, maintenance durations), at most 400 days."""
     minutes = _duration(text.strip())
     if not minutes:
-        raise ValueError(f"{text!r} is not a duration such as 30d, 6h or 90m")
+        raise ValueError(f"{text[:40]!r} is not a duration such as 30d, 6h or 90m")
+    if (reason := _too_long(text, minutes)) is not None:
+        raise ValueError(reason)
     return minutes
 
 
 def parse_window(text: str, timezone: str = "UTC") -> Window:
-    """`30d`, `7d`, `12h`, `90m` (rolling) or `month`, `quarter`, `week` (calendar, in `timezone`)."""
+    """`30d`, `7d`, `12h`, `90m` (rolling, 1 minute to 400 days) or `month`, `quarter`, `week` (calendar)."""
     spec = text.strip().lower()
     if spec in PeriodKind.__members__.values():
         return CalendarWindow(PeriodKind(spec), timezone)
     minutes = _duration(spec)
     if minutes is None:
         raise ValueError(
-            f"invalid window {text!r}: expected a rolling length such as '30d', '12h' or '90m', "
+            f"invalid window {text[:40]!r}: expected a rolling length such as '30d', '12h' or '90m', "
             "or a calendar period: 'week', 'month' or 'quarter'"
         )
     if minutes == 0:
-        raise ValueError(f"invalid window {text!r}: a rolling window must be at least one minute long")
+        raise ValueError(f"invalid window {text[:40]!r}: a rolling window must be at least one minute long")
+    if (reason := _too_long(text, minutes)) is not None:
+        raise ValueError(f"invalid window: {reason}")
     return RollingWindow(minutes)
 
 

@@ -86,11 +86,11 @@ def test_burn_rate_is_error_ratio_over_budget_fraction(
 
 @pytest.mark.parametrize(
     ("window_days", "factors"),
-    [(30, (14.4, 6.0, 3.0, 1.0)), (28, (13.44, 5.6, 2.8, 0.933333)), (7, (3.36, 1.4, 0.7, 0.233333))],
+    [(30, (14.4, 6.0, 3.0, 1.0)), (28, (13.44, 5.6, 2.8, 14 / 15)), (7, (3.36, 1.4, 0.7, 7 / 30))],
 )
 def test_default_tier_factors_scale_with_the_window(window_days: int, factors: tuple[float, ...]) -> None:
     tiers = default_tiers(window_days * DAY)
-    assert tuple(t.factor for t in tiers) == pytest.approx(factors)
+    assert tuple(t.factor for t in tiers) == factors  # exact ratios, not rounded
     assert [t.name for t in tiers] == ["1h", "6h", "1d", "3d"]
     assert [t.short_minutes for t in tiers] == [5, 30, 120, 360]
     assert [t.severity for t in tiers] == [Severity.PAGE, Severity.PAGE, Severity.TICKET, Severity.TICKET]

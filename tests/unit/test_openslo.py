@@ -14,7 +14,9 @@ from services.api.openslo import export_documents, export_yaml, import_documents
 from services.api.schemas import AgreementIn
 from shared.errors import Invalid
 
-TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,:-_/()%", min_size=1, max_size=30)
+TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,:-_/()%", min_size=1, max_size=30).filter(
+    str.strip  # names may not be blank (the api refuses whitespace-only names)
+)
 KEYS = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True)
 LABEL_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,10}", fullmatch=True)
 FRACTIONS = st.floats(min_value=1e-6, max_value=1 - 1e-6, allow_nan=False)

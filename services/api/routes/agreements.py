@@ -9,13 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import AwareDatetime
 
 from services.api import contracts
 from services.api import repository as repo
 from services.api.contracts import agreement_out, etag, review_out
 from services.api.deps import Session, State
+from services.api.params import At, Author, Cursor, Labels, Limit, Reason, Revision, RevisionPath, Text
 from services.api.schemas import (
     AgreementChange,
     AgreementIn,
@@ -36,8 +37,6 @@ IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description='The agreement\'s current ETag, e.g. `"3"`.', examples=['"1"']),
 ]
-Limit = Annotated[int | None, Query(ge=1, le=1000)]
-Author = Annotated[str, Query(min_length=1, max_length=200)]
 CHANGE_RESPONSES: dict[int | str, dict[str, str]] = {
     404: {"description": "No such agreement (or objective)."},
     409: {"description": "The agreement is archived."},
@@ -59,16 +58,25 @@ async def create_agreement(body: AgreementIn, session: Session, response: Respon
     return _respond(response, agreement, revision)
 
 
-@router.get("", summary="List agreements (current revisions), oldest first")
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+"""A page of agreements holds at most this much of their documents (one agreement can reach ~2 MB)."""
+
+
+@router.get(
+    "",
+    summary="List agreements (current revisions), oldest first",
+    description="A page ends after `limit` agreements or 4 MiB of them, whichever comes first; "
+    "follow `next_cursor` for the rest.",
+)
 async def list_agreements(
     session: Session,
     state: State,
-    customer: str | None = None,
-    provider: str | None = None,
-    indicator: Annotated[str | None, Query(description="Agreements with an objective on this indicator.")] = None,
-    label: Annotated[list[str], Query(description="`name=value`; repeat to require several.")] = [],  # noqa: B006
+    customer: Text = None,
+    provider: Text = None,
+    indicator: Annotated[Text, Query(description="Agreements with an objective on this indicator.")] = None,
+    label: Labels = [],  # noqa: B006
     archived: Annotated[bool, Query(description="Include archived agreements.")] = False,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Limit = None,
 ) -> Page[AgreementOut]:
     size = limit or state.settings.page_size
@@ -82,10 +90,18 @@ async def list_agreements(
         after=repo.decode_cursor(cursor, 2) if cursor else None,
         limit=size + 1,
     )
-    items = [agreement_out(a, r) for a, r in rows[:size]]
-    last = rows[size - 1][0] if len(rows) > size else None
+    # A page ends after `size` agreements or once it holds MAX_PAGE_BYTES of them, whichever comes first.
+    page: list[tuple[Agreement, AgreementRevision]] = []
+    held = 0
+    for agreement, revision in rows[:size]:
+        held += len(orjson.dumps(revision.document))
+        if page and held > MAX_PAGE_BYTES:
+            break
+        page.append((agreement, revision))
+    last = page[-1][0] if len(rows) > len(page) else None
     return Page(
-        items=items, next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None
+        items=[agreement_out(a, r) for a, r in page],
+        next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None,
     )
 
 
@@ -94,8 +110,8 @@ async def get_agreement(
     agreement_id: uuid.UUID,
     session: Session,
     response: Response,
-    at: Annotated[AwareDatetime | None, Query(description="The revision in force at this instant.")] = None,
-    revision: Annotated[int | None, Query(ge=1, description="This revision.")] = None,
+    at: At = None,
+    revision: Revision = None,
 ) -> AgreementOut:
     agreement, rev = await repo.get_revision(session, agreement_id, number=revision, at=at)
     out = agreement_out(agreement, rev)
@@ -125,7 +141,7 @@ async def archive_agreement(
     session: Session,
     response: Response,
     author: Author,
-    reason: str = "",
+    reason: Reason = "",
     if_match: IfMatch = None,
 ) -> AgreementOut:
     agreement, revision = await contracts.archive(session, agreement_id, if_match, author=author, reason=reason)
@@ -138,7 +154,7 @@ async def restore_agreement(
     session: Session,
     response: Response,
     author: Author,
-    reason: str = "",
+    reason: Reason = "",
     if_match: IfMatch = None,
 ) -> AgreementOut:
     agreement, revision = await contracts.restore(session, agreement_id, if_match, author=author, reason=reason)
@@ -200,7 +216,7 @@ async def remove_objective(
     session: Session,
     response: Response,
     author: Author,
-    reason: str = "",
+    reason: Reason = "",
     if_match: IfMatch = None,
 ) -> AgreementOut:
     agreement, revision = await contracts.commit_change(
@@ -220,7 +236,7 @@ async def remove_objective(
 
 @router.get("/{agreement_id}/revisions", summary="The agreement's revisions, newest first")
 async def list_revisions(
-    agreement_id: uuid.UUID, session: Session, state: State, cursor: str | None = None, limit: Limit = None
+    agreement_id: uuid.UUID, session: Session, state: State, cursor: Cursor = None, limit: Limit = None
 ) -> Page[RevisionOut]:
     size = limit or state.settings.page_size
     before = repo.decode_revision_cursor(cursor)
@@ -236,7 +252,9 @@ async def list_revisions(
 
 
 @router.get("/{agreement_id}/revisions/{revision}", summary="The agreement as it was at one revision")
-async def get_revision(agreement_id: uuid.UUID, revision: int, session: Session, response: Response) -> AgreementOut:
+async def get_revision(
+    agreement_id: uuid.UUID, revision: RevisionPath, session: Session, response: Response
+) -> AgreementOut:
     agreement, rev = await repo.get_revision(session, agreement_id, number=revision)
     response.headers["ETag"] = etag(agreement.revision)
     return agreement_out(agreement, rev)
@@ -259,7 +277,7 @@ async def create_review(
 
 @router.get("/{agreement_id}/reviews", summary="The agreement's reviews, newest first")
 async def list_reviews(
-    agreement_id: uuid.UUID, session: Session, state: State, cursor: str | None = None, limit: Limit = None
+    agreement_id: uuid.UUID, session: Session, state: State, cursor: Cursor = None, limit: Limit = None
 ) -> Page[ReviewOut]:
     size = limit or state.settings.page_size
     before = repo.decode_revision_cursor(cursor)

@@ -8,17 +8,17 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from services.api import repository as repo
 from services.api.budgets import from_ms, objective_history, to_ms
 from services.api.deps import Session, State
-from services.api.schemas import HistoryOut
+from services.api.params import INSTANT
+from services.api.schemas import HistoryOut, QueryInstant
 from shared.errors import Invalid
 
 router = APIRouter(tags=["status"])
 
-_STEP = re.compile(r"^(\d{1,9})([smhd]?)$")
+_STEP = re.compile(r"^([0-9]{1,9})([smhd]?)$")
 _STEP_MS = {"": 1000, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 DEFAULT_RANGE = timedelta(days=1)
 
@@ -42,13 +42,16 @@ async def objective_history_route(
     session: Session,
     state: State,
     start: Annotated[
-        AwareDatetime | None,
-        Query(alias="from", description="First instant (RFC 3339 with offset, or epoch seconds); default to - 1 d."),
+        QueryInstant | None, Query(alias="from", description=f"First instant; default to - 1 d. {INSTANT}")
     ] = None,
     end: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Last instant (inclusive when on the grid); default now.")
+        QueryInstant | None,
+        Query(alias="to", description=f"Last instant (inclusive when on the grid); default now. {INSTANT}"),
     ] = None,
-    step: Annotated[str, Query(description="Distance between points: `30s`, `5m`, `1h`, `1d` or seconds.")] = "5m",
+    step: Annotated[
+        str,
+        Query(max_length=20, description="Distance between points: `30s`, `5m`, `1h`, `1d` or seconds (ASCII digits)."),
+    ] = "5m",
 ) -> HistoryOut:
     """Points at from, from + step, ... up to `to`, each computed from the evaluator's stored counts under
     the agreement revision in force at that instant (a changed target applies from its revision on).
@@ -75,7 +78,9 @@ async def objective_history_route(
                 }
             ],
         )
-    points = await objective_history(session, objective.id, agreement.id, from_ms_, to_ms_, step_ms)
+    points = await objective_history(
+        session, objective.id, agreement.id, from_ms_, to_ms_, step_ms, state.settings.max_history_work
+    )
     return HistoryOut(
         objective_id=objective.id,
         agreement_id=agreement.id,

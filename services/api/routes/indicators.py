@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from services.api import repository as repo
 from services.api.deps import Session, State
+from services.api.params import Cursor, IndicatorKey, Limit
 from services.api.schemas import IndicatorIn, IndicatorOut, IndicatorPatch, Page
 from shared.db import Indicator
 from shared.errors import Invalid
@@ -33,8 +34,8 @@ async def list_indicators(
     state: State,
     kind: Literal["ratio", "threshold"] | None = None,
     archived: Annotated[bool, Query(description="Include archived indicators.")] = False,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Cursor = None,
+    limit: Limit = None,
 ) -> Page[IndicatorOut]:
     size = limit or state.settings.page_size
     after = str(repo.decode_cursor(cursor)[0]) if cursor else None
@@ -45,7 +46,7 @@ async def list_indicators(
 
 
 @router.get("/{key}", summary="Get an indicator")
-async def get_indicator(key: str, session: Session) -> IndicatorOut:
+async def get_indicator(key: IndicatorKey, session: Session) -> IndicatorOut:
     return _out(await repo.get_indicator(session, key))
 
 
@@ -54,7 +55,7 @@ async def get_indicator(key: str, session: Session) -> IndicatorOut:
     summary="Change an indicator's unit, description or (while unused) kind",
     responses={409: {"description": "Archived, or the kind of an indicator objectives use."}},
 )
-async def update_indicator(key: str, body: IndicatorPatch, session: Session) -> IndicatorOut:
+async def update_indicator(key: IndicatorKey, body: IndicatorPatch, session: Session) -> IndicatorOut:
     changes = body.model_dump(include=body.model_fields_set)
     for name in ("kind", "description"):
         if name in changes and changes[name] is None:
@@ -67,5 +68,5 @@ async def update_indicator(key: str, body: IndicatorPatch, session: Session) -> 
     summary="Archive an indicator (no new objectives may use it)",
     responses={409: {"description": "Objectives of agreements that are not archived use it."}},
 )
-async def archive_indicator(key: str, session: Session) -> IndicatorOut:
+async def archive_indicator(key: IndicatorKey, session: Session) -> IndicatorOut:
     return _out(await repo.archive_indicator(session, key))

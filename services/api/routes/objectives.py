@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from services.api import repository as repo
 from services.api.contracts import objective_out
 from services.api.deps import Session, State
+from services.api.params import Cursor, Labels, Limit, Text
 from services.api.schemas import ObjectiveOut, Page
 
 router = APIRouter(prefix="/v1/objectives", tags=["objectives"])
@@ -20,13 +21,13 @@ async def list_objectives(
     session: Session,
     state: State,
     agreement: uuid.UUID | None = None,
-    customer: str | None = None,
-    provider: str | None = None,
-    indicator: str | None = None,
-    label: Annotated[list[str], Query(description="Agreement label `name=value`; repeatable.")] = [],  # noqa: B006
+    customer: Text = None,
+    provider: Text = None,
+    indicator: Text = None,
+    label: Labels = [],  # noqa: B006
     archived: Annotated[bool, Query(description="Include objectives of archived agreements.")] = False,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Cursor = None,
+    limit: Limit = None,
 ) -> Page[ObjectiveOut]:
     size = limit or state.settings.page_size
     rows = await repo.list_objectives(

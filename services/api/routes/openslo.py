@@ -6,12 +6,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime, ValidationError
+from pydantic import ValidationError
 
 from services.api import contracts
 from services.api import repository as repo
 from services.api.deps import Session
 from services.api.openslo import export_yaml, import_documents, parse_yaml
+from services.api.params import At, Author, Revision, Text
 from services.api.schemas import AgreementIn, ImportOut
 from shared.errors import Invalid, UnsupportedMediaType
 from shared.http import validation_errors
@@ -49,8 +50,8 @@ spec:
 async def export_agreement(
     agreement_id: uuid.UUID,
     session: Session,
-    at: Annotated[AwareDatetime | None, Query(description="The revision in force at this instant.")] = None,
-    revision: Annotated[int | None, Query(ge=1)] = None,
+    at: At = None,
+    revision: Revision = None,
 ) -> Response:
     _, rev = await repo.get_revision(session, agreement_id, number=revision, at=at)
     return Response(
@@ -69,10 +70,10 @@ async def import_openslo(
     request: Request,
     session: Session,
     response: Response,
-    customer: Annotated[str | None, Query(description="When the Service does not name one.")] = None,
-    provider: Annotated[str | None, Query(description="When the Service does not name one.")] = None,
-    name: Annotated[str | None, Query(description="Agreement name when there is no Service.")] = None,
-    author: Annotated[str, Query(min_length=1, max_length=200)] = "anonymous",
+    customer: Annotated[Text, Query(description="When the Service does not name one.")] = None,
+    provider: Annotated[Text, Query(description="When the Service does not name one.")] = None,
+    name: Annotated[Text, Query(description="Agreement name when there is no Service.")] = None,
+    author: Author = "anonymous",
 ) -> ImportOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in YAML_TYPES:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from services.api import repository as repo
 from services.api.budgets import agreement_statuses, readings, status_out
 from services.api.deps import Session, State
+from services.api.params import INSTANT, Cursor, CustomerPath, Limit, Text
 from services.api.schemas import (
     AgreementStatusOut,
     BreachEventOut,
     CustomerStatusOut,
     ObjectiveStatusOut,
     Page,
+    QueryInstant,
 )
 from shared.errors import NotFound
 
@@ -43,8 +45,8 @@ async def agreement_status(agreement_id: uuid.UUID, session: Session) -> Agreeme
     return out
 
 
-@router.get("/v1/customers/{customer}/status", summary="Status of every objective of a customer's agreements")
-async def customer_status(customer: str, session: Session) -> CustomerStatusOut:
+@router.get("/v1/customers/{customer:path}/status", summary="Status of every objective of a customer's agreements")
+async def customer_status(customer: CustomerPath, session: Session) -> CustomerStatusOut:
     """Every agreement of the customer that is not archived, with the status of each objective."""
     await repo.read_snapshot(session)
     agreements = await repo.customer_agreements(session, customer)
@@ -67,12 +69,12 @@ async def list_breaches(
     state: State,
     agreement: uuid.UUID | None = None,
     objective: uuid.UUID | None = None,
-    customer: str | None = None,
-    type: str | None = Query(default=None, examples=["accord.budget.exhausted"]),
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: str | None = None,
-    limit: int | None = Query(default=None, ge=1, le=1000),
+    customer: Text = None,
+    type: Annotated[Text, Query(examples=["accord.budget.exhausted"])] = None,
+    since: Annotated[QueryInstant | None, Query(description=f"Events at or after this instant. {INSTANT}")] = None,
+    until: Annotated[QueryInstant | None, Query(description=f"Events before this instant. {INSTANT}")] = None,
+    cursor: Cursor = None,
+    limit: Limit = None,
 ) -> Page[BreachEventOut]:
     size = limit or state.settings.page_size
     rows = await repo.list_breach_events(
