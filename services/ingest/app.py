@@ -40,9 +40,10 @@ from services.ingest.publisher import Publisher
 from services.ingest.registry import IndicatorRegistry
 from services.ingest.schema import operation_docs
 from services.ingest.settings import IngestSettings
-from shared.errors import Invalid, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from shared.errors import AccordError, Invalid, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from shared.http import ReadinessCheck, install_error_handlers, ops_router, problem
 from shared.kafka import make_producer
+from shared.metrics import service_registry
 from shared.notify import follow_config
 
 log = logging.getLogger("accord.ingest")
@@ -56,6 +57,10 @@ BROKER_PROBE_MAX_AGE_SECONDS = 1.0
 """How long one answered round trip stands for the broker's health. With the timeout, a broker that stops
 answering makes /readyz 503 within 2 s (documented as at most 3 s, for the probe's own latency)."""
 REASONS = frozenset({"indicator", "timestamp", "good", "total", "value", "count", "labels", "id"})
+REJECTED_REASONS = (*sorted(REASONS), "body", "too_large", "encoding", "unavailable")
+"""Every `reason` of accord_ingest_measurements_rejected_total: the fields, then the request-wide ones."""
+ANSWER_CODES = ("202", "413", "415", "422", "500", "503")
+"""Answers of POST /v1/measurements counted in accord_ingest_requests_total (each starts at 0)."""
 
 
 @dataclass
@@ -72,6 +77,13 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        for reason in REJECTED_REASONS:
+            self.rejected.labels(reason)
+        self.requests = Counter(
+            "accord_ingest_requests", "POST /v1/measurements requests by HTTP status code.", ["code"], registry=r
+        )
+        for code in ANSWER_CODES:
+            self.requests.labels(code)
         self.latency = Histogram(
             "accord_ingest_request_seconds",
             "POST /v1/measurements latency, whatever the answer.",
@@ -191,7 +203,7 @@ def never_raises(name: str, check: ReadinessCheck) -> ReadinessCheck:
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
-    metrics = IngestMetrics(CollectorRegistry())
+    metrics = IngestMetrics(service_registry("ingest"))
     registry = IndicatorRegistry(settings.asyncpg_dsn)
 
     @asynccontextmanager
@@ -272,11 +284,21 @@ def create_app(settings: IngestSettings) -> FastAPI:
         state: IngestState = request.app.state.ingest
         started = time.perf_counter()
         metrics.in_flight.inc()
+        code: int | None = None  # stays None for a request cancelled mid-way (its client is gone)
         try:
             accepted = await _accept(request, state)
+            code = 202
+        except AccordError as exc:
+            code = exc.status
+            raise
+        except Exception:
+            code = 500  # the error handlers answer a 500 problem
+            raise
         finally:
             metrics.in_flight.dec()
             metrics.latency.observe(time.perf_counter() - started)
+            if code is not None:
+                metrics.requests.labels(str(code)).inc()
         return Response(b'{"accepted":%d}' % accepted, status_code=202, media_type="application/json")
 
     def openapi() -> dict[str, Any]:
