@@ -4,16 +4,28 @@ Each service keeps its own CollectorRegistry (tests build several in one process
 default registry's collectors are added here explicitly: `process_*` (CPU, memory, open file
 descriptors, start time; Linux only), `python_info` and `python_gc_*`, and
 `accord_build_info{service, version, python}` = 1, which dashboards join on to show versions.
+
+Counters and histograms carry no `_created` series (process-wide: a service process has one
+registry): Prometheus 2 stores them as extra gauges, doubling the series of every counter.
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Gauge, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 DISTRIBUTION = "accord"
+_disable_created: Callable[[], None] = disable_created_metrics  # prometheus_client leaves it unannotated
 
 
 def accord_version() -> str:
@@ -26,6 +38,7 @@ def accord_version() -> str:
 
 def service_registry(service: str) -> CollectorRegistry:
     """A registry for one service (`api`, `ingest`, `evaluator`) with process, Python and build metrics."""
+    _disable_created()
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

@@ -106,6 +106,11 @@ class IngestMetrics:
             "accord_ingest_broker_errors", "Requests answered 503 because the broker did not ack in time.", registry=r
         )
         self.in_flight = Gauge("accord_ingest_requests_in_flight", "Requests being handled.", registry=r)
+        self.ready = Gauge(
+            "accord_ingest_ready",
+            "1 when /readyz would answer 200 (broker answers, indicator registry loaded), checked at scrape time.",
+            registry=r,
+        )
         self.in_flight_bytes = Gauge(
             "accord_ingest_in_flight_bytes", "Bytes of records handed to the producer and not yet acked or failed.",
             registry=r,
@@ -269,7 +274,13 @@ def create_app(settings: IngestSettings) -> FastAPI:
         return None if registry.loaded else "indicator registry not loaded yet"
 
     checks: dict[str, Callable[[], Awaitable[str | None]]] = {"broker": broker_ready, "registry": registry_ready}
-    app.include_router(ops_router(metrics.registry, {name: never_raises(name, c) for name, c in checks.items()}))
+    safe_checks = {name: never_raises(name, c) for name, c in checks.items()}
+
+    async def before_scrape() -> None:
+        reasons = [await check() for check in safe_checks.values()]
+        metrics.ready.set(1 if all(r is None for r in reasons) else 0)
+
+    app.include_router(ops_router(metrics.registry, safe_checks, before_scrape))
     extra, responses, components = operation_docs(settings.max_items, settings.max_body_bytes)
 
     @app.post(
