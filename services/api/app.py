@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,12 +18,13 @@ from services.api.routes import agreements, history, indicators, objectives, ope
 from services.api.settings import ApiSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.http import PROBLEM_JSON, BodyLimit, install_error_handlers, ops_router
+from shared.metrics import service_registry
 
 log = logging.getLogger("accord.api")
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    registry = CollectorRegistry()
+    registry = service_registry("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -122,8 +122,10 @@ class ObjectiveCollector(Collector):
 
         target = family("accord_objective_target", "The objective's target (fraction of good events).")
         sli = family("accord_objective_sli", "SLI over the objective's window (good / total); absent without events.")
-        good = family("accord_objective_window_good", "Good units (events or slices) in the window.")
-        total = family("accord_objective_window_total", "Units (events or slices with data) in the window.")
+        good = family(
+            "accord_objective_window_good_events", "Good units in the window (events, or slices when slice-budgeted)."
+        )
+        total = family("accord_objective_window_events", "Units in the window (events, or slices with data).")
         remaining = family("accord_objective_budget_remaining", "Error budget left (fraction; negative: overspent).")
         window_burn = family("accord_objective_window_burn_rate", "Burn rate over the whole window.")
         burn = family(

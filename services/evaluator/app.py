@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 from services.evaluator.outbox import relay_outbox
 from services.evaluator.runner import Evaluator, EvaluatorMetrics
 from services.evaluator.settings import EvaluatorSettings
 from shared.http import ReadinessCheck, install_error_handlers, ops_router
+from shared.metrics import service_registry
 from shared.notify import follow_config
 
 log = logging.getLogger("accord.evaluator")
@@ -24,7 +24,7 @@ PROBE_TIMEOUT_SECONDS = 2.0
 
 
 def create_app(settings: EvaluatorSettings) -> FastAPI:
-    metrics = EvaluatorMetrics(CollectorRegistry())
+    metrics = EvaluatorMetrics(service_registry("evaluator"))
     tasks: list[asyncio.Task[None]] = []
     holder: dict[str, Evaluator] = {}
 

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.evaluator.engine import Engine
 from services.evaluator.settings import EvaluatorSettings
 from services.evaluator.store import DeadLetter, load_partition, write_checkpoint
+from shared.budget.evaluate import TransitionType
 
 log = logging.getLogger("accord.evaluator")
 
@@ -44,8 +45,22 @@ ATTEMPT_TIMEOUT_SECONDS = 60.0
 """Longest a commit or a reload may take before it counts as failed (a hung connection)."""
 
 
+MEASUREMENT_OUTCOMES = ("applied", "duplicate", "too_late")
+DEAD_LETTER_REASONS = (
+    # a whole record (shared.measurements.PoisonRecord.kind)
+    "no_value", "malformed", "schema", "indicator",
+    # one measurement of a record (shared.measurements.Rejected.kind)
+    "id", "labels", "timestamp", "counts", "value",
+)  # fmt: skip
+BREACH_EVENT_TYPES = (*(t.value for t in TransitionType), "accord.sla.breached")
+
+
 class EvaluatorMetrics:
-    """Everything the evaluator exports on /metrics (names in docs/evaluator.md)."""
+    """Everything the evaluator exports on /metrics (names in docs/evaluator.md).
+
+    Labelled counters start at 0 for every label value they can take, so that `rate()` and
+    `increase()` see the first occurrence (a series born at 1 has no increase to show).
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         r = self.registry = registry
@@ -53,12 +68,16 @@ class EvaluatorMetrics:
         self.measurements = Counter(
             "accord_evaluator_measurements", "Measurements by outcome.", ["outcome"], registry=r
         )
+        for outcome in MEASUREMENT_OUTCOMES:
+            self.measurements.labels(outcome)
         self.dead_letters = Counter(
             "accord_evaluator_dead_letters",
             "Records (or measurements of them) that could not be applied, stored in dead_letters.",
             ["reason"],
             registry=r,
         )
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
         self.checkpoints = Histogram(
             "accord_evaluator_checkpoint_seconds",
             "Checkpoint transaction duration.",
@@ -74,6 +93,8 @@ class EvaluatorMetrics:
             registry=r,
         )
         self.events = Counter("accord_evaluator_breach_events", "Breach events decided.", ["type"], registry=r)
+        for event_type in BREACH_EVENT_TYPES:
+            self.events.labels(event_type)
         self.published = Counter("accord_evaluator_events_published", "Breach events relayed.", registry=r)
         self.partitions = Gauge("accord_evaluator_partitions", "Partitions owned.", registry=r)
         self.buckets = Gauge("accord_evaluator_buckets", "Minute buckets held in memory.", registry=r)
@@ -89,6 +110,29 @@ class EvaluatorMetrics:
             "Seconds since Postgres last held everything this evaluator had applied.",
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "accord_evaluator_consumer_lag_records",
+            "Per owned partition: the broker's high watermark last seen by the consumer minus the next offset "
+            "to apply (set on scrape; absent until the partition's first fetch).",
+            ["partition"],
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "accord_outbox_backlog_events",
+            "Breach events stored and not yet published to the breach topic (counted once per relay pass).",
+            registry=r,
+        )
+        self.outbox_oldest_created: float | None = None  # epoch seconds, set by the relay
+        self.outbox_age = Gauge(
+            "accord_outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest unpublished breach event, as of the last relay pass; 0 when none waits.",
+            registry=r,
+        )
+        self.outbox_age.set_function(self._outbox_age)
+
+    def _outbox_age(self) -> float:
+        oldest = self.outbox_oldest_created
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
 
 class Checkpoint:
@@ -117,6 +161,7 @@ class Checkpoint:
         self.last_prune = now
         self.stored_at = now  # when Postgres last held everything applied
         self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
+        self.lag_partitions: set[int] = set()  # partitions with a consumer lag sample
         metrics.postgres_up.set(1)
 
     # --- what the loop asks ----------------------------------------------------------------------
@@ -154,6 +199,27 @@ class Checkpoint:
 
     def refresh_metrics(self) -> None:
         self.metrics.checkpoint_age.set(time.monotonic() - self.stored_at)
+        self._refresh_lag()
+
+    def _refresh_lag(self) -> None:
+        """Lag per owned partition: the high watermark from the consumer's last fetch minus the next offset
+        to apply. Partitions not fetched yet (no high watermark) or not loaded have no sample."""
+        gauge = self.metrics.consumer_lag
+        lags: dict[int, int] = {}
+        if self.consumer is not None:
+            for p in self.owned:
+                expected = self.expected.get(p)
+                try:
+                    highwater = self.consumer.highwater(TopicPartition(self.topic, p))
+                except (IllegalStateError, AssertionError):  # not assigned any more: the group rebalances
+                    continue
+                if expected is not None and highwater is not None:
+                    lags[p] = max(0, highwater - expected)
+        for p in self.lag_partitions - lags.keys():  # moved away, or not loaded any more
+            gauge.remove(str(p))
+        for p, lag in lags.items():
+            gauge.labels(str(p)).set(lag)
+        self.lag_partitions = set(lags)
 
     # --- commits ---------------------------------------------------------------------------------
 

@@ -53,6 +53,9 @@ async def relay_outbox(
                 if failing:
                     log.info("outbox relay works again")
                 failing = False
+            # After every pass, published or not: a broker outage shows as a growing backlog.
+            with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await _measure_backlog(pool, metrics)
     finally:
         await producer.stop()
 
@@ -90,3 +93,20 @@ async def _relay_batch(
     metrics.published.inc(len(rows))
     log.info("relayed %d breach events to %s", len(rows), settings.breaches_topic)
     return len(rows)
+
+
+async def _measure_backlog(pool: asyncpg.Pool, metrics: EvaluatorMetrics) -> None:
+    """Outbox gauges, once per relay pass: one query on the partial index of unpublished events.
+
+    Normally 0 right after a pass; a backlog that stays means the broker does not acknowledge.
+    While Postgres is away the gauges keep their last values, and the age keeps growing from the
+    oldest event seen (it is computed at scrape time).
+    """
+    async with pool.acquire(timeout=10) as conn:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, extract(epoch FROM min(created_at))::float8 AS oldest "
+            "FROM breach_events WHERE published_at IS NULL"
+        )
+    assert row is not None
+    metrics.outbox_backlog.set(row["n"])
+    metrics.outbox_oldest_created = row["oldest"]

@@ -40,9 +40,10 @@ from services.ingest.publisher import Publisher
 from services.ingest.registry import IndicatorRegistry
 from services.ingest.schema import operation_docs
 from services.ingest.settings import IngestSettings
-from shared.errors import Invalid, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from shared.errors import AccordError, Invalid, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from shared.http import ReadinessCheck, install_error_handlers, ops_router, problem
 from shared.kafka import make_producer
+from shared.metrics import service_registry
 from shared.notify import follow_config
 
 log = logging.getLogger("accord.ingest")
@@ -56,6 +57,10 @@ BROKER_PROBE_MAX_AGE_SECONDS = 1.0
 """How long one answered round trip stands for the broker's health. With the timeout, a broker that stops
 answering makes /readyz 503 within 2 s (documented as at most 3 s, for the probe's own latency)."""
 REASONS = frozenset({"indicator", "timestamp", "good", "total", "value", "count", "labels", "id"})
+REJECTED_REASONS = (*sorted(REASONS), "body", "too_large", "encoding", "unavailable")
+"""Every `reason` of accord_ingest_measurements_rejected_total: the fields, then the request-wide ones."""
+ANSWER_CODES = ("202", "413", "415", "422", "500", "503")
+"""Answers of POST /v1/measurements counted in accord_ingest_requests_total (each starts at 0)."""
 
 
 @dataclass
@@ -72,6 +77,13 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        for reason in REJECTED_REASONS:
+            self.rejected.labels(reason)
+        self.requests = Counter(
+            "accord_ingest_requests", "POST /v1/measurements requests by HTTP status code.", ["code"], registry=r
+        )
+        for code in ANSWER_CODES:
+            self.requests.labels(code)
         self.latency = Histogram(
             "accord_ingest_request_seconds",
             "POST /v1/measurements latency, whatever the answer.",
@@ -94,6 +106,11 @@ class IngestMetrics:
             "accord_ingest_broker_errors", "Requests answered 503 because the broker did not ack in time.", registry=r
         )
         self.in_flight = Gauge("accord_ingest_requests_in_flight", "Requests being handled.", registry=r)
+        self.ready = Gauge(
+            "accord_ingest_ready",
+            "1 when /readyz would answer 200 (broker answers, indicator registry loaded), checked at scrape time.",
+            registry=r,
+        )
         self.in_flight_bytes = Gauge(
             "accord_ingest_in_flight_bytes", "Bytes of records handed to the producer and not yet acked or failed.",
             registry=r,
@@ -191,7 +208,7 @@ def never_raises(name: str, check: ReadinessCheck) -> ReadinessCheck:
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
-    metrics = IngestMetrics(CollectorRegistry())
+    metrics = IngestMetrics(service_registry("ingest"))
     registry = IndicatorRegistry(settings.asyncpg_dsn)
 
     @asynccontextmanager
@@ -257,7 +274,13 @@ def create_app(settings: IngestSettings) -> FastAPI:
         return None if registry.loaded else "indicator registry not loaded yet"
 
     checks: dict[str, Callable[[], Awaitable[str | None]]] = {"broker": broker_ready, "registry": registry_ready}
-    app.include_router(ops_router(metrics.registry, {name: never_raises(name, c) for name, c in checks.items()}))
+    safe_checks = {name: never_raises(name, c) for name, c in checks.items()}
+
+    async def before_scrape() -> None:
+        reasons = [await check() for check in safe_checks.values()]
+        metrics.ready.set(1 if all(r is None for r in reasons) else 0)
+
+    app.include_router(ops_router(metrics.registry, safe_checks, before_scrape))
     extra, responses, components = operation_docs(settings.max_items, settings.max_body_bytes)
 
     @app.post(
@@ -272,11 +295,21 @@ def create_app(settings: IngestSettings) -> FastAPI:
         state: IngestState = request.app.state.ingest
         started = time.perf_counter()
         metrics.in_flight.inc()
+        code: int | None = None  # stays None for a request cancelled mid-way (its client is gone)
         try:
             accepted = await _accept(request, state)
+            code = 202
+        except AccordError as exc:
+            code = exc.status
+            raise
+        except Exception:
+            code = 500  # the error handlers answer a 500 problem
+            raise
         finally:
             metrics.in_flight.dec()
             metrics.latency.observe(time.perf_counter() - started)
+            if code is not None:
+                metrics.requests.labels(str(code)).inc()
         return Response(b'{"accepted":%d}' % accepted, status_code=202, media_type="application/json")
 
     def openapi() -> dict[str, Any]:

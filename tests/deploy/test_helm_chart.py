@@ -12,16 +12,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from deploy_support import CHART, KUBE_VERSION, MONITORING_API, VALUE_SETS, Render, helm_run
-from prometheus_client import CollectorRegistry
+from metric_names import exposed_metric_names
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from accord.cli import StackSettings
-from services.api.metrics import ObjectiveMetrics
 from services.api.settings import ApiSettings
-from services.evaluator.runner import EvaluatorMetrics
 from services.evaluator.settings import EvaluatorSettings
-from services.ingest.app import IngestMetrics
 from services.ingest.settings import IngestSettings
 
 # Which settings a container reads, by its command.
@@ -259,21 +256,8 @@ def test_monitoring_resources_only_where_the_operator_is(render: Render) -> None
     assert by_kind(with_crds, "PrometheusRule")
 
 
-def _exposed_metric_names() -> set[str]:
-    """Every sample name the three services expose (counters with _total, histograms with _bucket...)."""
-    registry = CollectorRegistry()
-    EvaluatorMetrics(registry)
-    IngestMetrics(registry)
-    ObjectiveMetrics(registry)
-    names: set[str] = set()
-    for family in registry.collect():
-        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
-        names.update(family.name + s for s in suffixes)
-    return names
-
-
 def test_alerts_use_metrics_the_services_expose(render: Render) -> None:
-    exposed = _exposed_metric_names()
+    exposed = exposed_metric_names()
     (rule,) = by_kind(full_render(render, CHART / "ci" / "monitoring-values.yaml"), "PrometheusRule")
     used = {
         name

@@ -57,7 +57,7 @@ async def test_metrics_expose_labelled_gauges_per_objective_for_grafana(api: htt
     assert sli[0].value == status["sli"]
     assert one("accord_objective_budget_remaining", objective_id=objective) == status["budget"]["remaining"]
     assert one("accord_objective_target", objective_id=objective) == 0.99
-    assert one("accord_objective_window_total", objective_id=objective) == status["total"]
+    assert one("accord_objective_window_events", objective_id=objective) == status["total"]
     assert one("accord_objective_budget_exhausted", objective_id=objective) == 1.0
     for tier in status["tiers"]:
         long = one("accord_objective_burn_rate", objective_id=objective, tier=tier["name"], span="long")
