@@ -38,7 +38,7 @@ lint: $(STAMP) ## ruff (lint and format check)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy (strict on shared/)
+typecheck: $(STAMP) ## mypy over shared, services, accord, tests and bench (settings: pyproject.toml)
 	$(BIN)/mypy
 
 test: lint typecheck ## lint, typecheck and the whole pytest suite on embedded servers

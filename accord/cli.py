@@ -24,15 +24,14 @@ import logging
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -40,13 +39,13 @@ from accord.localstack import (
     Broker,
     LocalStackError,
     Postgres,
+    ServiceProcess,
     _reachable_by_others,
     _running_as_root,
-    die_with_parent,
     log_ends,
     port_open,
     process_alive,
-    stop_process,
+    wait_ready,
 )
 from services.evaluator.settings import EvaluatorSettings
 from shared.kafka import ensure_topics
@@ -113,49 +112,21 @@ GIVE_UP_SECONDS = 60.0
 
 
 @dataclass
-class Service:
-    name: str
-    command: str
-    port: int
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
+class Service(ServiceProcess):
+    """A service under the launcher: output to the launcher's, and restarted with backoff when it exits."""
+
     restart_at: float | None = None  # a restart is due at this instant (backoff)
     backoff: float = BACKOFF_FIRST_SECONDS
     failures: list[float] = field(default_factory=list)  # exits while its dependencies were up
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / self.command)],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            # Own session: Ctrl-C reaches only the supervisor, which stops services in order;
-            # and if the supervisor is killed outright, Linux stops them (die_with_parent).
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-        self.started_at = time.monotonic()
+    def start(self) -> Self:
+        super().start()
         self.restart_at = None
+        return self
 
     def stop(self, timeout: float = 15) -> None:
         self.restart_at = None
-        stop_process(self.proc, timeout, self.name)
-
-
-def _wait_ready(services: list[Service], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = list(services)
-    while pending:
-        for svc in list(pending):
-            if svc.proc is not None and svc.proc.poll() is not None:
-                raise LocalStackError(f"{svc.name} exited with code {svc.proc.returncode} while starting")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{svc.port}/readyz", timeout=1).status_code == 200:
-                    pending.remove(svc)
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(s.name for s in pending)
-            raise LocalStackError(f"not ready after {timeout:.0f}s: {names}")
-        time.sleep(0.1)
+        super().stop(timeout)
 
 
 class _Stop(Exception):
@@ -316,23 +287,13 @@ class Launcher:
         create_topics(resolved)
         settings = self.settings
         self.services = [
-            Service("api", "accord-api", settings.api_port, {**self.env, "ACCORD_API_PORT": str(settings.api_port)}),
-            Service(
-                "ingest",
-                "accord-ingest",
-                settings.ingest_port,
-                {**self.env, "ACCORD_INGEST_PORT": str(settings.ingest_port)},
-            ),
-            Service(
-                "evaluator",
-                "accord-evaluator",
-                settings.evaluator_port,
-                {**self.env, "ACCORD_EVALUATOR_PORT": str(settings.evaluator_port)},
-            ),
+            Service("accord-api", self.env, settings.api_port, name="api"),
+            Service("accord-ingest", self.env, settings.ingest_port, name="ingest"),
+            Service("accord-evaluator", self.env, settings.evaluator_port, name="evaluator"),
         ]
         for svc in self.services:
             svc.start()
-        _wait_ready(self.services, timeout=60)
+        wait_ready(self.services, timeout=60)
 
     def _adopt_or_start_broker(self) -> tuple[Broker, bool]:
         """The broker an earlier run left running (its log kept), else a new one; and whether its log is new."""

@@ -12,10 +12,14 @@ Facts this module works around (docs/design.md §8.2):
   stopped with SIGINT. The launcher's broker may outlive the launcher (so a killed
   launcher loses nothing the broker holds): it is recorded in a state file, and a later
   launcher adopts it (`Broker.adopt`).
+
+The services themselves run as child processes through `ServiceProcess` and `wait_ready`,
+the one helper the launcher, the tests and the benchmarks share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import hashlib
@@ -32,9 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
+
+import httpx
 
 log = logging.getLogger("accord.localstack")
 
@@ -127,6 +134,112 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15, name
         log.warning("%s did not stop within %.0fs; killing it", name, timeout)
         proc.kill()
         proc.wait()
+
+
+# The variable each service reads its port from (services/*/settings.py).
+PORT_VARIABLES = {
+    "accord-api": "ACCORD_API_PORT",
+    "accord-ingest": "ACCORD_INGEST_PORT",
+    "accord-evaluator": "ACCORD_EVALUATOR_PORT",
+}
+
+
+@dataclass
+class ServiceProcess:
+    """An Accord service (`accord-api`, `accord-ingest`, `accord-evaluator`) as a child process.
+
+    It runs the console script `command` from this interpreter's bin folder (or `argv`, e.g. the
+    service under cProfile) with `os.environ` plus `env`, and `PORT_VARIABLES[command]` set to
+    `port`. Its output is appended to `log`, or goes where this process's output goes. It runs in
+    its own session (Ctrl-C reaches only its parent, which stops it in order) and, on Linux, is
+    sent SIGTERM when the thread that started it dies (`die_with_parent`): start it from the
+    main thread, never from a worker thread that ends.
+    """
+
+    command: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    log: Path | None = None
+    name: str = ""  # in messages; the command when empty
+    argv: list[str] | None = None
+    cwd: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0  # time.monotonic() of the last start
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.command
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        env = {**os.environ, **self.env}
+        if self.command in PORT_VARIABLES:
+            env[PORT_VARIABLES[self.command]] = str(self.port)
+        argv = self.argv or [str(Path(sys.executable).parent / self.command)]
+        with contextlib.ExitStack() as stack:
+            out = None if self.log is None else stack.enter_context(self.log.open("ab"))
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=None if out is None else subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
+        self.started_at = time.monotonic()
+        return self
+
+    def check(self) -> None:
+        """Raise LocalStackError if the process has exited (subclasses add their own reasons to stop)."""
+        assert self.proc is not None, f"{self.name} was not started"
+        if self.proc.poll() is not None:
+            where = f"; log: {self.log}" if self.log is not None else ""
+            raise LocalStackError(f"{self.name} exited with code {self.proc.returncode}{where}")
+
+    def ready(self, client: httpx.Client) -> bool:
+        """Whether it answers 200 on /readyz now (its dependencies answer); raises if it has exited."""
+        self.check()
+        try:
+            return client.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """`wait_ready([self], timeout)` without blocking the event loop."""
+        await asyncio.to_thread(wait_ready, [self], timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM, then SIGKILL after `timeout` (`stop_process`)."""
+        stop_process(self.proc, timeout, self.name)
+
+
+def wait_ready(services: Sequence[ServiceProcess], timeout: float, interval: float = 0.05) -> None:
+    """Poll each service's /readyz until all answer 200, at most `timeout` seconds.
+
+    Raises LocalStackError naming the service when one exits (or its `check` raises) or when
+    some are not ready in time.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(services)
+    with httpx.Client() as client:
+        while True:
+            pending = [svc for svc in pending if not svc.ready(client)]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(svc.name + (f" (log: {svc.log})" if svc.log else "") for svc in pending)
+                raise LocalStackError(f"not ready after {timeout:.0f}s: {names}")
+            time.sleep(interval)
 
 
 def _running_as_root() -> bool:

@@ -39,7 +39,6 @@ import pstats
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,12 +58,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from accord.cli import migrate  # noqa: E402
-from accord.localstack import Broker, Postgres, free_port, stop_process  # noqa: E402
+from accord.localstack import Broker, LocalStackError, Postgres, ServiceProcess, free_port  # noqa: E402
 from shared.events import iso_ms  # noqa: E402
 from shared.kafka import ensure_topics, make_producer  # noqa: E402
 from shared.measurements import Measurement, encode_record  # noqa: E402
 
-BIN = Path(sys.executable).parent
 MEASUREMENTS_TOPIC = "bench.measurements"
 BREACHES_TOPIC = "bench.breaches"
 GROUP = "bench-evaluator"
@@ -93,58 +91,17 @@ def indicator_key(n: int) -> str:
 # ---------------------------------------------------------------------------------------------- processes
 
 
-@dataclass
-class Service:
-    """One service (`accord-ingest`, `accord-evaluator`) as a child process in its own session."""
-
-    command: list[str]
-    env: dict[str, str]
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Service:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                env={**os.environ, **self.env},
-                cwd=PROJECT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches only this script, which stops the services itself
-            )
-        return self
+class Service(ServiceProcess):
+    """`ServiceProcess` that also stops waiting when the run is interrupted (Ctrl-C, SIGTERM)."""
 
     def check(self) -> None:
         if STOP_REQUESTED.is_set():
             raise Interrupted("interrupted")
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise BenchError(f"{self.command[-1]} exited with code {self.proc.returncode}; log: {self.log}")
-
-    async def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
-            while True:
-                self.check()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{self.command[-1]} not ready after {timeout:.0f}s; log: {self.log}")
-                await asyncio.sleep(0.05)
+        super().check()
 
     async def metrics(self) -> str:
         async with httpx.AsyncClient() as client:
             return (await client.get(f"{self.url}/metrics", timeout=5)).text
-
-    def stop(self, timeout: float = 20) -> None:
-        stop_process(self.proc, timeout, self.command[-1])
 
 
 class BenchError(RuntimeError):
@@ -159,13 +116,11 @@ STOP_REQUESTED = asyncio.Event()  # set by the signal handler; polled by every w
 
 
 def service(name: str, env: dict[str, str], work: Path, tag: str, *, profile: Path | None = None) -> Service:
-    port = free_port()
-    prefix = {"accord-ingest": "INGEST", "accord-evaluator": "EVALUATOR"}[name]
-    module = {"accord-ingest": "services.ingest.main", "accord-evaluator": "services.evaluator.main"}[name]
-    command = [str(BIN / name)]
+    argv = None
     if profile is not None:
-        command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", module]
-    return Service(command, {**env, f"ACCORD_{prefix}_PORT": str(port)}, port, work / f"{name}-{tag}.log")
+        module = {"accord-ingest": "services.ingest.main", "accord-evaluator": "services.evaluator.main"}[name]
+        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", module]
+    return Service(name, env, log=work / f"{name}-{tag}.log", argv=argv, cwd=PROJECT)
 
 
 class PeakRss:
@@ -187,7 +142,7 @@ class PeakRss:
     def cpu_seconds(self) -> float:
         with contextlib.suppress(psutil.Error):
             t = self.process.cpu_times()
-            return (t.user + t.system) - (self.cpu_start.user + self.cpu_start.system)
+            return float((t.user + t.system) - (self.cpu_start.user + self.cpu_start.system))
         return float("nan")
 
     async def _sample(self) -> None:
@@ -968,7 +923,7 @@ def main() -> None:
     except (KeyboardInterrupt, Interrupted):
         print("\ninterrupted; every server and process was stopped", file=sys.stderr)
         raise SystemExit(130) from None
-    except BenchError as exc:
+    except (BenchError, LocalStackError) as exc:
         raise SystemExit(f"bench/evaluator failed: {exc}") from None
 
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -39,12 +38,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from accord.cli import migrate  # noqa: E402
-from accord.localstack import Broker, Postgres, free_port, stop_process  # noqa: E402
+from accord.localstack import Broker, Postgres, ServiceProcess, free_port  # noqa: E402
 from services.ingest.app import parse_request, read_body  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 
-BIN = Path(sys.executable).parent
 INDICATOR = "bench.availability"
 TOPIC = "bench.measurements"
 
@@ -94,6 +92,10 @@ def serve_ceiling(port: int) -> None:
     kinds = {INDICATOR: "ratio"}
     app = FastAPI()
 
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
     @app.post("/v1/measurements", status_code=202)
     async def post_measurements(request: Request) -> Response:
         raw = await read_body(request, settings.max_body_bytes)
@@ -134,24 +136,6 @@ def wrk(url: str, scenario: Scenario, seconds: float, work: Path) -> Result:
     return Result(rps, rps * scenario.per_request, out["p50_us"] / 1000, out["p99_us"] / 1000)
 
 
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise SystemExit(f"{url} exited with {proc.returncode}")
-            try:
-                if (await client.get(url + path, timeout=1)).status_code in (200, 405):
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.05)
-    raise SystemExit(f"{url} not ready")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    stop_process(proc, 10)
-
-
 async def prepare_database(pg: Postgres) -> str:
     pg.create_database("accord")
     url = pg.url("accord")
@@ -179,34 +163,31 @@ async def run(seconds: float, warmup: float, rounds: int) -> None:
     work.chmod(0o755)  # noqa: ASYNC240 -- PostgreSQL runs as an unprivileged account when started by root
     pg = Postgres(work / "postgres", free_port())
     ceiling_port = free_port()
-    ceiling = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, __file__, "--serve-ceiling", str(ceiling_port)], cwd=PROJECT
-    )
+    ceiling = ServiceProcess(
+        "ceiling", {}, ceiling_port, argv=[sys.executable, __file__, "--serve-ceiling", str(ceiling_port)], cwd=PROJECT
+    ).start()
     results: dict[tuple[str, str], Result] = {}
     try:
         pg.start()
         database_url = await prepare_database(pg)
-        await wait_ready(f"http://127.0.0.1:{ceiling_port}", ceiling, "/v1/measurements")
-        ceiling_url = f"http://127.0.0.1:{ceiling_port}/v1/measurements"
+        await ceiling.wait_ready()
+        ceiling_url = f"{ceiling.url}/v1/measurements"
         for scenario in SCENARIOS:
             # A fresh broker per scenario: Tansu keeps every record in memory.
             broker = Broker(free_port(), work / f"tansu-{scenario.name}.log")
             broker.start()
-            ingest_port = free_port()
             ingest = None
             try:
                 await ensure_topics(broker.bootstrap, {TOPIC: 8})
                 env = {
-                    **os.environ,
                     "DATABASE_URL": database_url,
                     "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                     "ACCORD_MEASUREMENTS_TOPIC": TOPIC,
-                    "ACCORD_INGEST_PORT": str(ingest_port),
                     "ACCORD_LOG_LEVEL": "WARNING",
                 }
-                ingest = subprocess.Popen([str(BIN / "accord-ingest")], env=env, cwd=PROJECT)  # noqa: ASYNC220
-                await wait_ready(f"http://127.0.0.1:{ingest_port}", ingest, "/readyz")
-                ingest_url = f"http://127.0.0.1:{ingest_port}/v1/measurements"
+                ingest = ServiceProcess("accord-ingest", env, cwd=PROJECT).start()
+                await ingest.wait_ready()
+                ingest_url = f"{ingest.url}/v1/measurements"
                 wrk(ceiling_url, scenario, warmup, work)
                 wrk(ingest_url, scenario, warmup, work)
                 # Alternate rounds and keep each target's best, so that a neighbour's burst of CPU
@@ -218,17 +199,18 @@ async def run(seconds: float, warmup: float, rounds: int) -> None:
                         if best is None or r.measurements_per_s > best.measurements_per_s:
                             results[(target, scenario.name)] = r
                 assert broker.proc is not None
+                assert ingest.proc is not None
                 print(
-                    f"  {scenario.name}: ingest RSS {rss_mb(ingest.pid):.0f} MB, broker RSS "
+                    f"  {scenario.name}: ingest RSS {rss_mb(ingest.proc.pid):.0f} MB, broker RSS "
                     f"{rss_mb(broker.proc.pid):.0f} MB after the runs",
                     flush=True,
                 )
             finally:
                 if ingest is not None:
-                    stop(ingest)
+                    ingest.stop(10)
                 broker.stop()
     finally:
-        stop(ceiling)
+        ceiling.stop(10)
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
     report(results, seconds, rounds)

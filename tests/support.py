@@ -1,25 +1,22 @@
-"""Helpers for tests that run the services as real processes."""
+"""Helpers for tests that run the services as real processes (`ServiceProcess`, from accord.localstack)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from accord.localstack import Broker, die_with_parent, free_port, stop_process
+from accord.localstack import Broker
+from accord.localstack import ServiceProcess as ServiceProcess  # the tests' name for it
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"
@@ -49,64 +46,6 @@ class Topics:
         }
 
 
-@dataclass
-class ServiceProcess:
-    """One service (`accord-api`, `accord-ingest`, `accord-evaluator`) as a child process."""
-
-    command: str
-    env: dict[str, str]
-    port: int = field(default_factory=free_port)
-    log: Path | None = None
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServiceProcess:
-        prefix = {"accord-api": "API", "accord-ingest": "INGEST", "accord-evaluator": "EVALUATOR"}[self.command]
-        env = {**os.environ, **self.env, f"ACCORD_{prefix}_PORT": str(self.port)}
-        if self.log is None:
-            self.proc = subprocess.Popen(
-                [str(BIN / self.command)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-            )
-        else:
-            with self.log.open("ab") as out:
-                self.proc = subprocess.Popen(
-                    [str(BIN / self.command)],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent(),
-                )
-        return self
-
-    async def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
-            while True:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"{self.command} exited with {self.proc.returncode}; log: {self.log}")
-                try:
-                    if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{self.command} not ready after {timeout}s; log: {self.log}")
-                await asyncio.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a crash."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        stop_process(self.proc, 15, self.command)
-
-
 async def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
     """Poll an async or sync predicate until it returns something truthy."""
     deadline = time.monotonic() + timeout
@@ -121,7 +60,9 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: st
         await asyncio.sleep(0.1)
 
 
-async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 30):
+async def read_topic(
+    bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 30
+) -> list[dict[str, Any]]:
     """Read JSON records of `topic` from the beginning until `until(records)` holds."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False

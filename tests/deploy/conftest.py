@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, KUBE_VERSION, Render, helm_run, load_tools, unavailable
+from deploy.deploy_support import CHART, KUBE_VERSION, Render, helm_run, load_tools, unavailable
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def render(helm_bin: Path) -> Render:
     rendered: dict[tuple[str, ...], list[dict[str, Any]]] = {}
 
     def _render(values: Path | None = None, *flags: str) -> list[dict[str, Any]]:
-        args = ("template", "r", str(CHART), "--namespace", "accord", "--kube-version", KUBE_VERSION)
+        args: tuple[str, ...] = ("template", "r", str(CHART), "--namespace", "accord", "--kube-version", KUBE_VERSION)
         if values is not None:
             args += ("-f", str(values))
         args += flags

@@ -8,7 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from deploy_support import ROOT
+from deploy.deploy_support import ROOT
 
 from accord.cli import StackSettings
 from services.api.settings import ApiSettings

@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 import pytest
-from deploy_support import ROOT
-from metric_names import exposed_metric_names
+from deploy.deploy_support import ROOT
+from deploy.metric_names import exposed_metric_names
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "accord.json"
 # Series Prometheus makes itself, not a service.

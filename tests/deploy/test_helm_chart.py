@@ -11,8 +11,8 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from deploy_support import CHART, KUBE_VERSION, MONITORING_API, VALUE_SETS, Render, helm_run
-from metric_names import exposed_metric_names
+from deploy.deploy_support import CHART, KUBE_VERSION, MONITORING_API, VALUE_SETS, Render, helm_run
+from deploy.metric_names import exposed_metric_names
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
@@ -29,7 +29,11 @@ SETTINGS_BY_COMMAND: dict[tuple[str, ...], type[BaseSettings]] = {
     ("accord", "migrate"): StackSettings,
     ("accord", "topics"): StackSettings,
 }
-COMPONENTS = {"api": ApiSettings, "ingest": IngestSettings, "evaluator": EvaluatorSettings}
+COMPONENTS: dict[str, type[BaseSettings]] = {
+    "api": ApiSettings,
+    "ingest": IngestSettings,
+    "evaluator": EvaluatorSettings,
+}
 # libpq's TLS variables, read by asyncpg itself for every connection (docs/deploy.md).
 LIBPQ_ENV = {"PGSSLMODE", "PGSSLROOTCERT"}
 # Custom resources of the Prometheus Operator: kubernetes-validate has no schema for them.

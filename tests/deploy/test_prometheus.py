@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, MONITORING_API, ROOT, Render, unavailable
-from metric_names import exposed_metric_names
+from deploy.deploy_support import CHART, MONITORING_API, ROOT, Render, unavailable
+from deploy.metric_names import exposed_metric_names
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "rules.yaml"

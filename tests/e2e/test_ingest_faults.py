@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -54,7 +55,7 @@ async def ingest(launch: Callable[..., ServiceProcess], broker: Broker, database
     return svc
 
 
-def body(prefix: str, n: int = 10) -> list[dict]:
+def body(prefix: str, n: int = 10) -> list[dict[str, Any]]:
     now = time.time()
     return [
         {"id": f"{prefix}-{i}", "indicator": INDICATOR, "timestamp": now - i, "good": i % 3, "total": 3}
@@ -62,7 +63,7 @@ def body(prefix: str, n: int = 10) -> list[dict]:
     ]
 
 
-async def post(client: httpx.AsyncClient, measurements: list[dict]) -> tuple[int, float, httpx.Response]:
+async def post(client: httpx.AsyncClient, measurements: list[dict[str, Any]]) -> tuple[int, float, httpx.Response]:
     started = time.monotonic()
     r = await client.post("/v1/measurements", json=measurements, timeout=30)
     return r.status_code, time.monotonic() - started, r
@@ -71,7 +72,7 @@ async def post(client: httpx.AsyncClient, measurements: list[dict]) -> tuple[int
 async def test_a_paused_broker_gets_503_in_bounded_time_and_every_202_is_on_the_topic_and_counted_once(
     launch: Callable[..., ServiceProcess], broker: Broker, ingest: ServiceProcess, topics: Topics, database_url: str
 ) -> None:
-    accepted: dict[str, dict] = {}
+    accepted: dict[str, dict[str, Any]] = {}
     async with httpx.AsyncClient(base_url=ingest.url) as client:
         before = body("before")
         assert (await post(client, before))[0] == 202
@@ -92,7 +93,7 @@ async def test_a_paused_broker_gets_503_in_bounded_time_and_every_202_is_on_the_
         # The senders retry with the same ids; the broker may or may not already hold them.
         for b in during:
 
-            async def retried(b: list[dict] = b) -> bool:
+            async def retried(b: list[dict[str, Any]] = b) -> bool:
                 return (await post(client, b))[0] == 202
 
             await wait_until(retried, timeout=30, what="a retry to be accepted after the broker resumed")

@@ -335,7 +335,7 @@ async def test_a_killed_postgres_is_restarted_and_the_stack_stays_up(stack: Stac
 
 def _quitter(launcher: Launcher) -> Service:
     """A "service" that exits at once: the venv's python with nothing on stdin."""
-    svc = Service("quitter", "python", 0, dict(launcher.env))
+    svc = Service("python", dict(launcher.env), 0, name="quitter")
     svc.start()
     launcher.services = [svc]
     return svc

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import httpx
@@ -13,7 +14,7 @@ from support import Servers, ServiceProcess, Topics, read_topic, wait_until
 pytestmark = pytest.mark.slow
 
 
-async def _setup_objective(api: ServiceProcess, indicator: str, target: float = 0.99) -> dict:
+async def _setup_objective(api: ServiceProcess, indicator: str, target: float = 0.99) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=api.url) as client:
         r = await client.post("/v1/indicators", json={"key": indicator, "kind": "ratio", "unit": "requests"})
         assert r.status_code == 201, r.text
@@ -27,10 +28,11 @@ async def _setup_objective(api: ServiceProcess, indicator: str, target: float = 
             },
         )
         assert r.status_code == 201, r.text
-        return r.json()
+        agreement: dict[str, Any] = r.json()
+        return agreement
 
 
-async def _post_until_accepted(ingest: ServiceProcess, body: list[dict]) -> None:
+async def _post_until_accepted(ingest: ServiceProcess, body: list[dict[str, Any]]) -> None:
     """The registry learns a new indicator within seconds; until then ingest answers 422."""
     async with httpx.AsyncClient(base_url=ingest.url) as client:
 
@@ -57,7 +59,7 @@ async def test_measurements_flow_to_status_and_an_exhausted_budget_reaches_the_b
     )
     async with httpx.AsyncClient(base_url=api.url) as client:
 
-        async def status() -> dict | None:
+        async def status() -> dict[str, Any] | None:
             body = (await client.get(f"/v1/objectives/{objective_id}/status")).json()
             return body if body["total"] == 1000 else None
 
@@ -142,7 +144,7 @@ async def test_a_killed_evaluator_resumes_from_its_stored_offsets_with_the_same_
     try:
 
         async def stored_offsets() -> int:
-            return await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets")
+            return int(await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets"))
 
         evaluator = launch(
             "accord-evaluator", ACCORD_EVALUATOR_MAX_BATCH="5", ACCORD_EVALUATOR_CHECKPOINT_INTERVAL_MS="20"
@@ -176,5 +178,5 @@ async def test_a_killed_evaluator_resumes_from_its_stored_offsets_with_the_same_
         await conn.close()
 
 
-async def _positive(value) -> bool:
+async def _positive(value: Awaitable[int]) -> bool:
     return (await value) > 0

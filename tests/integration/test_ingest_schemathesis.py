@@ -86,7 +86,7 @@ def test_ingest_answers_as_its_openapi_document_says(ingest_url: str) -> None:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
     @given(case=cases)
-    def answers_as_documented(case: schemathesis.Case) -> None:
+    def answers_as_documented(case: schemathesis.Case[Any]) -> None:
         extra: dict[str, Any] = {}
         encoding = next((v for k, v in (case.headers or {}).items() if k.lower() == "content-encoding"), None)
         if encoding == "gzip" and case.media_type is not None and case.body is not NOT_SET:

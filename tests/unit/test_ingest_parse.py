@@ -53,7 +53,8 @@ def check(items: list[Any]) -> Batch:
 def problems_of(items: list[Any]) -> list[dict[str, Any]]:
     with pytest.raises(Invalid) as caught:
         check(items)
-    return caught.value.extra["errors"]
+    errors: list[dict[str, Any]] = caught.value.extra["errors"]
+    return errors
 
 
 def without(item: dict[str, Any], field: str) -> dict[str, Any]:
