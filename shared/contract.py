@@ -24,7 +24,7 @@ objective spec (`objectives.spec`; in a revision document each objective also ca
      "budgeting": "occurrences" | "timeslices", "slice_length": "1m" | null, "slice_target": float | null,
      "threshold": null | {"op": "<" | "<=" | ">" | ">=", "value": float},
      "business_hours_only": bool,
-     "alert_policy": {"tiers": null (defaults, DESIGN §3) | [{"name": str | null, "severity": "page" | "ticket",
+     "alert_policy": {"tiers": null (defaults: design §3.3) | [{"name": str | null, "severity": "page" | "ticket",
                                                               "long_window": "1h", "short_window": "5m",
                                                               "factor": 14.4}],
                       "min_events": int, "budget_thresholds": [0.5, 0.75, 0.9, 1.0]}}

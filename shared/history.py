@@ -2,7 +2,7 @@
 
 The api answers status and history by calling `shared.budget.evaluate` on the counts the
 evaluator stored, with the terms in force at each instant, so the two agree by construction
-(DESIGN §5: "budgets are pure functions of the measurements and the agreement"). Pure
+(docs/design.md §5.5: "budgets are pure functions of the measurements and the agreement"). Pure
 functions and values: the instants, the terms and the buckets are passed in.
 
 A history over many instants loads the buckets of the whole range once (plus the longest

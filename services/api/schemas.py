@@ -224,8 +224,8 @@ class AlertPolicyIn(Strict):
     tiers: list[AlertTierIn] | None = Field(
         default=None,
         max_length=c.MAX_TIERS,
-        description="Burn-rate tiers (both windows must burn faster than `factor`); null: the defaults of DESIGN §3 "
-        "(page 2 % of the budget in 1 h and 5 % in 6 h, ticket 10 % in 1 d and in 3 d).",
+        description="Burn-rate tiers (both windows must burn faster than `factor`); null: the defaults "
+        "of docs/design.md §3.3 (page 2 % of the budget in 1 h and 5 % in 6 h, ticket 10 % in 1 d and in 3 d).",
     )
     min_events: int = Field(
         default=0, ge=0, le=MAX_INT, description="Events needed in a page tier's long window to page."

@@ -1,4 +1,4 @@
-"""Excluded time: maintenance windows and time outside business hours (DESIGN §3).
+"""Excluded time: maintenance windows and time outside business hours (docs/design.md §3.9).
 
 Excluded time contributes neither good nor total. The granularity is the minute
 bucket: a bucket is excluded when its start lies in excluded time. Each kind of

@@ -1,7 +1,7 @@
 """The terms an objective is evaluated under: frozen domain objects, validated on construction.
 
 Policy is data (STYLE: "Policy as data"): burn-rate tiers and budget thresholds are
-tables carried by the objective, with defaults from DESIGN §3.
+tables carried by the objective, with defaults from docs/design.md §3.3–3.4.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class BurnRateTier:
             raise ValueError("a burn-rate factor must be positive")
 
 
-# (severity, share of the budget burnt, long window in minutes): DESIGN §3 / SRE Workbook table 5-8.
+# (severity, share of the budget burnt, long window in minutes): docs/design.md §3.3 / SRE Workbook table 5-8.
 DEFAULT_TIER_SHARES: tuple[tuple[Severity, float, int], ...] = (
     (Severity.PAGE, 0.02, 1 * MINUTES_PER_HOUR),
     (Severity.PAGE, 0.05, 6 * MINUTES_PER_HOUR),
