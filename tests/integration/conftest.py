@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
+from support import ServiceProcess
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -17,3 +19,14 @@ async def api(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield client
+
+
+@pytest.fixture
+async def api_process(database_url: str, tmp_path: Path) -> AsyncIterator[ServiceProcess]:
+    """The api as a real process on this test's fresh database."""
+    service = ServiceProcess("accord-api", {"DATABASE_URL": database_url}, log=tmp_path / "api.log").start()
+    try:
+        await service.wait_ready()
+        yield service
+    finally:
+        service.stop()

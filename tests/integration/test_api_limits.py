@@ -522,16 +522,6 @@ async def test_an_unexpected_error_is_a_500_problem_with_a_logged_correlation_id
 # --- a real api process -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def api_process(database_url: str, tmp_path: Any) -> AsyncIterator[ServiceProcess]:
-    service = ServiceProcess("accord-api", {"DATABASE_URL": database_url}, log=tmp_path / "api.log").start()
-    try:
-        await service.wait_ready()
-        yield service
-    finally:
-        service.stop()
-
-
 async def _largest_allowed_history(client: httpx.AsyncClient, database_url: str) -> tuple[str, dict[str, str]]:
     """A timeslices objective with a 400-day window over 400 days of minute buckets, and the longest range of
     points ACCORD_API_MAX_HISTORY_WORK (default) allows at a 1-day step."""

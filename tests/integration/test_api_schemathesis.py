@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,16 +28,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 EXAMPLES = 25
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
-
-
-@pytest.fixture
-async def api_process(database_url: str, tmp_path: Path) -> AsyncIterator[ServiceProcess]:
-    service = ServiceProcess("accord-api", {"DATABASE_URL": database_url}, log=tmp_path / "api.log").start()
-    try:
-        await service.wait_ready()
-        yield service
-    finally:
-        service.stop()
 
 
 async def _seed(url: str) -> None:
