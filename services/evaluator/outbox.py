@@ -32,7 +32,7 @@ async def relay_outbox(
     Survives Postgres and broker outages: a failed round is retried at the next wake-up or
     poll period, and logged once per outage.
     """
-    producer: AIOKafkaProducer = make_producer(settings.kafka_bootstrap_servers, client_id="accord-outbox")
+    producer: AIOKafkaProducer = make_producer(settings.kafka, client_id="accord-outbox")
     await producer.start()
     failing = False
     try:

@@ -101,7 +101,7 @@ class Evaluator:
         settings, checkpoint = self.settings, self.checkpoint
         await self._load_objectives_patiently()
         consumer = make_consumer(
-            settings.kafka_bootstrap_servers,
+            settings.kafka,
             group_id=settings.group_id,
             client_id="accord-evaluator",
             session_timeout_ms=settings.session_timeout_ms,

@@ -214,7 +214,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = make_producer(
-            settings.kafka_bootstrap_servers,
+            settings.kafka,
             client_id="accord-ingest",
             request_timeout_ms=int(settings.publish_timeout_seconds * 1000),
             linger_ms=settings.linger_ms,

@@ -98,6 +98,19 @@ def test_url_and_existing_secret_together_are_refused(helm_bin: Path) -> None:
     assert "set database.url or database.existingSecret, not both" in result.stderr
 
 
+def test_sasl_without_its_credentials_is_refused_naming_them(helm_bin: Path) -> None:
+    base = ["template", "r", str(CHART), "-f", str(CHART / "ci" / "default-values.yaml")]
+    sasl = ["--set", "kafka.securityProtocol=SASL_SSL"]
+    result = helm_run(helm_bin, *base, *sasl)
+    assert result.returncode != 0
+    assert "at '/kafka/sasl/username': minLength" in result.stderr
+    result = helm_run(
+        helm_bin, *base, *sasl, "--set", "kafka.sasl.mechanism=PLAIN", "--set", "kafka.sasl.username=accord"
+    )
+    assert result.returncode != 0
+    assert "kafka.sasl.password (or kafka.sasl.existingSecret) is required" in result.stderr
+
+
 def test_a_misspelt_setting_is_refused(helm_bin: Path) -> None:
     result = helm_run(
         helm_bin, "template", "r", str(CHART), "-f", str(CHART / "ci" / "default-values.yaml"),
@@ -212,19 +225,54 @@ def test_existing_secret_tls_and_topics(render: Render) -> None:
     jobs = {tuple(j["spec"]["template"]["spec"]["containers"][0]["command"]): j for j in by_kind(docs, "Job")}
     assert set(jobs) == {("accord", "migrate"), ("accord", "topics")}
     topics_env = {
-        e["name"]: e["value"] for e in jobs["accord", "topics"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        e["name"]: e.get("value") for e in jobs["accord", "topics"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert topics_env["ACCORD_MEASUREMENTS_PARTITIONS"] == "12"
+    assert topics_env["ACCORD_TOPIC_REPLICATION_FACTOR"] == "3"
     for pod, spec in pod_specs(docs):
-        if pod.endswith("-topics"):
-            continue
         (container,) = spec["containers"]
         env = {e["name"]: e for e in container["env"]}
+        if not pod.endswith("-migrations"):  # every Kafka client: SASL_SSL with SCRAM, the cluster CA
+            assert env["KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL", pod
+            assert env["KAFKA_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512", pod
+            assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "accord", "key": "password"}
+            kafka_ca = next(m for m in container["volumeMounts"] if m["name"] == "kafka-ca")
+            assert env["KAFKA_SSL_CA_FILE"]["value"] == f"{kafka_ca['mountPath']}/ca.crt", pod
+        if pod.endswith("-topics"):
+            continue
         assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "accord-db-app", "key": "uri"}, pod
         assert env["PGSSLMODE"]["value"] == "verify-full", pod
         mount = next(m for m in container["volumeMounts"] if m["name"] == "postgresql-ca")
         assert env["PGSSLROOTCERT"]["value"] == f"{mount['mountPath']}/ca.crt", pod
         assert container["image"].startswith("registry.example.com/accord@sha256:"), pod
+
+
+def test_kafka_is_plaintext_by_default_and_sasl_password_goes_to_a_generated_secret(render: Render) -> None:
+    for pod, spec in pod_specs(render(CHART / "ci" / "default-values.yaml")):
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert not {n for n in env if n.startswith("KAFKA_") and n != "KAFKA_SECURITY_PROTOCOL"}, pod
+        assert env.get("KAFKA_SECURITY_PROTOCOL", {"value": "PLAINTEXT"})["value"] == "PLAINTEXT", pod
+    docs = render(CHART / "ci" / "autoscaling-values.yaml")
+    (secret,) = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"].endswith("-kafka")]
+    assert secret["stringData"] == {"KAFKA_SASL_PASSWORD": "kafka-secret"}
+    for pod, spec in pod_specs(docs):
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"], pod
+        assert "KAFKA_SSL_CA_FILE" not in env, pod
+
+
+def test_kafka_mutual_tls_mounts_the_client_certificate(render: Render) -> None:
+    for pod, spec in pod_specs(full_render(render, CHART / "ci" / "monitoring-values.yaml")):
+        if pod.endswith("-migrations"):
+            continue
+        (container,) = spec["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SSL", pod
+        assert env["KAFKA_SSL_CERT_FILE"] == mounts["kafka-client"] + "/user.crt", pod
+        assert env["KAFKA_SSL_KEY_FILE"] == mounts["kafka-client"] + "/user.key", pod
+        volume = next(v for v in spec["volumes"] if v["name"] == "kafka-client")
+        assert volume["secret"]["secretName"] == "accord-kafka-user", pod
 
 
 def test_evaluator_has_time_to_checkpoint_and_rolls_one_at_a_time(render: Render) -> None:
@@ -244,9 +292,10 @@ def test_autoscaling_replaces_fixed_replicas_for_ingest_and_api(render: Render) 
     for deployment in by_kind(docs, "Deployment"):
         scaled = deployment["metadata"]["name"] in hpas
         assert ("replicas" in deployment["spec"]) is not scaled
-    # Without the migrations hook, the generated Secret is an ordinary release resource.
-    (secret,) = by_kind(docs, "Secret")
-    assert "annotations" not in secret["metadata"]
+    # Without the migrations hook (or the topics Job), the generated Secrets are ordinary release resources.
+    secrets = by_kind(docs, "Secret")
+    assert len(secrets) == 2  # the database URL and the Kafka SASL password
+    assert all("annotations" not in secret["metadata"] for secret in secrets)
 
 
 def test_monitoring_resources_only_where_the_operator_is(render: Render) -> None:

@@ -94,10 +94,68 @@ DATABASE_URL
 {{- end }}
 {{- end -}}
 
+{{- define "accord.kafkaSasl" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol -}}true{{- end -}}
+{{- end -}}
+
+{{- define "accord.kafkaTls" -}}
+{{- if hasSuffix "SSL" .Values.kafka.securityProtocol -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the SASL password: kafka.sasl.existingSecret, or the one the chart generates. */}}
+{{- define "accord.kafkaSecretName" -}}
+{{- if and .Values.kafka.sasl.password .Values.kafka.sasl.existingSecret -}}
+{{- fail "set kafka.sasl.password or kafka.sasl.existingSecret, not both" -}}
+{{- end -}}
+{{- if .Values.kafka.sasl.existingSecret -}}
+{{- .Values.kafka.sasl.existingSecret -}}
+{{- else -}}
+{{- $_ := required "kafka.sasl.password (or kafka.sasl.existingSecret) is required with a SASL_ security protocol" .Values.kafka.sasl.password -}}
+{{- printf "%s-kafka" (include "accord.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kafka's TLS and SASL settings (shared/settings.py), as container environment. */}}
+{{- define "accord.kafkaEnv" -}}
+- name: KAFKA_SECURITY_PROTOCOL
+  value: {{ .Values.kafka.securityProtocol | quote }}
+{{- if include "accord.kafkaSasl" . }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ required "kafka.sasl.mechanism is required with a SASL_ security protocol" .Values.kafka.sasl.mechanism | quote }}
+- name: KAFKA_SASL_USERNAME
+  value: {{ required "kafka.sasl.username is required with a SASL_ security protocol" .Values.kafka.sasl.username | quote }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "accord.kafkaSecretName" . }}
+      key: {{ if .Values.kafka.sasl.existingSecret }}{{ .Values.kafka.sasl.existingSecretKey }}{{ else }}KAFKA_SASL_PASSWORD{{ end }}
+{{- end }}
+{{- if and (include "accord.kafkaTls" .) .Values.kafka.tls.ca.secretName }}
+- name: KAFKA_SSL_CA_FILE
+  value: /etc/accord/kafka-ca/{{ .Values.kafka.tls.ca.key }}
+{{- end }}
+{{- if and (include "accord.kafkaTls" .) .Values.kafka.tls.clientCert.secretName }}
+- name: KAFKA_SSL_CERT_FILE
+  value: /etc/accord/kafka-client/{{ .Values.kafka.tls.clientCert.certKey }}
+- name: KAFKA_SSL_KEY_FILE
+  value: /etc/accord/kafka-client/{{ .Values.kafka.tls.clientCert.keyKey }}
+{{- end }}
+{{- end -}}
+
 {{- define "accord.tlsVolumeMounts" -}}
 {{- if .Values.database.sslRootCert.secretName }}
 - name: postgresql-ca
   mountPath: /etc/accord/postgresql
+  readOnly: true
+{{- end }}
+{{- if and (include "accord.kafkaTls" .) .Values.kafka.tls.ca.secretName }}
+- name: kafka-ca
+  mountPath: /etc/accord/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if and (include "accord.kafkaTls" .) .Values.kafka.tls.clientCert.secretName }}
+- name: kafka-client
+  mountPath: /etc/accord/kafka-client
   readOnly: true
 {{- end }}
 {{- end -}}
@@ -110,6 +168,25 @@ DATABASE_URL
     items:
       - key: {{ .Values.database.sslRootCert.key }}
         path: {{ .Values.database.sslRootCert.key }}
+{{- end }}
+{{- if and (include "accord.kafkaTls" .) .Values.kafka.tls.ca.secretName }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.tls.ca.secretName }}
+    items:
+      - key: {{ .Values.kafka.tls.ca.key }}
+        path: {{ .Values.kafka.tls.ca.key }}
+{{- end }}
+{{- if and (include "accord.kafkaTls" .) .Values.kafka.tls.clientCert.secretName }}
+- name: kafka-client
+  secret:
+    secretName: {{ .Values.kafka.tls.clientCert.secretName }}
+    defaultMode: 0400
+    items:
+      - key: {{ .Values.kafka.tls.clientCert.certKey }}
+        path: {{ .Values.kafka.tls.clientCert.certKey }}
+      - key: {{ .Values.kafka.tls.clientCert.keyKey }}
+        path: {{ .Values.kafka.tls.clientCert.keyKey }}
 {{- end }}
 {{- end -}}
 
@@ -129,5 +206,5 @@ securityContext:
 
 {{/* The checksum of everything a pod reads from a Secret the chart renders, so a change rolls the pods. */}}
 {{- define "accord.databaseChecksum" -}}
-{{- printf "%s|%s|%s" .Values.database.url .Values.database.existingSecret .Values.database.existingSecretKey | sha256sum -}}
+{{- printf "%s|%s|%s|%s|%s" .Values.database.url .Values.database.existingSecret .Values.database.existingSecretKey .Values.kafka.sasl.password .Values.kafka.sasl.existingSecret | sha256sum -}}
 {{- end -}}

@@ -75,6 +75,7 @@ spec:
                 name: {{ include "accord.componentName" . }}
           env:
             {{- include "accord.databaseEnv" $root | nindent 12 }}
+            {{- include "accord.kafkaEnv" $root | nindent 12 }}
           startupProbe:
             httpGet: {path: /healthz, port: http}
             {{- toYaml $root.Values.probes.startup | nindent 12 }}

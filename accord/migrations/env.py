@@ -7,9 +7,9 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
-from shared.db import Base
+from shared.db import Base, make_engine
 from shared.settings import CommonSettings
 
 config = context.config
@@ -36,7 +36,7 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url())
+    engine = make_engine(_url(), poolclass=NullPool)  # TLS parameters of the URL apply (shared/db.py)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()
