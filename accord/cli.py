@@ -10,8 +10,13 @@ accord stop           stop the `accord run` of this data dir (as Ctrl-C does), o
                       PostgreSQL a killed one left running (a broker holding records the
                       evaluator has not applied only with --force; `accord run` would apply them)
 accord migrate        apply database migrations (alembic upgrade head)
-accord topics         create the Kafka topics with the configured partition counts
+accord topics         create the Kafka topics with the configured partitions and replication factor
 accord events tail    print breach events from the breach topic as they arrive
+
+Every command finds the local stack as `make run` started it: DATABASE_URL and
+KAFKA_BOOTSTRAP_SERVERS when set, else the local PostgreSQL on ACCORD_PG_PORT and the local
+broker of ACCORD_DATA_DIR (the port it was started on) or ACCORD_KAFKA_PORT. A server that
+does not answer is reported in one sentence (ACCORD_LOG_LEVEL=DEBUG adds the traceback).
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from typing import Self
 from urllib.parse import urlsplit
 
 import asyncpg
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from accord.localstack import (
+    PG_USER,
     Broker,
     LocalStackError,
     Postgres,
@@ -48,7 +54,7 @@ from accord.localstack import (
     wait_ready,
 )
 from services.evaluator.settings import EvaluatorSettings
-from shared.kafka import ensure_topics
+from shared.kafka import client_options, ensure_topics
 from shared.logs import configure_logging
 from shared.settings import CommonSettings, sqlalchemy_url
 
@@ -638,12 +644,16 @@ async def tail_events(settings: CommonSettings, limit: int | None) -> None:
 
     consumer = AIOKafkaConsumer(
         settings.breaches_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings.kafka),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     printed = 0
     try:
         async for record in consumer:
@@ -654,6 +664,52 @@ async def tail_events(settings: CommonSettings, limit: int | None) -> None:
                 return
     finally:
         await consumer.stop()
+
+
+def locate_local_stack(settings: StackSettings) -> StackSettings:
+    """`settings` with the local stack's servers where DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are unset.
+
+    As `make run` started them: PostgreSQL on ACCORD_PG_PORT, and the broker on the port
+    recorded in ACCORD_DATA_DIR's broker.json (a broker taken over keeps its port), else ACCORD_KAFKA_PORT.
+    """
+    update: dict[str, object] = {}
+    if "DATABASE_URL" not in os.environ:
+        update["database_url"] = sqlalchemy_url(f"postgresql://{PG_USER}@127.0.0.1:{settings.pg_port}/accord")
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+        found = Broker.recorded(*_broker_files(settings))
+        port = found[0].port if found is not None else settings.kafka_port
+        update["kafka_bootstrap_servers"] = f"127.0.0.1:{port}"
+    return settings.model_copy(update=update)
+
+
+def _where(settings: StackSettings, server: str) -> str:
+    if server == "kafka":
+        origin = "KAFKA_BOOTSTRAP_SERVERS" if "KAFKA_BOOTSTRAP_SERVERS" in os.environ else "ACCORD_KAFKA_PORT"
+        return f"Kafka at {settings.kafka_bootstrap_servers} (from {origin})"
+    parsed = urlsplit(settings.asyncpg_dsn)
+    origin = "DATABASE_URL" if "DATABASE_URL" in os.environ else "ACCORD_PG_PORT"
+    return f"PostgreSQL at {parsed.hostname}:{parsed.port or 5432}{parsed.path} (from {origin})"
+
+
+def explain_failure(command: str, settings: StackSettings, exc: BaseException) -> str:
+    """One sentence saying what `command` could not do and what to check, for any exception."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    hint = "is `make run` running? (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ACCORD_PG_PORT, ACCORD_KAFKA_PORT say where)"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, KafkaConnectionError):
+        return f"accord {command}: cannot reach {_where(settings, 'kafka')}; {hint}"
+    if isinstance(exc, KafkaError):
+        return f"accord {command}: {_where(settings, 'kafka')} refused the request: {type(exc).__name__}: {detail}"
+    database = (asyncpg.PostgresError, asyncpg.InterfaceError)
+    cause: BaseException | None = exc
+    while cause is not None:  # SQLAlchemy and alembic wrap the driver's error
+        if isinstance(cause, OSError | TimeoutError):
+            return f"accord {command}: cannot reach {_where(settings, 'postgres')}: {detail}; {hint}"
+        if isinstance(cause, database):
+            return f"accord {command}: {_where(settings, 'postgres')} answered: {detail}"
+        cause = cause.__cause__ or cause.__context__
+    return f"accord {command}: {type(exc).__name__}: {detail}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -667,28 +723,66 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="stop a left-over broker even if it holds records not yet applied"
     )
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("topics", help="create the Kafka topics")
+    topics = sub.add_parser("topics", help="create the Kafka topics that do not exist yet")
+    topics.add_argument(
+        "--measurements-partitions", type=int, default=None, help="default: ACCORD_MEASUREMENTS_PARTITIONS (8)"
+    )
+    topics.add_argument("--breaches-partitions", type=int, default=None, help="default: ACCORD_BREACHES_PARTITIONS (4)")
+    topics.add_argument(
+        "--replication-factor", type=int, default=None, help="default: ACCORD_TOPIC_REPLICATION_FACTOR (1)"
+    )
     events = sub.add_parser("events", help="breach events")
     events_sub = events.add_subparsers(dest="events_command", required=True)
     tail = events_sub.add_parser("tail", help="print breach events as they arrive (JSON lines)")
     tail.add_argument("-n", "--limit", type=int, default=None, help="stop after this many events")
     args = parser.parse_args(argv)
-
-    settings = StackSettings()
+    command = " ".join(filter(None, [args.command, getattr(args, "events_command", None)]))
+    try:
+        settings = StackSettings()
+    except ValidationError as exc:  # name the setting, not a traceback
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in first["loc"])
+        print(f"accord {command}: {f'invalid setting {where}: ' if where else ''}{message}", file=sys.stderr)
+        return 2
     configure_logging("accord", settings.log_level)
     if args.command == "run":
         return run_stack(settings)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # Their retries and start-up notes would bury the one sentence a failure gets here.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    settings = locate_local_stack(settings)
+    try:
+        return _operate(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        log.debug("accord %s failed", command, exc_info=True)
+        print(explain_failure(command, settings, exc), file=sys.stderr)
+        return 1
+
+
+def _operate(args: argparse.Namespace, settings: StackSettings) -> int:
     if args.command == "stop":
         return stop_stack(settings, timeout=settings.drain_timeout_seconds + 60, force=args.force)
     if args.command == "migrate":
         migrate(settings.database_url)
         return 0
     if args.command == "topics":
-        create_topics(settings)
+        overrides = {
+            "measurements_partitions": args.measurements_partitions,
+            "breaches_partitions": args.breaches_partitions,
+            "topic_replication_factor": args.replication_factor,
+        }
+        given = {name: value for name, value in overrides.items() if value is not None}
+        if any(value < 1 for value in given.values()):
+            print("accord topics: partitions and replication factor must be at least 1", file=sys.stderr)
+            return 2
+        create_topics(settings.model_copy(update=given))
         return 0
     if args.command == "events":
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(tail_events(settings, args.limit))
+        asyncio.run(tail_events(settings, args.limit))
         return 0
     return 2
 

@@ -64,7 +64,11 @@ def make_producer(
 
 def make_consumer(
     connection: KafkaConnection | str,
-    *, group_id: str, client_id: str, session_timeout_ms: int = 10_000, fetch_max_wait_ms: int = 500
+    *,
+    group_id: str,
+    client_id: str,
+    session_timeout_ms: int = 10_000,
+    fetch_max_wait_ms: int = 500,
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         **client_options(connection),
@@ -82,14 +86,12 @@ def make_consumer(
     )
 
 
-async def ensure_topics(
-    connection: KafkaConnection | str, topics: dict[str, int], replication: int = 1
-) -> list[str]:
+async def ensure_topics(connection: KafkaConnection | str, topics: dict[str, int], replication: int = 1) -> list[str]:
     """Create the topics that do not exist yet with the given partition counts and replication factor;
     returns the created ones (existing topics are left as they are)."""
     admin = AIOKafkaAdminClient(**client_options(connection), client_id="accord-admin")
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, partitions, replication) for name, partitions in topics.items() if name not in existing

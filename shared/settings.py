@@ -110,7 +110,9 @@ class CommonSettings(BaseSettings):
         description="PEM client certificate (mutual TLS); needs KAFKA_SSL_KEY_FILE.",
     )
     kafka_ssl_key_file: str | None = Field(
-        default=None, validation_alias=_env("KAFKA_SSL_KEY_FILE"), description="PEM private key of the client certificate."
+        default=None,
+        validation_alias=_env("KAFKA_SSL_KEY_FILE"),
+        description="PEM private key of the client certificate.",
     )
     measurements_topic: str = Field(
         default="accord.measurements",
