@@ -1,6 +1,6 @@
 """The Postgres schema (SQLAlchemy 2 declarative) and the engine factory.
 
-Migrations in `migrations/` create these tables; tests build the schema with
+Migrations in `accord/migrations/` create these tables; tests build the schema with
 `alembic upgrade head`, so the migrations are tested too.
 """
 
