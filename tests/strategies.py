@@ -331,6 +331,10 @@ def reference(case: Case) -> Evaluation:
         shortest = sorted(readings, key=lambda r: r.long_minutes)[0]
         if shortest.long_burn_rate is not None and shortest.long_burn_rate > 0 and consumed < 1.0:
             time_left = (1.0 - consumed) * nominal / shortest.long_burn_rate
+            # only within the window: a rolling window's length, or until the calendar period ends
+            horizon = nominal if period_end is None else (period_end * MINUTE_MS - case.now_ms) / MINUTE_MS
+            if time_left > horizon:
+                time_left = None
     return Evaluation(
         now_ms=case.now_ms,
         window_start=start,

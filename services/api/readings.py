@@ -36,8 +36,11 @@ from shared.budget import (
     Evaluation,
     ObjectiveTerms,
     RecurringMaintenance,
+    Transition,
+    decide,
     evaluate,
     minute_of,
+    thresholds_announced,
 )
 from shared.budget.model import tier_name
 from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
@@ -77,6 +80,7 @@ class Reading:
     terms: ObjectiveTerms
     status: ObjectiveStatus | None
     evaluation: Evaluation | None
+    exhausted_since: datetime | None = None
 
 
 async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, Agreement]]) -> list[Reading]:
@@ -87,6 +91,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     Buckets are loaded once per indicator for all its objectives.
     """
     statuses = await repo.statuses_of(session, [o.id for o, _ in objectives])
+    exhausted = await repo.exhausted_since(session, [o.id for o, _ in objectives])
     marks = await repo.watermarks(session, {o.indicator_key for o, _ in objectives})
     planned: list[tuple[Objective, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
     spans: dict[str, tuple[int, int]] = {}
@@ -115,7 +120,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
                 if source is None:
                     source = sources[group] = combine(loaded[objective.indicator_key], group[1])
                 evaluation = evaluate(terms, source, instant)
-            out.append(Reading(objective, terms, status, evaluation))
+            out.append(Reading(objective, terms, status, evaluation, exhausted.get(objective.id)))
         return out
 
     # The math runs in a worker thread, so the event loop (and /healthz) keeps answering meanwhile.
@@ -141,6 +146,15 @@ def later(instant: datetime | None, minutes: float | None) -> datetime | None:
         return instant + timedelta(minutes=minutes)
     except OverflowError:
         return None
+
+
+def pending_text(transition: Transition) -> str:
+    """`accord.burnrate.resolved:1h`, `accord.budget.threshold:0.5`, `accord.budget.recovered`."""
+    if transition.tier is not None:
+        return f"{transition.type}:{transition.tier}"
+    if transition.threshold is not None:
+        return f"{transition.type}:{transition.threshold:g}"
+    return str(transition.type)
 
 
 def status_out(reading: Reading) -> ObjectiveStatusOut:
@@ -169,6 +183,10 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
     time_left = ev.time_left_minutes if ev is not None else None
     events = ev.events if ev is not None else ZERO
     evaluated_at = from_ms(ev.now_ms) if ev is not None else None
+    # The alert states are as announced (at the status' evaluated_at, under the terms then in force);
+    # `pending` is what the numbers above, under the current terms, would announce at the next evaluation
+    # (after a target change, until the evaluator's next measurement of the indicator).
+    pending = decide(terms, alert, ev)[1] if ev is not None and status is not None else []
     return ObjectiveStatusOut(
         objective_id=objective.id,
         agreement_id=objective.agreement_id,
@@ -191,12 +209,17 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
             consumed=ev.budget_consumed if ev is not None else 0.0,
             remaining=ev.budget_remaining if ev is not None else 1.0,
             time_left_minutes=time_left,
-            exhausted_at=later(evaluated_at, time_left),
+            exhausts_at=later(evaluated_at, time_left),
+            exhausted_at=reading.exhausted_since if alert.exhausted else None,
         ),
         burn_rate=ev.burn_rate if ev is not None else None,
         tiers=tiers,
         alerts=AlertStates(
-            firing=sorted(alert.firing), exhausted=alert.exhausted, thresholds_crossed=sorted(alert.crossed)
+            firing=sorted(alert.firing),
+            exhausted=alert.exhausted,
+            thresholds_crossed=thresholds_announced(alert),
+            announced_at=status.evaluated_at if status is not None else None,
+            pending=[pending_text(t) for t in pending],
         ),
         exhausted=alert.exhausted,
         last_measurement_at=status.last_measurement_at if status is not None else None,

@@ -561,11 +561,17 @@ class Budget(BaseModel):
     consumed: float = Field(description="Fraction of the budget consumed.")
     remaining: float = Field(description="1 - consumed; negative when overspent.")
     time_left_minutes: float | None = Field(
-        description="How long the remaining budget lasts at the burn rate of the shortest tier's long window; "
-        "null when not burning or nothing is left."
+        description="How long the remaining budget lasts at the burn rate of the shortest tier's long window, "
+        "only when it runs out within the window (a rolling window's length; a calendar window's period end); "
+        "null when not burning, when the budget outlasts the window at this rate, or when nothing is left."
+    )
+    exhausts_at: datetime | None = Field(
+        description="evaluated_at + time_left_minutes: when the budget runs out at this rate (a projection, "
+        "never past the window); null with time_left_minutes."
     )
     exhausted_at: datetime | None = Field(
-        description="evaluated_at + time left: when the budget runs out at this rate."
+        description="When it happened: the instant (event time) the evaluator announced the budget exhausted "
+        "(accord.budget.exhausted); null while it is not exhausted."
     )
 
 
@@ -588,9 +594,24 @@ class TierStatus(BaseModel):
 
 
 class AlertStates(BaseModel):
+    """The alert states as the evaluator announced them (breach events) at `announced_at`, under the terms
+    in force then. After a change of terms they stay as announced until the evaluator's next evaluation of
+    the objective (its indicator's next measurement); `pending` says what would change."""
+
     firing: list[str] = Field(description="Burn-rate tiers announced as firing.")
     exhausted: bool = Field(description="accord.budget.exhausted announced, not recovered yet.")
-    thresholds_crossed: list[float] = Field(description="Budget-consumed thresholds announced in this window.")
+    thresholds_crossed: list[float] = Field(
+        description="Budget-consumed thresholds announced in this window, ascending; 1.0 (the whole budget) "
+        "while exhausted."
+    )
+    announced_at: datetime | None = Field(
+        description="The evaluation instant (event time) these states were decided at; null before any."
+    )
+    pending: list[str] = Field(
+        description="What the numbers of this status, under the current terms, would announce at the next "
+        "evaluation, as `type[:tier|threshold]` (e.g. `accord.burnrate.resolved:1h`); empty when the announced "
+        "states agree with the numbers."
+    )
 
 
 class ObjectiveStatusOut(BaseModel):

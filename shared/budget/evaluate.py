@@ -83,7 +83,9 @@ class Evaluation(NamedTuple):
     is how many bad units the budget allows so far, (1 - target) × counts.total.
     `period_end` is the end of a calendar window's period (None for rolling windows).
     `time_left_minutes` is how long the remaining budget lasts at the burn rate of the
-    shortest tier's long window (None when not burning or nothing is left).
+    shortest tier's long window, only when it runs out within the window: within one window
+    length for a rolling window, before the period ends for a calendar one (None when not
+    burning, nothing is left, or the budget outlasts the window at this rate).
     """
 
     now_ms: int
@@ -126,11 +128,34 @@ def window_bounds(window: Window, now_ms: int) -> tuple[int, int]:
     return end - window.minutes, end
 
 
-def time_left(remaining: float, rate: float | None, window_minutes: int) -> float | None:
-    """Minutes until the budget is gone at burn rate `rate` (rate 1 spends a whole budget in one window)."""
+def time_left(
+    remaining: float, rate: float | None, window_minutes: int, horizon_minutes: float | None = None
+) -> float | None:
+    """Minutes until the budget is gone at burn rate `rate` (rate 1 spends a whole budget in one window).
+
+    None when nothing burns or nothing is left, and when the answer lies beyond `horizon_minutes`
+    (the window: a projection past it is no exhaustion at all, the window moves on first).
+    """
     if rate is None or rate <= 0 or remaining <= 0:
         return None
-    return remaining * window_minutes / rate
+    minutes = remaining * window_minutes / rate
+    if horizon_minutes is not None and minutes > horizon_minutes:
+        return None
+    return minutes
+
+
+def horizon_minutes(window_minutes: int, now_ms: int, period_end: int | None) -> float:
+    """How far ahead a projection of the budget means something: a rolling window's length, or
+    the time until a calendar window's period ends (`period_end` in minutes) and the budget resets."""
+    if period_end is None:
+        return float(window_minutes)
+    return max(0.0, (period_end * 60_000 - now_ms) / 60_000)
+
+
+def thresholds_announced(state: AlertState) -> list[float]:
+    """The budget-consumed thresholds the announced alert state stands for, in order: the crossed
+    ones, and 1.0 (the whole budget) while exhaustion is announced."""
+    return sorted(state.crossed | {1.0} if state.exhausted else state.crossed)
 
 
 def _sources(source: CountSource | Sequence[CountSource]) -> Sequence[CountSource]:
@@ -272,7 +297,10 @@ def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
         unit=terms.budgeting,
         budget_allowed=error_budget(terms.target) * counts.total,
         time_left_minutes=time_left(
-            1.0 - consumed, shortest.long_burn_rate if shortest else None, terms.window.nominal_minutes
+            1.0 - consumed,
+            shortest.long_burn_rate if shortest else None,
+            terms.window.nominal_minutes,
+            horizon_minutes(terms.window.nominal_minutes, m.now_ms, m.period_end),
         ),
         period_end=m.period_end,
     )

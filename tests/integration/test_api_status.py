@@ -18,7 +18,7 @@ import pytest
 
 from services.evaluator.engine import Engine
 from services.evaluator.store import load_objectives, write_checkpoint
-from shared.budget import AlertState, Evaluation
+from shared.budget import AlertState, Evaluation, thresholds_announced
 from shared.budget.model import tier_name
 from shared.measurements import Measurement
 
@@ -165,8 +165,11 @@ def check_status(body: dict[str, Any], ev: Evaluation, state: AlertState) -> Non
     assert body["alerts"] == {
         "firing": sorted(state.firing),
         "exhausted": state.exhausted,
-        "thresholds_crossed": sorted(state.crossed),
+        "thresholds_crossed": thresholds_announced(state),
+        "announced_at": body["evaluated_at"],
+        "pending": [],  # the numbers and the announced states agree (terms unchanged)
     }
+    assert (1.0 in body["alerts"]["thresholds_crossed"]) == state.exhausted
     assert body["exhausted"] == state.exhausted
 
 
@@ -202,10 +205,13 @@ async def test_objective_status_is_the_evaluators_reading_with_budget_time_left_
     assert availability_status["alerts"]["firing"]  # the bad spell fires the page tiers
     assert availability_status["budget"]["unit"] == "events"
     assert availability_status["exhausted"]
-    assert (availability_status["budget"]["time_left_minutes"], availability_status["budget"]["exhausted_at"]) == (
+    assert (availability_status["budget"]["time_left_minutes"], availability_status["budget"]["exhausts_at"]) == (
         None,
         None,
     )
+    # exhausted_at is when it happened: the evaluation instant the exhaustion was announced at
+    exhausted_at = datetime.fromisoformat(availability_status["budget"]["exhausted_at"])
+    assert exhausted_at <= datetime.fromisoformat(availability_status["evaluated_at"])
     assert availability_status["budget"]["remaining_events"] < 0
     assert availability_status["tiers"][0]["short_window"] == "5m"
     assert datetime.fromisoformat(availability_status["last_measurement_at"]) == ms_iso(T0 + 99 * MINUTE + 7_000)
@@ -280,10 +286,11 @@ async def test_customer_status_covers_every_agreement_of_the_customer_that_is_no
     relaxed = statuses[second["objectives"][0]["id"]]  # a 50 % target: burning slowly, budget left
     assert not relaxed["alerts"]["firing"]
     assert not relaxed["exhausted"]
-    left = relaxed["budget"]["time_left_minutes"]
-    assert left > 0
-    evaluated_at = datetime.fromisoformat(relaxed["evaluated_at"])
-    assert datetime.fromisoformat(relaxed["budget"]["exhausted_at"]) == evaluated_at + timedelta(minutes=left)
+    # Burning slowly: at this rate the budget outlasts the window, so no exhaustion is projected.
+    assert relaxed["burn_rate"] > 0
+    assert relaxed["budget"]["remaining"] > 0
+    assert (relaxed["budget"]["time_left_minutes"], relaxed["budget"]["exhausts_at"]) == (None, None)
+    assert relaxed["budget"]["exhausted_at"] is None
 
     r = await api.get("/v1/customers/Initech/status")
     assert r.status_code == 404

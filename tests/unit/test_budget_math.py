@@ -331,8 +331,14 @@ def test_evaluation_reports_budget_in_events_and_time_left() -> None:
     ev = evaluate(terms, series, (30 * DAY - 1) * 60_000)
     remaining = 1 - 15 / (0.01 * 11_000)
     assert ev.budget_remaining == pytest.approx(remaining)
-    # the 1h tier burns at (5 / 1000) / 0.01 = 0.5: the rest lasts remaining × 30 d / 0.5
-    assert ev.time_left_minutes == pytest.approx(remaining * 30 * DAY / 0.5)
+    # the 1h tier burns at (5 / 1000) / 0.01 = 0.5: the rest would last remaining × 30 d / 0.5, longer
+    # than the window itself, so the budget does not run out at this rate: no time left is projected
+    assert ev.time_left_minutes is None
+    series.add(30 * DAY - 1, 955, 1_000)  # 1h: 50 bad of 2,000 → rate 2.5; 60 bad of 0.01 × 12,000 allowed
+    ev = evaluate(terms, series, (30 * DAY - 1) * 60_000)
+    remaining = 1 - 60 / (0.01 * 12_000)
+    assert ev.time_left_minutes == pytest.approx(remaining * 30 * DAY / 2.5)
+    assert ev.time_left_minutes <= 30 * DAY
     assert evaluate(terms, SeriesCounts(), 0).time_left_minutes is None
 
 

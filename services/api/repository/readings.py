@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Agreement, IndicatorState, Objective, ObjectiveStatus
+from shared.db import Agreement, BreachEvent, IndicatorState, Objective, ObjectiveStatus
 from shared.history import Bucket
 from shared.series import SeriesKey, series_key
 
@@ -17,6 +19,22 @@ from shared.series import SeriesKey, series_key
 async def statuses_of(session: AsyncSession, objective_ids: list[uuid.UUID]) -> dict[uuid.UUID, ObjectiveStatus]:
     rows = (await session.scalars(select(ObjectiveStatus).where(ObjectiveStatus.objective_id.in_(objective_ids)))).all()
     return {r.objective_id: r for r in rows}
+
+
+async def exhausted_since(session: AsyncSession, objective_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+    """When each objective's budget was announced exhausted, for those whose latest budget
+    exhausted/recovered event is an exhaustion (the event's time: the evaluation instant)."""
+    latest = (
+        select(BreachEvent.objective_id, BreachEvent.type, BreachEvent.time)
+        .where(
+            BreachEvent.objective_id.in_(objective_ids),
+            BreachEvent.type.in_(("accord.budget.exhausted", "accord.budget.recovered")),
+        )
+        .order_by(BreachEvent.objective_id, BreachEvent.seq.desc())
+        .ext(distinct_on(BreachEvent.objective_id))
+    )
+    rows = (await session.execute(latest)).all()
+    return {objective_id: time for objective_id, kind, time in rows if kind == "accord.budget.exhausted"}
 
 
 async def watermarks(session: AsyncSession, indicators: Iterable[str]) -> dict[str, int]:

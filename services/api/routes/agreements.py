@@ -109,9 +109,11 @@ async def get_agreement(
     at: At = None,
     revision: Revision = None,
 ) -> AgreementOut:
+    """The ETag names the revision returned (`?revision=1` answers `ETag: "1"`); only the current
+    revision's ETag is accepted in `If-Match`, so a change prepared on an older one is a 412."""
     agreement, rev = await repo.get_revision(session, agreement_id, number=revision, at=at)
     out = agreement_out(agreement, rev)
-    response.headers["ETag"] = etag(agreement.revision)
+    response.headers["ETag"] = etag(rev.revision)
     return out
 
 

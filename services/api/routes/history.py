@@ -20,7 +20,6 @@ router = APIRouter(tags=["status"])
 
 _STEP = re.compile(r"^([0-9]{1,9})([smhd]?)$")
 _STEP_MS = {"": 1000, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-DEFAULT_RANGE = timedelta(days=1)
 
 
 def parse_step(text: str) -> int:
@@ -42,7 +41,12 @@ async def objective_history_route(
     session: Session,
     state: State,
     start: Annotated[
-        QueryInstant | None, Query(alias="from", description=f"First instant; default to - 1 d. {INSTANT}")
+        QueryInstant | None,
+        Query(
+            alias="from",
+            description="First instant; default the objective's creation (its whole life), or the earliest "
+            f"instant the points limit allows at this step when that is later. {INSTANT}",
+        ),
     ] = None,
     end: Annotated[
         QueryInstant | None,
@@ -62,12 +66,14 @@ async def objective_history_route(
     await repo.read_snapshot(session)
     objective, agreement = await repo.get_objective(session, objective_id)
     end = end or await repo.now(session)
-    start = start or end - DEFAULT_RANGE
+    limit = state.settings.max_history_points
+    if start is None:  # the objective's life, as far back as the points limit reaches; `start` says which
+        start = max(objective.created_at, end - timedelta(milliseconds=step_ms * (limit - 1)))
+        start = min(start, end - timedelta(milliseconds=1))  # an objective created this very instant
     from_ms_, to_ms_ = to_ms(start), to_ms(end)
     if to_ms_ <= from_ms_:
         raise Invalid("Invalid range.", [{"field": "query.to", "reason": "must be later than from"}])
     count = (to_ms_ - from_ms_) // step_ms + 1
-    limit = state.settings.max_history_points
     if count > limit:
         raise Invalid(
             "Too many points.",

@@ -1,0 +1,44 @@
+"""The status fields a reader sees: time left only within the window, and the thresholds an
+exhausted budget stands for (pure functions of shared.budget, property-tested)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.budget import AlertState, horizon_minutes, thresholds_announced, time_left
+
+fractions = st.floats(min_value=-2.0, max_value=1.0, allow_nan=False)
+rates = st.none() | st.floats(min_value=-1.0, max_value=1e6, allow_nan=False)
+windows = st.integers(min_value=1, max_value=400 * 1440)
+
+
+@given(fractions, rates, windows, st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_time_left_is_positive_and_within_the_horizon_or_none(
+    remaining: float, rate: float | None, window: int, horizon: float
+) -> None:
+    left = time_left(remaining, rate, window, horizon)
+    if left is None:
+        assert rate is None or rate <= 0 or remaining <= 0 or remaining * window / rate > horizon
+    else:
+        assert rate is not None
+        assert 0 < left <= horizon
+        assert left == remaining * window / rate
+
+
+@given(windows, st.integers(min_value=0, max_value=10**12), st.none() | st.integers(min_value=0, max_value=10**10))
+def test_horizon_is_the_rolling_window_or_what_is_left_of_the_period(
+    window: int, now_ms: int, period_end: int | None
+) -> None:
+    horizon = horizon_minutes(window, now_ms, period_end)
+    if period_end is None:
+        assert horizon == window
+    else:
+        assert horizon == max(0.0, (period_end * 60_000 - now_ms) / 60_000)
+
+
+@given(st.frozensets(st.sampled_from([0.25, 0.5, 0.75, 0.9])), st.booleans())
+def test_an_exhausted_budget_has_crossed_the_whole_budget(crossed: frozenset[float], exhausted: bool) -> None:
+    shown = thresholds_announced(AlertState(crossed=crossed, exhausted=exhausted))
+    assert shown == sorted(shown)
+    assert set(shown) == (crossed | {1.0} if exhausted else crossed)
