@@ -42,7 +42,13 @@ LabelFilters = Annotated[dict[str, str], Depends(_label_filters)]
 """The repeated `label` query parameter as the label map every listed item's labels must contain."""
 Limit = Annotated[int | None, Query(ge=1, le=1000, description="Page size (1 to 1000).")]
 Author = Annotated[
-    QueryText, Query(min_length=1, max_length=MAX_NAME_LENGTH, description="Who makes the change (at most 200).")
+    QueryText,
+    Query(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Who makes the change (at most 200).",
+        examples=["jane@shop.example"],
+    ),
 ]
 Reason = Annotated[QueryText, Query(max_length=MAX_REASON_LENGTH, description="Why (at most 2000 characters).")]
 Revision = Annotated[int | None, Query(ge=1, le=MAX_REVISION, description="This revision (1 to 2^31 - 1).")]

@@ -22,6 +22,15 @@ router = APIRouter(tags=["openslo"])
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 EXAMPLE = """apiVersion: openslo/v1
+kind: Service
+metadata:
+  name: acme-checkout
+  displayName: Acme checkout (OpenSLO)
+  annotations: {accord.dev/provider: Shop Platform, accord.dev/customer: Acme Corp}
+spec:
+  description: Imported from OpenSLO
+---
+apiVersion: openslo/v1
 kind: SLO
 metadata:
   name: checkout-availability
