@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.api.routes.history import default_start
 from shared.budget import AlertState, horizon_minutes, thresholds_announced, time_left
 
 fractions = st.floats(min_value=-2.0, max_value=1.0, allow_nan=False)
@@ -42,3 +43,20 @@ def test_an_exhausted_budget_has_crossed_the_whole_budget(crossed: frozenset[flo
     shown = thresholds_announced(AlertState(crossed=crossed, exhausted=exhausted))
     assert shown == sorted(shown)
     assert set(shown) == (crossed | {1.0} if exhausted else crossed)
+
+
+@given(
+    st.integers(min_value=0, max_value=10**12),
+    st.integers(min_value=0, max_value=10**12),
+    st.integers(min_value=1, max_value=10**9),
+    st.integers(min_value=1, max_value=10_000),
+)
+def test_history_defaults_to_the_objectives_life_on_a_grid_ending_now(
+    created: int, to: int, step: int, limit: int
+) -> None:
+    start = default_start(created, to, step, limit)
+    assert start <= to
+    assert (to - start) % step == 0  # the last point is `to` itself, with the newest numbers
+    assert (to - start) // step + 1 <= limit
+    if created <= to and (to - created) // step < limit:
+        assert created <= start < created + step  # the whole life: the first grid point after creation

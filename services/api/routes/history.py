@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -35,6 +34,13 @@ def parse_step(text: str) -> int:
     return step
 
 
+def default_start(created_ms: int, to_ms_: int, step_ms: int, limit: int) -> int:
+    """The default `from`: the objective's life on a grid that ends at `to` (so the last point is `to`,
+    with the newest numbers), at most `limit` points; `to` itself for an objective created after it."""
+    steps = max(0, min((to_ms_ - created_ms) // step_ms, limit - 1))
+    return to_ms_ - steps * step_ms
+
+
 @router.get("/v1/objectives/{objective_id}/history", summary="SLI, budget and burn-rate series of an objective")
 async def objective_history_route(
     objective_id: uuid.UUID,
@@ -44,8 +50,9 @@ async def objective_history_route(
         QueryInstant | None,
         Query(
             alias="from",
-            description="First instant; default the objective's creation (its whole life), or the earliest "
-            f"instant the points limit allows at this step when that is later. {INSTANT}",
+            description="First instant; default the objective's life: the earliest instant after its creation "
+            "on the grid of `step` ending at `to` (or the earliest the points limit allows). The answer's `start` "
+            f"says which was chosen. {INSTANT}",
         ),
     ] = None,
     end: Annotated[
@@ -67,11 +74,10 @@ async def objective_history_route(
     objective, agreement = await repo.get_objective(session, objective_id)
     end = end or await repo.now(session)
     limit = state.settings.max_history_points
-    if start is None:  # the objective's life, as far back as the points limit reaches; `start` says which
-        start = max(objective.created_at, end - timedelta(milliseconds=step_ms * (limit - 1)))
-        start = min(start, end - timedelta(milliseconds=1))  # an objective created this very instant
-    from_ms_, to_ms_ = to_ms(start), to_ms(end)
-    if to_ms_ <= from_ms_:
+    to_ms_ = to_ms(end)
+    # By default the objective's life, as far back as the points limit reaches; `start` says which.
+    from_ms_ = to_ms(start) if start is not None else default_start(to_ms(objective.created_at), to_ms_, step_ms, limit)
+    if start is not None and to_ms_ <= from_ms_:
         raise Invalid("Invalid range.", [{"field": "query.to", "reason": "must be later than from"}])
     count = (to_ms_ - from_ms_) // step_ms + 1
     if count > limit:
