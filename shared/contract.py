@@ -205,14 +205,17 @@ def tier_json(tier: BurnRateTier) -> dict[str, Any]:
 def objective_terms(agreement: Document, objective: Document, rules: RuleMemo | None = None) -> ObjectiveTerms:
     """The terms an objective is evaluated under, from its agreement's and its own stored spec.
 
-    Exclusions: the agreement's maintenance windows always; its business hours (time outside
-    them excluded) when the objective is business-hours-only. `rules` shares recurring maintenance
+    Exclusions: the agreement's maintenance windows always; the time before its `effective_from`
+    (the budget counts from the contract's start); its business hours (time outside them
+    excluded) when the objective is business-hours-only. `rules` shares recurring maintenance
     between the objectives of one computation (one thread at a time: their occurrences are memoised).
     """
     window = objective_window(agreement, objective)
     policy = objective.get("alert_policy") or {}
     threshold = objective.get("threshold")
     exclusions = maintenance_exclusions(agreement, rules)
+    if agreement.get("effective_from"):  # the budget counts from the contract's start: earlier data is excluded
+        exclusions = (*exclusions, MaintenanceWindow(0, max(1, _ms(agreement["effective_from"]))))
     if objective.get("business_hours_only"):
         hours = business_hours(agreement)
         if hours is None:

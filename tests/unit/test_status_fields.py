@@ -3,11 +3,14 @@ exhausted budget stands for (pure functions of shared.budget, property-tested)."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.api.routes.history import default_start
-from shared.budget import AlertState, horizon_minutes, thresholds_announced, time_left
+from shared.budget import AlertState, SeriesCounts, evaluate, horizon_minutes, thresholds_announced, time_left
+from shared.contract import objective_terms
 
 fractions = st.floats(min_value=-2.0, max_value=1.0, allow_nan=False)
 rates = st.none() | st.floats(min_value=-1.0, max_value=1e6, allow_nan=False)
@@ -60,3 +63,20 @@ def test_history_defaults_to_the_objectives_life_on_a_grid_ending_now(
     assert (to - start) // step + 1 <= limit
     if created <= to and (to - created) // step < limit:
         assert created <= start < created + step  # the whole life: the first grid point after creation
+
+
+def test_an_agreements_budget_counts_from_its_effective_from() -> None:
+    """Data measured before the contract's start is left out, like maintenance (an import's choice)."""
+    agreement = {"name": "A", "provider": "P", "customer": "C", "timezone": "UTC"}
+    objective = {"name": "o", "indicator": "i", "target": 0.99, "window": "30d"}
+    series = SeriesCounts()
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    minute = int(start.timestamp()) // 60
+    series.add(minute - 10, 0, 100)  # a bad spell before the contract started
+    series.add(minute + 5, 100, 100)
+    now_ms = (minute + 6) * 60_000
+    before = evaluate(objective_terms(agreement, objective), series, now_ms)
+    assert (before.counts.total, before.budget_consumed > 1) == (200, True)
+    effective = {**agreement, "effective_from": start.isoformat()}
+    after = evaluate(objective_terms(effective, objective), series, now_ms)
+    assert (after.counts.good, after.counts.total, after.budget_consumed) == (100, 100, 0.0)

@@ -12,8 +12,8 @@ from services.api import agreement_changes
 from services.api import repository as repo
 from services.api.deps import Session
 from services.api.openslo import export_yaml, import_documents, parse_yaml
-from services.api.params import At, Author, Revision, Text
-from services.api.schemas import AgreementIn, ImportOut
+from services.api.params import INSTANT, At, Author, Revision, Text
+from services.api.schemas import AgreementIn, ImportOut, QueryInstant
 from shared.errors import Invalid, UnsupportedMediaType
 from shared.http import validation_errors
 
@@ -83,6 +83,14 @@ async def import_openslo(
     provider: Annotated[Text, Query(description="When the Service does not name one.")] = None,
     name: Annotated[Text, Query(description="Agreement name when there is no Service.")] = None,
     author: Author = "anonymous",
+    effective_from: Annotated[
+        QueryInstant | None,
+        Query(
+            description="Where the new agreement's budgets start counting (its `effective_from`; earlier "
+            "measurements of its indicators are left out); default the Service's `accord.dev/effective-from`, "
+            f"else none: the windows cover the indicators' past measurements too. {INSTANT}",
+        ),
+    ] = None,
 ) -> ImportOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in YAML_TYPES:
@@ -92,6 +100,8 @@ async def import_openslo(
     except UnicodeDecodeError:
         raise Invalid("The body is not UTF-8.", [{"field": "(body)", "reason": "not UTF-8 text"}]) from None
     imported = import_documents(parse_yaml(text), customer=customer, provider=provider, name=name)
+    if effective_from is not None:
+        imported.document["effective_from"] = effective_from.isoformat()
     try:
         body = AgreementIn.model_validate({**imported.document, "author": author, "reason": "imported from OpenSLO"})
     except ValidationError as exc:
