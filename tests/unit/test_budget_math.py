@@ -337,6 +337,7 @@ def test_evaluation_reports_budget_in_events_and_time_left() -> None:
     series.add(30 * DAY - 1, 955, 1_000)  # 1h: 50 bad of 2,000 → rate 2.5; 60 bad of 0.01 × 12,000 allowed
     ev = evaluate(terms, series, (30 * DAY - 1) * 60_000)
     remaining = 1 - 60 / (0.01 * 12_000)
+    assert ev.time_left_minutes is not None
     assert ev.time_left_minutes == pytest.approx(remaining * 30 * DAY / 2.5)
     assert ev.time_left_minutes <= 30 * DAY
     assert evaluate(terms, SeriesCounts(), 0).time_left_minutes is None
