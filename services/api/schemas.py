@@ -581,18 +581,18 @@ class Budget(BaseModel):
 
 
 class EventCounts(BaseModel):
-    good: int
-    total: int
+    good: int = Field(description="Good events.")
+    total: int = Field(description="All events.")
 
 
 class TierStatus(BaseModel):
-    name: str
-    severity: str
+    name: str = Field(description="The tier's name (its long window unless named).")
+    severity: str = Field(description="`page` or `ticket`.")
     factor: float = Field(description="Both windows must burn faster than this to fire.")
-    long_window: str
-    short_window: str
-    long_burn_rate: float | None
-    short_burn_rate: float | None
+    long_window: str = Field(description="The long window, e.g. `1h`.")
+    short_window: str = Field(description="The short window (1/12 of the long by default), e.g. `5m`.")
+    long_burn_rate: float | None = Field(description="Burn rate over the long window; null without events.")
+    short_burn_rate: float | None = Field(description="Burn rate over the short window; null without events.")
     long_events: int = Field(description="Events in the long window (the page low-traffic guard counts these).")
     burning: bool = Field(description="Both windows over the factor at evaluated_at (with enough events to page).")
     firing: bool = Field(description="Announced as firing by the evaluator (accord.burnrate.firing, not resolved yet).")
@@ -625,25 +625,25 @@ class ObjectiveStatusOut(BaseModel):
     Alert states are what the evaluator has announced (breach events); `tiers[].burning` is the condition now.
     """
 
-    objective_id: uuid.UUID
-    agreement_id: uuid.UUID
-    name: str
-    indicator: str
-    target: float
-    window: str
-    budgeting: str
+    objective_id: uuid.UUID = Field(description="The objective.")
+    agreement_id: uuid.UUID = Field(description="Its agreement.")
+    name: str = Field(description="The objective's name.")
+    indicator: str = Field(description="The indicator it reads.")
+    target: float = Field(description="The target the numbers are computed against (e.g. 0.999).")
+    window: str = Field(description="`30d` (rolling) or `week`/`month`/`quarter` (calendar, agreement's timezone).")
+    budgeting: str = Field(description="`occurrences` (events) or `timeslices`.")
     window_start: datetime | None = Field(description="First bucket of the window at evaluated_at.")
     window_end: datetime | None = Field(description="End of the window (exclusive): the minute after evaluated_at.")
     sli: float | None = Field(description="good / total; null when there were no events (never 100 %).")
     good: int = Field(description="Good units in the window (events, or good slices).")
     total: int = Field(description="Units in the window (events, or slices with data).")
     events: EventCounts = Field(description="Events in the window (equal to good/total for occurrences budgeting).")
-    budget: Budget
+    budget: Budget = Field(description="The error budget: allowed, consumed and remaining, and when it runs out.")
     burn_rate: float | None = Field(description="Burn rate over the whole window.")
-    tiers: list[TierStatus]
-    alerts: AlertStates
+    tiers: list[TierStatus] = Field(description="Each burn-rate tier: its windows' burn rates, burning now, firing.")
+    alerts: AlertStates = Field(description="The alert states as announced.")
     exhausted: bool = Field(description="Same as alerts.exhausted.")
-    last_measurement_at: datetime | None
+    last_measurement_at: datetime | None = Field(description="Time of the newest measurement counted; null before any.")
     evaluated_at: datetime | None = Field(description="Event time the evaluator evaluated at (newest measurement).")
 
 
