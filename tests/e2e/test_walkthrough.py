@@ -20,8 +20,10 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from support import BIN, wait_until
@@ -146,7 +148,16 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def in_the_walkthroughs_monthly_maintenance(now: datetime) -> bool:
+    """Step 2's agreement excludes the first Sunday of every month, 02:00-04:00 Berlin time: measurements
+    posted then do not count, and the claimed numbers would not hold."""
+    local = now.astimezone(ZoneInfo("Europe/Berlin"))
+    return local.weekday() == 6 and local.day <= 7 and 2 <= local.hour < 4
+
+
 def test_the_readme_walkthrough_does_what_it_says(stack: dict[str, str], tmp_path: Path) -> None:
+    if in_the_walkthroughs_monthly_maintenance(datetime.now(UTC)):
+        pytest.skip("inside the walkthrough agreement's monthly maintenance window: nothing would count")
     blocks = walkthrough_blocks((ROOT / "README.md").read_text())
     assert [b.step for b in blocks][:2] == ["1", "2"]
     assert sum(b.claim is not None for b in blocks) >= 10
