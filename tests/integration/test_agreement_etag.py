@@ -19,6 +19,7 @@ async def test_the_etag_names_the_revision_returned(api: httpx.AsyncClient) -> N
     assert changed.headers["ETag"] == '"2"'
     old = await api.get(url, params={"revision": 1})
     assert (old.json()["revision"], old.headers["ETag"]) == (1, '"1"')
+    assert (await api.get(f"{url}/revisions/1")).headers["ETag"] == '"1"'
     assert (await api.get(url)).headers["ETag"] == '"2"'
     # Only the current revision's ETag is accepted for a change: the old one is a 412.
     stale = await api.patch(url, json={"description": "third"}, headers={"If-Match": old.headers["ETag"]})

@@ -255,7 +255,7 @@ async def get_revision(
     agreement_id: uuid.UUID, revision: RevisionPath, session: Session, response: Response
 ) -> AgreementOut:
     agreement, rev = await repo.get_revision(session, agreement_id, number=revision)
-    response.headers["ETag"] = etag(agreement.revision)
+    response.headers["ETag"] = etag(rev.revision)
     return agreement_out(agreement, rev)
 
 
