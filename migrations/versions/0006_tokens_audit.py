@@ -24,7 +24,8 @@ ACTOR = (
     "NULLIF(current_setting('accord.actor_token_id', true), ''), "
     "COALESCE(NULLIF(current_setting('accord.actor_name', true), ''), 'database session ' || current_user)"
 )
-FUNCTIONS = f"""
+FUNCTIONS = [
+    f"""
 CREATE FUNCTION accord_audit_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO audit_log (actor_token_id, actor_name, action, agreement_id, target, detail)
@@ -32,16 +33,18 @@ BEGIN
             jsonb_build_object('revision', NEW.revision, 'author', NEW.author, 'reason', NEW.reason,
                                'review_id', NEW.review_id));
     RETURN NEW;
-END $$;
-
+END $$
+""",
+    f"""
 CREATE FUNCTION accord_audit_review() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO audit_log (actor_token_id, actor_name, action, agreement_id, target, detail)
     VALUES ({ACTOR}, 'review.recorded', NEW.agreement_id, NEW.id::text,
             jsonb_build_object('revision', NEW.revision, 'author', NEW.author, 'changed', NEW.changed));
     RETURN NEW;
-END $$;
-
+END $$
+""",
+    f"""
 CREATE FUNCTION accord_audit_indicator() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO audit_log (actor_token_id, actor_name, action, target, detail)
@@ -51,13 +54,16 @@ BEGIN
                  ELSE 'indicator.updated' END,
             NEW.key, jsonb_build_object('kind', NEW.kind, 'unit', NEW.unit));
     RETURN NEW;
-END $$;
-"""
-TRIGGERS = """
-CREATE TRIGGER audit_revision AFTER INSERT ON agreement_revisions FOR EACH ROW EXECUTE FUNCTION accord_audit_revision();
-CREATE TRIGGER audit_review AFTER INSERT ON reviews FOR EACH ROW EXECUTE FUNCTION accord_audit_review();
-CREATE TRIGGER audit_indicator AFTER INSERT OR UPDATE ON indicators FOR EACH ROW EXECUTE FUNCTION accord_audit_indicator();
-"""
+END $$
+""",
+]
+TRIGGERS = [
+    "CREATE TRIGGER audit_revision AFTER INSERT ON agreement_revisions "
+    "FOR EACH ROW EXECUTE FUNCTION accord_audit_revision()",
+    "CREATE TRIGGER audit_review AFTER INSERT ON reviews FOR EACH ROW EXECUTE FUNCTION accord_audit_review()",
+    "CREATE TRIGGER audit_indicator AFTER INSERT OR UPDATE ON indicators "
+    "FOR EACH ROW EXECUTE FUNCTION accord_audit_indicator()",
+]
 
 
 def upgrade() -> None:
@@ -90,8 +96,8 @@ def upgrade() -> None:
     op.create_index(op.f("ix_audit_log_actor_token_id"), "audit_log", ["actor_token_id"])
     op.create_index(op.f("ix_audit_log_action"), "audit_log", ["action"])
     op.create_index(op.f("ix_audit_log_agreement_id"), "audit_log", ["agreement_id"])
-    op.execute(FUNCTIONS)
-    op.execute(TRIGGERS)
+    for statement in FUNCTIONS + TRIGGERS:
+        op.execute(statement)
 
 
 def downgrade() -> None:
