@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import asyncpg
+import orjson
 from fastapi import FastAPI, Request
 from pydantic import Field
 from starlette.middleware.cors import CORSMiddleware
@@ -221,15 +222,12 @@ class TokenCache:
 
     async def _load(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(LOAD_QUERY, timeout=10)
-        self.replace(
-            [
-                TokenRecord(
-                    r["id"], r["name"], r["role"], r["token_hash"],
-                    tuple(r["indicators"]) if r["indicators"] is not None else None, r["expires_at"],
-                )
-                for r in rows
-            ]
-        )  # fmt: skip
+        records = []
+        for r in rows:
+            indicators = orjson.loads(r["indicators"]) if r["indicators"] is not None else None
+            patterns = tuple(str(i) for i in indicators) if isinstance(indicators, list) else None
+            records.append(TokenRecord(r["id"], r["name"], r["role"], r["token_hash"], patterns, r["expires_at"]))
+        self.replace(records)
 
     async def _follow(self) -> None:
         assert self._wake is not None

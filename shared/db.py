@@ -223,7 +223,7 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False)
     role: Mapped[str] = mapped_column(Text, nullable=False)
     token_hash: Mapped[str] = mapped_column(Text, nullable=False)
-    indicators: Mapped[list[str] | None] = mapped_column(JSONB)
+    indicators: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
     created_at: Mapped[datetime] = _now()
     created_by_token_id: Mapped[str | None] = mapped_column(Text)
     created_by_name: Mapped[str] = mapped_column(Text, nullable=False)
