@@ -40,3 +40,16 @@ async def api_process(database_url: str, tmp_path: Path) -> AsyncIterator[Servic
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture
+async def api_process_with_token(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[ServiceProcess, str]]:
+    """The api as a real process with auth on, and an admin token for it."""
+    token = await create_token(database_url, "admin", "integration tests")
+    env = {"DATABASE_URL": database_url, "ACCORD_API_AUTH": "true"}
+    service = ServiceProcess("accord-api", env, log=tmp_path / "api.log").start()
+    try:
+        await service.wait_ready()
+        yield service, token
+    finally:
+        service.stop()
