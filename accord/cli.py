@@ -359,7 +359,9 @@ class Launcher:
         """The local admin token (issue 12): kept in the data folder, printed at every start."""
         if getattr(self, "admin_token", None):
             path = self.settings.data_dir / token_commands.LOCAL_ADMIN_FILE
-            print(f"admin token: {self.admin_token}\n  (kept in {path}; send it as Authorization: Bearer)\n", flush=True)
+            print(
+                f"admin token: {self.admin_token}\n  (kept in {path}; send it as Authorization: Bearer)\n", flush=True
+            )
 
     # supervision
 

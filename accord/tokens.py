@@ -26,6 +26,7 @@ from services.api import token_store
 from shared.auth import Principal
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import AccordError
+from shared.settings import sqlalchemy_url
 
 log = logging.getLogger("accord.tokens")
 LOCAL_ADMIN_FILE = "admin-token"
@@ -121,6 +122,16 @@ def run(args: argparse.Namespace, database_url: str) -> int:
         print(f"accord tokens: {exc.detail}{' ' + details if details else ''}", file=sys.stderr)
         return 1
     return 2
+
+
+def create_token(database_url: str, *, name: str, role: str, indicators: list[str] | None = None) -> str:
+    """A new token (for tools such as the benchmarks); returns its secret."""
+
+    async def create(session: AsyncSession) -> str:
+        _, issued = await token_store.create_token(session, _cli_actor(), name=name, role=role, indicators=indicators)
+        return issued.token
+
+    return asyncio.run(_in_transaction(sqlalchemy_url(database_url), create))
 
 
 def local_admin_token(database_url: str, data_dir: Path) -> str:

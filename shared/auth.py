@@ -176,9 +176,15 @@ class TokenRecord:
     hash: str
     indicators: tuple[str, ...] | None
     expires_at: datetime | None
+    revoked: bool = False
 
 
-LOAD_QUERY = "SELECT id, name, role, token_hash, indicators, expires_at FROM api_tokens WHERE revoked_at IS NULL"
+# Tokens revoked lately are kept, so that presenting one is refused at once rather than reloading (as for a
+# token the cache does not know yet).
+LOAD_QUERY = (
+    "SELECT id, name, role, token_hash, indicators, expires_at, revoked_at IS NOT NULL AS revoked FROM api_tokens "
+    "WHERE revoked_at IS NULL OR revoked_at > now() - interval '30 days'"
+)
 
 
 class Refused(Exception):
@@ -226,7 +232,9 @@ class TokenCache:
         for r in rows:
             indicators = orjson.loads(r["indicators"]) if r["indicators"] is not None else None
             patterns = tuple(str(i) for i in indicators) if isinstance(indicators, list) else None
-            records.append(TokenRecord(r["id"], r["name"], r["role"], r["token_hash"], patterns, r["expires_at"]))
+            records.append(
+                TokenRecord(r["id"], r["name"], r["role"], r["token_hash"], patterns, r["expires_at"], r["revoked"])
+            )
         self.replace(records)
 
     async def _follow(self) -> None:
@@ -279,7 +287,9 @@ class TokenCache:
             await self._reload_for_unknown()
             record = self._records.get(token_id)
         if record is None or not hmac.compare_digest(record.hash, presented):
-            raise Refused("The bearer token is unknown or revoked.")
+            raise Refused("The bearer token is unknown.")
+        if record.revoked:
+            raise Refused(f"The bearer token {record.name!r} is revoked.")
         if record.expires_at is not None and record.expires_at <= self._now():
             raise Refused(f"The bearer token {record.name!r} expired at {record.expires_at.isoformat()}.")
         return Principal(record.id, record.name, record.role, record.indicators)
@@ -507,5 +517,7 @@ def document_security(schema: dict[str, Any], auth: Auth) -> None:
                 continue
             operation["security"] = [{"bearer": []}]
             responses = operation.setdefault("responses", {})
-            responses.setdefault("401", {"description": "No token, or one unknown, revoked or expired.", "content": content})
+            responses.setdefault(
+                "401", {"description": "No token, or one unknown, revoked or expired.", "content": content}
+            )
             responses.setdefault("403", {"description": "The token's role may not do this.", "content": content})

@@ -16,11 +16,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from accord.localstack import Broker
+from accord.localstack import ServiceProcess as ServiceProcess  # the tests' name for it
 from services.api import token_store
 from shared.auth import Principal
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import sqlalchemy_url
-from accord.localstack import ServiceProcess as ServiceProcess  # the tests' name for it
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"

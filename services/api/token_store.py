@@ -128,9 +128,7 @@ async def list_tokens(
                 raise ValueError("naive")
         except ValueError:
             raise Invalid("Invalid cursor.", [{"field": "cursor", "reason": "not a cursor this api issued"}]) from None
-        query = query.where(
-            (ApiToken.created_at > created) | ((ApiToken.created_at == created) & (ApiToken.id > last))
-        )
+        query = query.where((ApiToken.created_at > created) | ((ApiToken.created_at == created) & (ApiToken.id > last)))
     return (await session.scalars(query)).all()
 
 

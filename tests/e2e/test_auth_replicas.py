@@ -80,9 +80,10 @@ async def test_a_revoked_or_expired_token_is_refused_by_every_replica_within_the
     victim = await create_token(database_url, "admin", "victim 1")
     await accepted_everywhere(replicas, victim)
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {admin}"}) as client:
-        started = time.monotonic()
         r = await client.delete(f"{replicas[0].url}/v1/tokens/{victim.split('_')[1]}")
-        assert r.status_code == 200 and r.json()["revoked_at"], r.text
+        started = time.monotonic()  # the revocation is committed
+        assert r.status_code == 200, r.text
+        assert r.json()["revoked_at"], r.text
     notified = await refused_after(replicas, victim, started)
 
     # 2. Revoked with no notice at all (straight in the database): the periodic reload finds it.
@@ -111,4 +112,5 @@ async def test_a_revoked_or_expired_token_is_refused_by_every_replica_within_the
     assert max(notified) < BOUND_SECONDS
     assert max(unnotified) < BOUND_SECONDS
     assert max(unnotified) < REFRESH_SECONDS + 1.0  # the refresh period, plus one reload
-    assert -0.1 < min(expired) and max(expired) < BOUND_SECONDS  # never before it, at once after
+    assert min(expired) > -0.1
+    assert max(expired) < BOUND_SECONDS

@@ -27,15 +27,19 @@ async def test_tokens_are_created_listed_and_revoked_from_the_command_line(datab
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     token_id = token.split("_")[1]
-    assert token.startswith("accord_") and token not in created.stderr
+    assert token.startswith("accord_")
+    assert token not in created.stderr
     listed = await asyncio.to_thread(accord, database_url, "tokens", "list")
-    assert token_id in listed.stdout and "prometheus" in listed.stdout and token not in listed.stdout
+    assert token_id in listed.stdout
+    assert "prometheus" in listed.stdout
+    assert token not in listed.stdout
     revoked = await asyncio.to_thread(accord, database_url, "tokens", "revoke", token_id)
     assert revoked.returncode == 0, revoked.stderr
     assert token_id not in (await asyncio.to_thread(accord, database_url, "tokens", "list")).stdout
     assert token_id in (await asyncio.to_thread(accord, database_url, "tokens", "list", "--revoked")).stdout
     bad = await asyncio.to_thread(accord, database_url, "tokens", "create", "--name", "x", "--role", "root")
-    assert bad.returncode == 1 and "role" in bad.stderr
+    assert bad.returncode == 1
+    assert "role" in bad.stderr
 
 
 async def test_the_local_admin_token_is_kept_while_it_is_in_force(database_url: str, tmp_path: Path) -> None:
@@ -45,4 +49,5 @@ async def test_the_local_admin_token_is_kept_while_it_is_in_force(database_url: 
     assert await asyncio.to_thread(local_admin_token, url, tmp_path) == first
     assert (await asyncio.to_thread(accord, database_url, "tokens", "revoke", first.split("_")[1])).returncode == 0
     second = await asyncio.to_thread(local_admin_token, url, tmp_path)
-    assert second != first and (tmp_path / LOCAL_ADMIN_FILE).read_text().strip() == second
+    assert second != first
+    assert (tmp_path / LOCAL_ADMIN_FILE).read_text().strip() == second

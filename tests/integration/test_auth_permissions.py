@@ -145,8 +145,9 @@ def request_for(rule: Rule, ids: dict[str, str]) -> dict[str, Any]:
     bodies: dict[tuple[str, str], Any] = {
         ("POST", "/v1/indicators"): {"key": "acme.avail", "kind": "ratio"},  # 409: exists
         ("PATCH", "/v1/indicators/{key}"): {"kind": None},  # 422
-        ("POST", "/v1/measurements"): [{"indicator": "acme.avail", "timestamp": int(datetime.now(UTC).timestamp()),
-                                        "good": 1, "total": 1}],  # fmt: skip
+        ("POST", "/v1/measurements"): [
+            {"indicator": "acme.avail", "timestamp": int(datetime.now(UTC).timestamp()), "good": 1, "total": 1}
+        ],
     }
     request: dict[str, Any] = {"method": rule.method, "url": path}
     if rule.method in ("POST", "PATCH"):
@@ -224,7 +225,9 @@ def test_the_permission_table_names_exactly_the_routes_of_the_api_and_ingest() -
         registered = _registered(app)
         assert len(registered) > 5
         tabled = {(r.method, r.path) for r in TABLE if r.service == service}
-        assert registered == tabled, f"{service}: add {sorted(registered - tabled)}, remove {sorted(tabled - registered)}"
+        assert registered == tabled, (
+            f"{service}: add {sorted(registered - tabled)}, remove {sorted(tabled - registered)}"
+        )
 
 
 async def test_a_customer_sees_its_own_agreements_and_never_another_customers(world: World) -> None:
@@ -273,7 +276,9 @@ async def test_a_customer_sees_its_own_agreements_and_never_another_customers(wo
 async def test_a_limited_ingest_token_posts_only_to_its_indicators(world: World) -> None:
     now = int(datetime.now(UTC).timestamp())
     async with world.client(world.ingest, "ingest-acme-only") as client:
-        ok = await client.post("/v1/measurements", json={"indicator": "acme.avail", "timestamp": now, "good": 1, "total": 1})
+        ok = await client.post(
+            "/v1/measurements", json={"indicator": "acme.avail", "timestamp": now, "good": 1, "total": 1}
+        )
         assert ok.status_code == 202, ok.text
         mixed = [
             {"indicator": "acme.avail", "timestamp": now, "good": 1, "total": 1},
@@ -281,7 +286,8 @@ async def test_a_limited_ingest_token_posts_only_to_its_indicators(world: World)
         ]
         refused = await client.post("/v1/measurements", json=mixed)
         assert refused.status_code == 403
-        assert "beta.avail" in refused.json()["detail"] and "acme.avail" not in refused.json()["detail"]
+        assert "beta.avail" in refused.json()["detail"]
+        assert "acme.avail" not in refused.json()["detail"]
 
 
 async def test_the_audit_log_names_the_token_behind_every_change(world: World) -> None:
@@ -303,15 +309,19 @@ async def test_the_audit_log_names_the_token_behind_every_change(world: World) -
         assert r.status_code == 201, r.text
     async with world.client(world.api, "admin") as admin:
         created = await admin.post("/v1/tokens", json={"name": "grafana", "role": "viewer"})
-        assert created.status_code == 201 and created.json()["token"].startswith("accord_")
+        assert created.status_code == 201
+        assert created.json()["token"].startswith("accord_")
         listed = (await admin.get("/v1/tokens")).json()["items"]
-        assert all("token" not in t for t in listed) and created.json()["id"] in {t["id"] for t in listed}
+        assert all("token" not in t for t in listed)
+        assert created.json()["id"] in {t["id"] for t in listed}
         entries = (await admin.get(f"/v1/audit?actor={editor_id}")).json()["items"]
         assert [e["action"] for e in entries] == ["review.recorded", "agreement.reviewed", "agreement.updated"]
         assert {e["actor_name"] for e in entries} == {"editor"}
-        assert entries[-1]["detail"]["author"] == "Jane" and entries[-1]["agreement_id"] == a
+        assert entries[-1]["detail"]["author"] == "Jane"
+        assert entries[-1]["agreement_id"] == a
         tokens = (await admin.get("/v1/audit?action=token.")).json()["items"]
-        assert tokens[0]["action"] == "token.created" and tokens[0]["target"] == created.json()["id"]
+        assert tokens[0]["action"] == "token.created"
+        assert tokens[0]["target"] == created.json()["id"]
         assert tokens[0]["actor_name"] == "admin"
         page = await admin.get("/v1/audit?limit=2")
         rest = await admin.get(f"/v1/audit?limit=1000&cursor={page.json()['next_cursor']}")

@@ -23,12 +23,14 @@ def test_an_issued_token_carries_its_id_and_only_its_hash_is_kept() -> None:
     issued = issue_token()
     assert issued.token.startswith(f"accord_{issued.id}_")
     assert token_id_of(issued.token) == issued.id
-    assert issued.hash == token_hash(issued.token) and issued.token not in issued.hash
+    assert issued.hash == token_hash(issued.token)
+    assert issued.token not in issued.hash
     assert issue_token().token != issued.token
 
 
 @pytest.mark.parametrize(
-    "text", ["", "accord_", "accord_abc_def", "Bearer accord_0123456789ab_" + "x" * 43, "accord_0123456789AB_" + "x" * 43]
+    "text",
+    ["", "accord_", "accord_abc_def", "Bearer accord_0123456789ab_" + "x" * 43, "accord_0123456789AB_" + "x" * 43],
 )
 def test_anything_else_is_not_a_token(text: str) -> None:
     assert token_id_of(text) is None
@@ -71,18 +73,20 @@ def test_every_route_open_to_customers_says_how_they_are_confined() -> None:
 async def test_the_cache_refuses_unknown_mismatched_and_expired_tokens() -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     cache = TokenCache("postgresql://unused", 2.0, now=lambda: now)
-    good, expiring = issue_token(), issue_token()
+    good, expiring, revoked = issue_token(), issue_token(), issue_token()
     cache.replace(
         [
             TokenRecord(good.id, "good", "viewer", good.hash, None, None),
             TokenRecord(expiring.id, "expiring", "ingest", expiring.hash, ("a.*",), now + timedelta(seconds=1)),
+            TokenRecord(revoked.id, "revoked", "admin", revoked.hash, None, None, revoked=True),
         ]
     )
     assert (await cache.authenticate(good.token)).role == "viewer"
     principal = await cache.authenticate(expiring.token)
-    assert principal.indicators == ("a.*",) and principal.customer is None
+    assert principal.indicators == ("a.*",)
+    assert principal.customer is None
     forged = good.token[:-1] + ("A" if good.token[-1] != "A" else "B")
-    for refused in (forged, issue_token().token, "nonsense"):
+    for refused in (forged, issue_token().token, "nonsense", revoked.token):
         with pytest.raises(Refused) as info:
             await cache.authenticate(refused)
         assert refused not in str(info.value)

@@ -28,7 +28,9 @@ class AuditOut(BaseModel):
         examples=["agreement.updated"],
     )
     agreement_id: uuid.UUID | None
-    target: str = Field(description="What changed: `<agreement>@<revision>`, a review id, an indicator key, a token id.")
+    target: str = Field(
+        description="What changed: `<agreement>@<revision>`, a review id, an indicator key, a token id."
+    )
     detail: dict[str, Any]
 
 
