@@ -18,6 +18,9 @@ Permissions, and the roles that hold them (`ROLE_PERMISSIONS`):
 A role without the permission is answered 403, except a customer, who is answered 404 as if the
 resource did not exist: existence must not leak (docs/design.md §5e).
 
+A customer's agreement is one whose *current* `customer` is theirs: its earlier revisions (`?at=`,
+`?revision=`) are readable with it, even from before a change of customer.
+
 Reports (issue 11) are not built yet: their routes go here when they are (reading a report and its
 explanation: `customer` with an `agreement` scope; a recompute: `write`).
 """
