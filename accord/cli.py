@@ -12,6 +12,7 @@ accord stop           stop the `accord run` of this data dir (as Ctrl-C does), o
 accord migrate        apply database migrations (alembic upgrade head)
 accord topics         create the Kafka topics with the configured partitions and replication factor
 accord events tail    print breach events from the breach topic as they arrive
+accord tokens         create, list and revoke bearer tokens, straight in the database (accord/tokens.py)
 
 Every command finds the local stack as `make run` started it: DATABASE_URL and
 KAFKA_BOOTSTRAP_SERVERS when set, else the local PostgreSQL on ACCORD_PG_PORT and the local
@@ -40,6 +41,7 @@ import asyncpg
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from accord import tokens as token_commands
 from accord.localstack import (
     PG_USER,
     Broker,
@@ -258,6 +260,7 @@ class Launcher:
             _claim(self.pidfile)
             self._start()
             self._print_ready(started)
+            self._print_admin_token()
             self.interruptible = False
             self._supervise()
         except _Stop as stop:
@@ -296,6 +299,7 @@ class Launcher:
         self.evaluator_group = EvaluatorSettings().group_id
         migrate(resolved.database_url)
         log.info("migrations applied")
+        self.admin_token = token_commands.local_admin_token(resolved.database_url, self.settings.data_dir)
         if self.broker is not None and fresh_log:
             self._forget_offsets()
         create_topics(resolved)
@@ -364,6 +368,14 @@ class Launcher:
             "Press Ctrl-C to stop everything (twice to stop without waiting for the evaluator).\n",
             flush=True,
         )
+
+    def _print_admin_token(self) -> None:
+        """The local admin token (issue 12): kept in the data folder, printed at every start."""
+        if getattr(self, "admin_token", None):
+            path = self.settings.data_dir / token_commands.LOCAL_ADMIN_FILE
+            print(
+                f"admin token: {self.admin_token}\n  (kept in {path}; send it as Authorization: Bearer)\n", flush=True
+            )
 
     # supervision
 
@@ -735,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
     events_sub = events.add_subparsers(dest="events_command", required=True)
     tail = events_sub.add_parser("tail", help="print breach events as they arrive (JSON lines)")
     tail.add_argument("-n", "--limit", type=int, default=None, help="stop after this many events")
+    token_commands.add_parser(sub)
     args = parser.parse_args(argv)
     command = " ".join(filter(None, [args.command, getattr(args, "events_command", None)]))
     try:
@@ -781,6 +794,8 @@ def _operate(args: argparse.Namespace, settings: StackSettings) -> int:
             return 2
         create_topics(settings.model_copy(update=given))
         return 0
+    if args.command == "tokens":
+        return token_commands.run(args, settings.database_url)
     if args.command == "events":
         asyncio.run(tail_events(settings, args.limit))
         return 0

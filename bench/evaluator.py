@@ -59,6 +59,7 @@ sys.path.insert(0, str(PROJECT))
 
 from accord.cli import migrate  # noqa: E402
 from accord.localstack import Broker, LocalStackError, Postgres, ServiceProcess, free_port  # noqa: E402
+from accord.tokens import create_token  # noqa: E402
 from shared.events import iso_ms  # noqa: E402
 from shared.kafka import ensure_topics, make_producer  # noqa: E402
 from shared.measurements import Measurement, encode_record  # noqa: E402
@@ -613,6 +614,7 @@ async def run_latency(
     pg: Postgres, work: Path, shape: Shape, *, rate: float, probes: int, probe_rate: float, warmup: float
 ) -> Latency:
     database_url = await prepare_database(pg, f"bench_latency_{shape.name}", probe=True)
+    token = await asyncio.to_thread(create_token, database_url, name="bench", role="ingest")  # as in production
     broker = Broker(free_port(), work / f"tansu-latency-{shape.name}.log")
     services: list[Service] = []
     tasks: list[asyncio.Task[None]] = []
@@ -636,7 +638,8 @@ async def run_latency(
         stop = asyncio.Event()
         stats: dict[str, Any] = {"posts": 0, "failures": 0, "measurements": 0, "skipped": 0, "post_s": []}
         limits = httpx.Limits(max_connections=80, max_keepalive_connections=80)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
             with PeakRss(evaluator.proc.pid) as evaluator_rss, PeakRss(ingest.proc.pid) as ingest_rss:
                 load_started = time.perf_counter()
                 tasks.append(asyncio.create_task(background_load(client, url, shape, rate, stop, stats)))

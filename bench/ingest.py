@@ -39,6 +39,7 @@ sys.path.insert(0, str(PROJECT))
 
 from accord.cli import migrate  # noqa: E402
 from accord.localstack import Broker, Postgres, ServiceProcess, free_port  # noqa: E402
+from accord.tokens import create_token  # noqa: E402
 from services.ingest.app import parse_request, read_body  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
@@ -49,6 +50,7 @@ TOPIC = "bench.measurements"
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
 local f = assert(io.open("{body}", "rb"))
 wrk.body = f:read("*a")
 f:close()
@@ -117,13 +119,13 @@ def body(n: int) -> bytes:
     return orjson.dumps(items[0] if n == 1 else items)
 
 
-def wrk(url: str, scenario: Scenario, seconds: float, work: Path) -> Result:
+def wrk(url: str, scenario: Scenario, seconds: float, work: Path, token: str) -> Result:
     body_file = work / f"{scenario.name}.json"
     body_file.write_bytes(body(scenario.per_request))
     result_file = work / "result.json"
     result_file.unlink(missing_ok=True)
     script = work / f"{scenario.name}.lua"
-    script.write_text(LUA.format(body=body_file, result=result_file))
+    script.write_text(LUA.format(body=body_file, result=result_file, token=token))
     subprocess.run(
         ["wrk", "-t1", f"-c{scenario.connections}", f"-d{round(seconds)}s", "--timeout", "10s", "-s", str(script), url],
         check=True,
@@ -170,6 +172,8 @@ async def run(seconds: float, warmup: float, rounds: int) -> None:
     try:
         pg.start()
         database_url = await prepare_database(pg)
+        # Ingest checks a token per request, as in production (the ceiling ignores it).
+        token = await asyncio.to_thread(create_token, database_url, name="bench", role="ingest")
         await ceiling.wait_ready()
         ceiling_url = f"{ceiling.url}/v1/measurements"
         for scenario in SCENARIOS:
@@ -188,13 +192,13 @@ async def run(seconds: float, warmup: float, rounds: int) -> None:
                 ingest = ServiceProcess("accord-ingest", env, cwd=PROJECT).start()
                 await ingest.wait_ready()
                 ingest_url = f"{ingest.url}/v1/measurements"
-                wrk(ceiling_url, scenario, warmup, work)
-                wrk(ingest_url, scenario, warmup, work)
+                wrk(ceiling_url, scenario, warmup, work, token)
+                wrk(ingest_url, scenario, warmup, work, token)
                 # Alternate rounds and keep each target's best, so that a neighbour's burst of CPU
                 # on a shared machine does not decide the ratio.
                 for _ in range(rounds):
                     for target, url in (("ceiling", ceiling_url), ("ingest", ingest_url)):
-                        r = wrk(url, scenario, seconds, work)
+                        r = wrk(url, scenario, seconds, work, token)
                         best = results.get((target, scenario.name))
                         if best is None or r.measurements_per_s > best.measurements_per_s:
                             results[(target, scenario.name)] = r

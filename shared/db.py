@@ -217,6 +217,38 @@ class BreachEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class ApiToken(Base):
+    """A bearer token: only its SHA-256 is stored (shared.auth); revoked tokens stay, for the audit log."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    token_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    indicators: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
+    created_at: Mapped[datetime] = _now()
+    created_by_token_id: Mapped[str | None] = mapped_column(Text)
+    created_by_name: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who changed what: revisions, reviews, indicators (database triggers) and tokens, with the token's id and name."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp(), nullable=False)
+    actor_token_id: Mapped[str | None] = mapped_column(Text, index=True)
+    actor_name: Mapped[str] = mapped_column(Text, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    agreement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    target: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+
+
 def make_engine(url: str, *, pool_size: int = 5, **options: Any) -> AsyncEngine:
     """An engine on DATABASE_URL whose connections asyncpg opens from the libpq form of the URL.
 

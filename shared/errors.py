@@ -1,6 +1,7 @@
 """Accord's domain errors; one place (shared.http) maps them to problem+json.
 
 AccordError                    (500, base)
+├── Forbidden                  403  the request's token may not do this (shared.permissions)
 ├── NotFound                   404  a named resource does not exist
 ├── Conflict                   409  the request contradicts what is stored
 ├── PreconditionFailed         412  If-Match names a revision that is no longer current
@@ -25,6 +26,11 @@ class AccordError(Exception):
         self.detail = detail
         self.headers = headers
         self.extra = extra
+
+
+class Forbidden(AccordError):
+    status = 403
+    title = "Forbidden"
 
 
 class NotFound(AccordError):

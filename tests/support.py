@@ -17,9 +17,15 @@ from aiokafka import AIOKafkaConsumer
 
 from accord.localstack import Broker
 from accord.localstack import ServiceProcess as ServiceProcess  # the tests' name for it
+from services.api import token_store
+from shared.auth import Principal
+from shared.db import make_engine, make_sessionmaker
+from shared.settings import sqlalchemy_url
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"
+NO_AUTH = {"ACCORD_API_AUTH": "false", "ACCORD_INGEST_AUTH": "false"}
+"""Service processes of tests that are not about auth, whose clients send no token (README: Tokens)."""
 
 
 @dataclass
@@ -89,3 +95,16 @@ async def create_database(servers: Servers) -> str:
     finally:
         await conn.close()
     return servers.database_url(name)
+
+
+async def create_token(database_url: str, role: str = "admin", name: str = "tests", **options: Any) -> str:
+    """A new token of `role` in the database (as `accord tokens create` makes one); returns the secret."""
+    engine = make_engine(sqlalchemy_url(database_url), pool_size=1)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            _, issued = await token_store.create_token(
+                session, Principal(None, "tests", "admin"), name=name, role=role, **options
+            )
+    finally:
+        await engine.dispose()
+    return issued.token

@@ -14,8 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import ApiState
 from services.api.metrics import ObjectiveMetrics
-from services.api.routes import agreements, history, indicators, objectives, openslo, status
+from services.api.routes import agreements, audit, history, indicators, objectives, openslo, status, tokens
 from services.api.settings import ApiSettings
+from shared.auth import install_auth
 from shared.db import make_engine, make_sessionmaker
 from shared.http import PROBLEM_JSON, BodyLimit, install_error_handlers, ops_router
 from shared.metrics import service_registry
@@ -65,6 +66,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(openslo.router)
     app.include_router(status.router)
     app.include_router(history.router)
+    app.include_router(tokens.router)
+    app.include_router(audit.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -73,6 +76,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    install_auth(app, "api", settings)  # shared.permissions, enforced before any route runs
     return app
 
 

@@ -10,6 +10,8 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.settings import ApiSettings
+from services.api.token_store import set_actor
+from shared.auth import principal_of
 
 
 @dataclass
@@ -28,6 +30,8 @@ async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's session: committed when the route returns, rolled back when it raises."""
     async with api_state(request).sessionmaker() as session:
         try:
+            if request.method not in ("GET", "HEAD"):
+                await set_actor(session, principal_of(request))  # the audit log's actor of this change
             yield session
         except BaseException:
             await session.rollback()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import CommonSettings
+from shared.auth import AuthSettings
 
 
-class ApiSettings(CommonSettings):
+class ApiSettings(AuthSettings):
     model_config = SettingsConfigDict(env_prefix="ACCORD_API_", extra="ignore", frozen=True)
 
     port: int = Field(default=8000, description="HTTP port.")

@@ -40,6 +40,7 @@ from services.ingest.publisher import Publisher
 from services.ingest.registry import IndicatorRegistry
 from services.ingest.schema import operation_docs
 from services.ingest.settings import IngestSettings
+from shared.auth import forbid_unlisted_indicators, install_auth, principal_of
 from shared.errors import AccordError, Invalid, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from shared.http import ReadinessCheck, install_error_handlers, ops_router, problem
 from shared.kafka import make_producer
@@ -322,6 +323,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    install_auth(app, "ingest", settings)
     return app
 
 
@@ -390,6 +392,7 @@ async def _accept(request: Request, state: IngestState) -> int:
     except UnsupportedMediaType:
         metrics.rejected.labels("encoding").inc()
         raise
+    forbid_unlisted_indicators(principal_of(request), batch.by_indicator)  # an ingest token may be limited
     try:
         await publish(state, batch, max(len(raw), 64 * batch.count))
     except Unavailable:

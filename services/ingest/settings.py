@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import CommonSettings
+from shared.auth import AuthSettings
 
 
-class IngestSettings(CommonSettings):
+class IngestSettings(AuthSettings):
     model_config = SettingsConfigDict(env_prefix="ACCORD_INGEST_", extra="ignore", frozen=True)
 
     port: int = Field(default=8001, description="HTTP port.")

@@ -4,7 +4,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from support import Servers, ServiceProcess, Topics
+from support import NO_AUTH, Servers, ServiceProcess, Topics
+
+
+@pytest.fixture(autouse=True)
+def _service_processes_without_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The services (and `accord run`s) these tests start answer clients that send no token; auth tests turn it
+    on (NO_AUTH)."""
+    for name, value in NO_AUTH.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ EXAMPLES = 25
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
 
 
-async def _seed(url: str) -> None:
+async def _seed(url: str, headers: dict[str, str]) -> None:
     """An indicator and an agreement, so list and status endpoints have something to show."""
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with httpx.AsyncClient(base_url=url, headers=headers) as client:
         r = await client.post("/v1/indicators", json={"key": "checkout.availability", "kind": "ratio"})
         assert r.status_code == 201, r.text
         agreement = {
@@ -46,7 +46,7 @@ async def _seed(url: str) -> None:
         assert r.status_code == 201, r.text
 
 
-def _fuzz(url: str) -> tuple[Counter[int], dict[str, str]]:
+def _fuzz(url: str, headers: dict[str, str]) -> tuple[Counter[int], dict[str, str]]:
     """Run every operation's examples; the status codes answered and the failures by operation."""
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     statuses: Counter[int] = Counter()
@@ -64,7 +64,7 @@ def _fuzz(url: str) -> tuple[Counter[int], dict[str, str]]:
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:
-            response = case.call(base_url=url, timeout=60)
+            response = case.call(base_url=url, timeout=60, headers=headers)
             statuses[response.status_code] += 1
             case.validate_response(response, checks=CHECKS)
 
@@ -75,9 +75,16 @@ def _fuzz(url: str) -> tuple[Counter[int], dict[str, str]]:
     return statuses, failures
 
 
-async def test_every_operation_answers_as_documented_and_never_5xx(api_process: ServiceProcess) -> None:
-    await _seed(api_process.url)
-    statuses, failures = await asyncio.to_thread(_fuzz, api_process.url)
+async def test_every_operation_answers_as_documented_and_never_5xx(
+    api_process_with_token: tuple[ServiceProcess, str],
+) -> None:
+    """With an admin token (auth on): tokens and audit are fuzzed too."""
+    api_process, token = api_process_with_token
+    headers = {"Authorization": f"Bearer {token}"}
+    await _seed(api_process.url, headers)
+    statuses, failures = await asyncio.to_thread(_fuzz, api_process.url, headers)
+    async with httpx.AsyncClient(base_url=api_process.url, headers=headers) as client:
+        assert (await client.get("/v1/tokens")).status_code == 200  # the fuzzing ran with its token throughout
     print(f"schemathesis: {statuses.total()} requests, by status {dict(sorted(statuses.items()))}")
     assert not failures, "\n\n".join(f"{op}:\n{text}" for op, text in failures.items())
     assert statuses.total() >= 2 * 20 * 20  # every operation was exercised, both ways
