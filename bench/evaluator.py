@@ -185,7 +185,8 @@ async def prepare_database(pg: Postgres, name: str, *, probe: bool) -> str:
             )
         }
         with_spec = ("agreements", "spec") in columns and ("objectives", "spec") in columns
-        await seed(conn, with_spec=with_spec, probe=probe)
+        legacy = ("objectives", "target") in columns  # dropped by migration 0004
+        await seed(conn, with_spec=with_spec, legacy=legacy, probe=probe)
     finally:
         await conn.close()
     return url
@@ -229,7 +230,7 @@ def objective_spec(name: str, indicator: str, target: float, window: str, policy
     }
 
 
-async def seed(conn: asyncpg.Connection, *, with_spec: bool, probe: bool) -> None:
+async def seed(conn: asyncpg.Connection, *, with_spec: bool, legacy: bool, probe: bool) -> None:
     indicators = [indicator_key(n) for n in range(INDICATORS)]
     if probe:
         indicators.append(PROBE_INDICATOR)
@@ -268,6 +269,13 @@ async def seed(conn: asyncpg.Connection, *, with_spec: bool, probe: bool) -> Non
                 "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5::jsonb)",
                 [(a, n, p, c, s.decode()) for a, n, p, c, s in agreements],
             )
+        if with_spec and not legacy:
+            await conn.executemany(
+                """INSERT INTO objectives (id, agreement_id, name, indicator_key, spec)
+                   VALUES ($1, $2, $3, $4, $5::jsonb)""",
+                [(*row[:4], row[7].decode()) for row in objectives],
+            )
+        elif with_spec:
             await conn.executemany(
                 """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", alert_policy, spec)
                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",

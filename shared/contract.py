@@ -130,9 +130,6 @@ def check_text(value: str, max_length: int, *, multiline: bool = False, blank: b
     return value
 
 
-OBJECTIVE_LEGACY_COLUMNS = ("name", "indicator_key", "target", "window", "alert_policy")
-
-
 def _join(path: str, *parts: object) -> str:
     return ".".join([path, *(str(p) for p in parts)] if path else [str(p) for p in parts])
 
@@ -232,24 +229,6 @@ def objective_terms(agreement: Document, objective: Document, rules: RuleMemo | 
         matchers=tuple(sorted((objective.get("matchers") or {}).items())),
         exclusions=exclusions,
     )
-
-
-def legacy_columns(objective: Document) -> dict[str, Any]:
-    """The `objectives` columns the foundation evaluator reads (name, indicator_key, target, window, alert_policy)."""
-    policy = objective.get("alert_policy") or {}
-    legacy: dict[str, Any] = {
-        "min_events": policy.get("min_events", 0),
-        "budget_thresholds": list(policy.get("budget_thresholds", DEFAULT_BUDGET_THRESHOLDS)),
-    }
-    if policy.get("tiers") is not None:
-        legacy["tiers"] = policy["tiers"]
-    return {
-        "name": objective["name"],
-        "indicator_key": objective["indicator"],
-        "target": objective["target"],
-        "window": objective["window"],
-        "alert_policy": legacy,
-    }
 
 
 # --- rules that span fields -------------------------------------------------------------------------

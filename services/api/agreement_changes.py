@@ -123,15 +123,22 @@ def apply_patch(document: Document, patch: AgreementPatch, path: str = "") -> tu
 
 
 async def check_document(
-    session: AsyncSession, document: Document, problems: list[dict[str, str]], *, strip: str | None = None
+    session: AsyncSession,
+    document: Document,
+    problems: list[dict[str, str]],
+    *,
+    strip: str | None = None,
+    prefix: str = "",
 ) -> None:
-    """422 listing every problem of `document`; `strip` drops a path prefix (objective sub-resources)."""
+    """422 listing every problem of `document`; `strip` drops a path prefix (objective sub-resources),
+    `prefix` names where the document sits in the request (a review's `changes.`)."""
     kinds = await repo.indicator_kinds(session, {o["indicator"] for o in document.get("objectives", ())})
     problems = problems + contract.document_problems(document, kinds)
     if strip is not None:
         problems = [{**p, "field": p["field"].removeprefix(strip)} for p in problems]
     if problems:
-        raise Invalid("The agreement has validation errors.", problems)
+        problems = [{**p, "field": prefix + p["field"]} for p in problems]
+        raise Invalid(f"The {'review' if prefix else 'agreement'} has validation errors.", problems)
 
 
 # --- changes ----------------------------------------------------------------------------------------
@@ -159,14 +166,17 @@ async def commit_change(
     change: str,
     allow_archived: bool = False,
     review_id: uuid.UUID | None = None,
+    problems_prefix: str = "",
 ) -> tuple[Agreement, AgreementRevision]:
+    """Lock, check If-Match, apply `edit` to the current document, check the result whole, save it as the next
+    revision (`problems_prefix`: where the edited document sits in the request, for the 422's field names)."""
     agreement = await repo.lock_agreement(session, agreement_id)
     check_if_match(if_match, agreement)
     if agreement.archived_at is not None and not allow_archived:
         raise Conflict(f"Agreement {agreement_id} is archived; restore it before changing it.")
     _, current = await repo.get_revision(session, agreement_id)
     document, problems, strip = edit(copy.deepcopy(current.document))
-    await check_document(session, document, problems, strip=strip)
+    await check_document(session, document, problems, strip=strip, prefix=problems_prefix)
     revision = await repo.save_revision(
         session, agreement, document, author=author, reason=reason, change=change, review_id=review_id
     )
@@ -252,34 +262,29 @@ async def restore(
 async def review(
     session: AsyncSession, agreement_id: uuid.UUID, if_match: str | None, body: ReviewIn
 ) -> tuple[Review, Agreement, AgreementRevision]:
-    """Record a service level review and apply its changes, as one revision."""
+    """Record a service level review and apply its changes, as one revision (through `commit_change`)."""
     review_id = uuid.uuid4()
     changes = body.changes
+    changed = False
 
     def edit(document: Document) -> tuple[Document, list[dict[str, str]], str | None]:
+        nonlocal changed
         if changes is None:
             return document, [], None
-        merged, problems = apply_patch(document, changes, "changes.")
+        merged, problems = apply_patch(document, changes)
+        changed = merged != document
         return merged, problems, None
 
-    agreement = await repo.lock_agreement(session, agreement_id)
-    check_if_match(if_match, agreement)
-    if agreement.archived_at is not None:
-        raise Conflict(f"Agreement {agreement_id} is archived; restore it before reviewing it.")
-    _, current = await repo.get_revision(session, agreement_id)
-    document, problems, _ = edit(copy.deepcopy(current.document))
-    kinds = await repo.indicator_kinds(session, {o["indicator"] for o in document.get("objectives", ())})
-    problems = problems + [{**p, "field": f"changes.{p['field']}"} for p in contract.document_problems(document, kinds)]
-    if problems:
-        raise Invalid("The review's changes have validation errors.", problems)
-    revision = await repo.save_revision(
+    agreement, revision = await commit_change(
         session,
-        agreement,
-        document,
+        agreement_id,
+        if_match,
+        edit,
         author=body.author,
         reason="service level review" + (f": {body.decisions[0]}" if body.decisions else ""),
         change="reviewed",
         review_id=review_id,
+        problems_prefix="changes.",
     )
     row = Review(
         id=review_id,
@@ -289,7 +294,7 @@ async def review(
         notes=body.notes,
         decisions=body.decisions,
         participants=body.participants,
-        changed=document != current.document,
+        changed=changed,
         created_at=revision.valid_from,
     )
     await repo.add_review(session, row)

@@ -93,7 +93,7 @@ def gauge_of(status: ObjectiveStatus, objective: Objective, agreement: Agreement
     )
     return ObjectiveGauge(
         labels=labels,
-        target=objective.target,
+        target=float(objective.spec["target"]),
         sli=status.sli,
         good=status.good,
         total=status.total,

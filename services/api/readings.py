@@ -175,7 +175,7 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
         name=objective.name,
         indicator=objective.indicator_key,
         target=terms.target,
-        window=objective.window,
+        window=objective.spec["window"],
         budgeting=terms.budgeting.value,
         window_start=from_minute(ev.window_start) if ev is not None else None,
         window_end=from_minute(ev.window_end) if ev is not None else None,

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.pagination import after as keyset_after
 from services.api.repository.session import announce_config_change
-from shared.contract import legacy_columns
 from shared.db import Agreement, AgreementRevision, Objective
 from shared.errors import NotFound
 
@@ -46,7 +45,7 @@ async def _write_current(session: AsyncSession, agreement: Agreement, document: 
     )
     for objective in objectives:
         body = {k: v for k, v in objective.items() if k != "id"}
-        values = {**legacy_columns(body), "spec": body}
+        values = {"name": body["name"], "indicator_key": body["indicator"], "spec": body}
         stmt = insert(Objective).values(id=uuid.UUID(objective["id"]), agreement_id=agreement.id, **values)
         await session.execute(
             stmt.on_conflict_do_update(
