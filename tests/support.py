@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaConsumer
 
 from accord.localstack import Broker
 from accord.localstack import ServiceProcess as ServiceProcess  # the tests' name for it
+from services.api.schemas import AgreementTerms, ObjectiveIn
+from shared.spec import AgreementSpec, ObjectiveSpec
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"
@@ -89,3 +91,15 @@ async def create_database(servers: Servers) -> str:
     finally:
         await conn.close()
     return servers.database_url(name)
+
+
+def agreement_spec(**fields: Any) -> AgreementSpec:
+    """A stored agreement spec with the api's defaults for every field not given."""
+    terms = AgreementTerms.model_validate({"name": "SLA", "provider": "Provider", "customer": "Customer", **fields})
+    return AgreementSpec.model_validate(terms.model_dump(mode="json"))
+
+
+def objective_spec(**fields: Any) -> ObjectiveSpec:
+    """A stored objective spec with the api's defaults for every field not given."""
+    objective = ObjectiveIn.model_validate({"name": "objective", "indicator": "indicator", **fields})
+    return ObjectiveSpec.model_validate(objective.model_dump(mode="json"))

@@ -13,8 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,7 +40,7 @@ from shared.budget import (
 )
 from shared.budget.model import tier_name
 from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
-from shared.db import Agreement, Objective, ObjectiveStatus
+from shared.db import Agreement, AgreementRevision, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
     HistoryPoint,
@@ -54,21 +53,8 @@ from shared.history import (
     lookback_minutes,
 )
 from shared.series import SeriesGroup, series_group
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_ms(instant: datetime) -> int:
-    """Milliseconds since the epoch, exactly (no float rounding)."""
-    return (instant - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def from_minute(minute: int) -> datetime:
-    return EPOCH + timedelta(minutes=minute)
+from shared.spec import AgreementSpec, ObjectiveSpec
+from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
 
 @dataclass(frozen=True)
@@ -122,7 +108,9 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     return await asyncio.to_thread(compute)
 
 
-def stored_terms(objective_id: Any, agreement: Any, objective: Any, rules: RuleMemo | None = None) -> ObjectiveTerms:
+def stored_terms(
+    objective_id: uuid.UUID, agreement: AgreementSpec, objective: ObjectiveSpec, rules: RuleMemo | None = None
+) -> ObjectiveTerms:
     """The terms of a stored objective; 422 when they break a rule added since they were stored."""
     try:
         return objective_terms(agreement, objective, rules)
@@ -175,7 +163,7 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
         name=objective.name,
         indicator=objective.indicator_key,
         target=terms.target,
-        window=objective.spec["window"],
+        window=objective.spec.window,
         budgeting=terms.budgeting.value,
         window_start=from_minute(ev.window_start) if ev is not None else None,
         window_end=from_minute(ev.window_end) if ev is not None else None,
@@ -229,24 +217,20 @@ async def agreement_statuses(session: AsyncSession, agreements: Sequence[Agreeme
 
 
 def terms_in_force(
-    objective_id: uuid.UUID, revisions: Sequence[Any], rules: RuleMemo | None = None
+    objective_id: uuid.UUID, revisions: Sequence[AgreementRevision], rules: RuleMemo | None = None
 ) -> list[TermsInForce]:
-    """The objective's terms per agreement revision (from its `valid_from`); None where it was not in force.
-
-    `revisions` are `AgreementRevision` rows, oldest first.
-    """
-    wanted = str(objective_id)
+    """The objective's terms per agreement revision (oldest first, from its `valid_from`); None where it was not
+    in force."""
     spans = []
     for revision in revisions:
-        document: dict[str, Any] = revision.document
-        spec = {k: v for k, v in document.items() if k not in ("objectives", "archived_at")}
-        objective = next((o for o in document.get("objectives", ()) if o.get("id") == wanted), None)
+        document = revision.document
+        objective = document.objective(objective_id)
         valid_from = to_ms(revision.valid_from)
-        if objective is None or document.get("archived_at"):
+        if objective is None or document.archived_at is not None:
             spans.append(TermsInForce(valid_from, revision.revision, None, None))
         else:
-            terms = stored_terms(objective_id, spec, objective, rules)
-            spans.append(TermsInForce(valid_from, revision.revision, objective["indicator"], terms))
+            terms = stored_terms(objective_id, document, objective, rules)
+            spans.append(TermsInForce(valid_from, revision.revision, objective.indicator, terms))
     return spans
 
 
@@ -301,7 +285,7 @@ def history_work(terms: Sequence[ObjectiveTerms], points: int, to_ms_: int) -> i
     for key, rule in rules.items():
         first = next(iter(rule.occurrences), None)
         if first is not None:
-            walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / 60_000 - first.timestamp() / 60)
+            walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / MINUTE_MS - to_ms(first) / MINUTE_MS)
     per_point = max((point_work(t, rates) for t in terms), default=0.0)
     return int(points * per_point + walk)
 

@@ -10,9 +10,10 @@ import asyncpg
 import orjson
 
 from services.evaluator.engine import Changes, Engine
-from shared.budget import AlertState, PeriodKind, TierReading
+from shared.budget import AlertState, TierReading
 from shared.contract import objective_terms
 from shared.objective_config import ObjectiveConfig
+from shared.spec import AgreementSpec, ObjectiveSpec
 
 log = logging.getLogger("accord.evaluator.store")
 
@@ -56,8 +57,9 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
     )
     out = []
     for r in rows:
-        agreement, objective = orjson.loads(r["agreement_spec"]), orjson.loads(r["objective_spec"])
         try:
+            agreement = AgreementSpec.model_validate_json(r["agreement_spec"])
+            objective = ObjectiveSpec.model_validate_json(r["objective_spec"])
             terms = objective_terms(agreement, objective)
             config = ObjectiveConfig(
                 id=str(r["id"]),
@@ -67,13 +69,11 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
                 customer=r["customer"],
                 provider=r["provider"],
                 indicator=r["indicator_key"],
-                window=objective["window"],
+                window=objective.window,
                 terms=terms,
-                reporting_period=PeriodKind(agreement.get("reporting_period", "month")),
-                timezone=agreement.get("timezone", "UTC"),
-                credit_tiers=tuple(
-                    (float(t["below"]), float(t["credit_percent"])) for t in agreement.get("credit_tiers", ())
-                ),
+                reporting_period=agreement.reporting_period,
+                timezone=agreement.timezone,
+                credit_tiers=tuple((t.below, t.credit_percent) for t in agreement.credit_tiers),
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.error("objective %s cannot be evaluated and is skipped: %s", r["id"], exc)

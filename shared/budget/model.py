@@ -285,7 +285,7 @@ class ObjectiveTerms:
     window: Window
     tiers: tuple[BurnRateTier, ...] = ()
     budget_thresholds: tuple[float, ...] = DEFAULT_BUDGET_THRESHOLDS
-    min_events_for_page: int = 0
+    min_events: int = 0
     budgeting: Budgeting = Budgeting.OCCURRENCES
     slice_minutes: int = 1
     slice_target: float | None = None

@@ -156,10 +156,9 @@ async def test_an_agreement_keeps_every_term_and_fills_the_rows_the_evaluator_re
 
 
 async def test_the_stored_documents_convert_to_the_budget_terms(api: httpx.AsyncClient, database_url: str) -> None:
-    import orjson
-
     from shared.budget import BusinessHours, CalendarWindow, RecurringMaintenance
     from shared.contract import objective_terms
+    from shared.spec import AgreementSpec, ObjectiveSpec
 
     await register(api)
     await create(api)
@@ -168,9 +167,9 @@ async def test_the_stored_documents_convert_to_the_budget_terms(api: httpx.Async
         "SELECT a.spec::text AS a, o.spec::text AS o FROM objectives o JOIN agreements a ON a.id = o.agreement_id"
         " WHERE o.name = 'Checkout latency'",
     )
-    terms = objective_terms(orjson.loads(row["a"]), orjson.loads(row["o"]))
+    terms = objective_terms(AgreementSpec.model_validate_json(row["a"]), ObjectiveSpec.model_validate_json(row["o"]))
     assert terms.window == CalendarWindow("month", "Europe/Berlin")
-    assert (terms.slice_minutes, terms.slice_target, terms.min_events_for_page) == (5, 0.95, 50)
+    assert (terms.slice_minutes, terms.slice_target, terms.min_events) == (5, 0.95, 50)
     assert terms.threshold is not None
     assert terms.threshold.is_good(300)
     assert not terms.threshold.is_good(301)

@@ -20,33 +20,24 @@ from services.api.pagination import after as keyset_after
 from services.api.repository.session import announce_config_change
 from shared.db import Agreement, AgreementRevision, Objective
 from shared.errors import NotFound
-
-Document = dict[str, Any]
-
-
-def _split(document: Document) -> tuple[Document, list[Document]]:
-    """A revision document's agreement spec and its objectives."""
-    spec = {k: v for k, v in document.items() if k not in ("objectives", "archived_at")}
-    return spec, list(document.get("objectives", ()))
+from shared.spec import AgreementDocument
 
 
-async def _write_current(session: AsyncSession, agreement: Agreement, document: Document) -> None:
+async def _write_current(session: AsyncSession, agreement: Agreement, document: AgreementDocument) -> None:
     """Make `agreements` and `objectives` hold the document: the rows the evaluator reads."""
-    spec, objectives = _split(document)
-    agreement.name, agreement.provider, agreement.customer = spec["name"], spec["provider"], spec["customer"]
-    agreement.description, agreement.timezone = spec["description"], spec["timezone"]
-    agreement.labels, agreement.spec = spec["labels"], spec
-    ids = [uuid.UUID(o["id"]) for o in objectives]
+    agreement.name, agreement.provider, agreement.customer = document.name, document.provider, document.customer
+    agreement.description, agreement.timezone = document.description, document.timezone
+    agreement.labels, agreement.spec = dict(document.labels), document.spec()
+    ids = [o.id for o in document.objectives]
     await session.flush()
     await session.execute(
         delete(Objective).where(Objective.agreement_id == agreement.id, Objective.id.not_in(ids))
         if ids
         else delete(Objective).where(Objective.agreement_id == agreement.id)
     )
-    for objective in objectives:
-        body = {k: v for k, v in objective.items() if k != "id"}
-        values = {"name": body["name"], "indicator_key": body["indicator"], "spec": body}
-        stmt = insert(Objective).values(id=uuid.UUID(objective["id"]), agreement_id=agreement.id, **values)
+    for objective in document.objectives:
+        values = {"name": objective.name, "indicator_key": objective.indicator, "spec": objective.spec()}
+        stmt = insert(Objective).values(id=objective.id, agreement_id=agreement.id, **values)
         await session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[Objective.id],
@@ -56,11 +47,11 @@ async def _write_current(session: AsyncSession, agreement: Agreement, document: 
         )
 
 
-async def create_agreement(session: AsyncSession, document: Document, *, author: str, reason: str) -> AgreementRevision:
-    """A new agreement at revision 1; objectives without an id get one."""
+async def create_agreement(
+    session: AsyncSession, document: AgreementDocument, *, author: str, reason: str
+) -> AgreementRevision:
+    """A new agreement at revision 1."""
     now = await session.scalar(select(func.clock_timestamp()))
-    document = {**document, "archived_at": None}
-    document["objectives"] = [{"id": str(uuid.uuid4()), **o} for o in document.get("objectives", ())]
     agreement = Agreement(id=uuid.uuid4(), revision=1, created_at=now, updated_at=now)
     session.add(agreement)
     await _write_current(session, agreement, document)
@@ -90,7 +81,7 @@ async def lock_agreement(session: AsyncSession, agreement_id: uuid.UUID) -> Agre
 async def save_revision(
     session: AsyncSession,
     agreement: Agreement,
-    document: Document,
+    document: AgreementDocument,
     *,
     author: str,
     reason: str,
@@ -101,8 +92,7 @@ async def save_revision(
     now = await session.scalar(select(func.clock_timestamp()))
     agreement.revision += 1
     agreement.updated_at = now  # type: ignore[assignment]
-    archived = document.get("archived_at")
-    agreement.archived_at = datetime.fromisoformat(archived) if archived else None
+    agreement.archived_at = document.archived_at
     await _write_current(session, agreement, document)
     revision = AgreementRevision(
         agreement_id=agreement.id,

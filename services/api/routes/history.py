@@ -12,9 +12,10 @@ from fastapi import APIRouter, Query
 from services.api import repository as repo
 from services.api.deps import Session, State
 from services.api.params import INSTANT
-from services.api.readings import from_ms, objective_history, to_ms
+from services.api.readings import objective_history
 from services.api.schemas import HistoryOut, QueryInstant
 from shared.errors import Invalid
+from shared.timeutil import from_ms, to_ms
 
 router = APIRouter(tags=["status"])
 
