@@ -269,7 +269,7 @@ def reference(case: Case) -> Evaluation:
         if not matches(terms.matchers, m.labels) or minute > now_minute or is_excluded(minute, terms.exclusions):
             continue
         if terms.threshold is not None and m.value is not None:
-            op, limit = terms.threshold.op, terms.threshold.threshold
+            op, limit = terms.threshold.op, terms.threshold.value
             good = {"<": m.value < limit, "<=": m.value <= limit, ">": m.value > limit, ">=": m.value >= limit}[op]
             rows.append((minute, m.count if good else 0, m.count))
         else:

@@ -227,32 +227,32 @@ class Comparison(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ThresholdRule:
-    """A threshold measurement's events are good when `value <op> threshold`."""
+    """A threshold measurement's events are good when `measured <op> value` (the wire's `threshold.value`)."""
 
     op: Comparison
-    threshold: float
+    value: float
 
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "op", Comparison(self.op))
         except ValueError:
             raise ValueError(f"invalid comparison {self.op!r} (expected <, <=, > or >=)") from None
-        if not math.isfinite(self.threshold):
+        if not math.isfinite(self.value):
             raise ValueError("a threshold must be a finite number")
 
-    def is_good(self, value: float) -> bool:
+    def is_good(self, measured: float) -> bool:
         if self.op is Comparison.LT:
-            return value < self.threshold
+            return measured < self.value
         if self.op is Comparison.LE:
-            return value <= self.threshold
+            return measured <= self.value
         if self.op is Comparison.GT:
-            return value > self.threshold
-        return value >= self.threshold
+            return measured > self.value
+        return measured >= self.value
 
     @property
     def key(self) -> str:
         """A stable name for the predicate, e.g. `<=0.3`: counts of a threshold series are kept per rule."""
-        return f"{self.op.value}{self.threshold!r}"
+        return f"{self.op.value}{self.value!r}"
 
 
 def classify(rule: ThresholdRule, value: float, count: int = 1) -> Counts:
