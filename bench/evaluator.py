@@ -59,6 +59,7 @@ sys.path.insert(0, str(PROJECT))
 
 from accord.cli import migrate  # noqa: E402
 from accord.localstack import Broker, LocalStackError, Postgres, ServiceProcess, free_port  # noqa: E402
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS  # noqa: E402
 from shared.events import iso_ms  # noqa: E402
 from shared.kafka import ensure_topics, make_producer  # noqa: E402
 from shared.measurements import Measurement, encode_record  # noqa: E402
@@ -225,7 +226,7 @@ def objective_spec(name: str, indicator: str, target: float, window: str, policy
         "alert_policy": {
             "tiers": policy.get("tiers"),
             "min_events": policy.get("min_events", 0),
-            "budget_thresholds": policy.get("budget_thresholds", [0.5, 0.75, 0.9, 1.0]),
+            "budget_thresholds": policy.get("budget_thresholds", list(DEFAULT_BUDGET_THRESHOLDS)),
         },
     }
 

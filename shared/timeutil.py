@@ -34,11 +34,6 @@ def from_minute(minute: int) -> datetime:
     return EPOCH + timedelta(minutes=minute)
 
 
-def rfc3339_ms(ms: int) -> str:
-    """`2026-01-01T00:00:00.000Z`: an instant as events carry it."""
-    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 # ASCII digits only (no `３0d`), and few enough of them that no later arithmetic can overflow.
 _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 UNIT_MS = {

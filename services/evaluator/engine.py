@@ -47,11 +47,11 @@ from shared.budget import (
     quiet,
     shape_of,
 )
-from shared.budget.counts import MINUTE_MS
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.objective_config import ObjectiveConfig
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
+from shared.timeutil import MINUTE_MS
 
 NO_ALERTS = AlertState()  # an objective nothing has been announced for (built once: hot path)
 

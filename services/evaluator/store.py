@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import asyncpg
 import orjson
@@ -14,6 +13,7 @@ from shared.budget import AlertState, TierReading
 from shared.contract import objective_terms
 from shared.objective_config import ObjectiveConfig
 from shared.spec import AgreementSpec, ObjectiveSpec
+from shared.timeutil import MINUTE_MS, from_ms
 
 log = logging.getLogger("accord.evaluator.store")
 
@@ -36,10 +36,6 @@ class DeadLetter:
     def of(cls, partition: int, offset: int, index: int | None, reason: str, value: bytes | None) -> DeadLetter:
         reason = reason.replace("\x00", "\\x00")[:1000]  # text columns take no NUL; reasons stay short
         return cls(partition, offset, index, reason, None if value is None else value[:MAX_DEAD_LETTER_BYTES])
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
@@ -105,7 +101,7 @@ async def load_partition(
     total_buckets = 0
     for ind in indicators:
         key, watermark = ind["indicator_key"], ind["watermark_ms"]
-        oldest = watermark // 60_000 - engine.history_minutes(key)
+        oldest = watermark // MINUTE_MS - engine.history_minutes(key)
         buckets = await conn.fetch(
             "SELECT series, minute, good, total FROM series_buckets WHERE indicator_key = $1 AND minute >= $2",
             key,
@@ -114,7 +110,7 @@ async def load_partition(
         seen = await conn.fetch(
             "SELECT measurement_id, minute FROM seen_measurements WHERE indicator_key = $1 AND minute >= $2",
             key,
-            watermark // 60_000 - engine.dedup_horizon_minutes,
+            watermark // MINUTE_MS - engine.dedup_horizon_minutes,
         )
         engine.load_indicator(
             key,
@@ -201,8 +197,8 @@ async def write_checkpoint(
                     s.evaluation.burn_rate,
                     orjson.dumps([_tier_json(r, s.alert_state) for r in s.evaluation.tiers]).decode(),
                     orjson.dumps(s.alert_state.to_json()).decode(),
-                    _dt(s.last_measurement_ms),
-                    _dt(s.evaluation.now_ms),
+                    from_ms(s.last_measurement_ms),
+                    from_ms(s.evaluation.now_ms),
                 )
                 for s in changes.statuses
             ]
@@ -233,7 +229,7 @@ async def write_checkpoint(
                 ON CONFLICT (id) DO NOTHING
                 """,
                 [
-                    (e.id, e.objective_id, e.agreement_id, e.customer, e.type, e.seq, _dt(e.time_ms),
+                    (e.id, e.objective_id, e.agreement_id, e.customer, e.type, e.seq, from_ms(e.time_ms),
                      orjson.dumps(e.event).decode())
                     for e in changes.events
                 ],

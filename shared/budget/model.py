@@ -7,7 +7,6 @@ tables carried by the objective, with defaults from docs/design.md §3.3–3.4.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,9 +16,7 @@ from functools import lru_cache
 from shared.budget.counts import Counts
 from shared.budget.exclusions import ExcludedTime
 from shared.budget.periods import MAX_DAYS, NOMINAL_DAYS, Period, PeriodKind, period_bounds, zone
-
-MINUTES_PER_HOUR = 60
-MINUTES_PER_DAY = 24 * 60
+from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY, MINUTES_PER_HOUR, duration_ms
 
 MAX_WINDOW_DAYS = 400
 """The longest rolling window and the longest duration anywhere in the terms (tier windows, slices,
@@ -161,15 +158,11 @@ class CalendarWindow:
 
 Window = RollingWindow | CalendarWindow
 
-# ASCII digits only (no `３0d`), and few enough of them that no later arithmetic can overflow.
-_DURATION = re.compile(r"([0-9]{1,9})([dhm])")
-_UNIT_MINUTES = {"d": MINUTES_PER_DAY, "h": MINUTES_PER_HOUR, "m": 1}
-
 
 def _duration(text: str) -> int | None:
-    """Minutes in `90m`, `6h`, `30d` (0 allowed here), None when it is no such duration."""
-    match = _DURATION.fullmatch(text)
-    return int(match.group(1)) * _UNIT_MINUTES[match.group(2)] if match else None
+    """Minutes in `90m`, `6h`, `30d` (0 allowed here), None when it is no such duration (shared.timeutil)."""
+    ms = duration_ms(text, "mhd")
+    return None if ms is None else ms // MINUTE_MS
 
 
 def _too_long(text: str, minutes: int) -> str | None:
