@@ -179,6 +179,8 @@ class ObjectiveStatus(Base):
     alert_state: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     last_measurement_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revision: Mapped[int | None] = mapped_column(Integer)
+    """The agreement revision whose terms the reading is under (None: written before migration 0004)."""
 
 
 class ConsumerOffset(Base):

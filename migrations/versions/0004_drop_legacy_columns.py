@@ -1,11 +1,15 @@
-"""drop the objectives columns only the foundation evaluator read (target, window, alert_policy)
+"""drop the objectives columns nothing reads (target, window, alert_policy); readings name their revision
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01 03:30:00.000000
 
-Since 0002 an objective's terms live whole in `objectives.spec` (shared/contract.py describes the
-format); the three columns were still written and no longer read.
+Since 0002 an objective's terms live whole in `objectives.spec` (shared/spec.py is the format);
+the three columns were still written and no longer read.
+
+`objective_status.revision` is the agreement revision whose terms the evaluator's reading is
+under: the api recomputes a status under those same terms, so /status and the evaluator's
+numbers (/metrics) are one reading even right after a change (docs/design.md §5.5).
 """
 
 from collections.abc import Sequence
@@ -21,6 +25,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column("objective_status", sa.Column("revision", sa.Integer(), nullable=True))
     op.drop_column("objectives", "alert_policy")
     op.drop_column("objectives", "window")
     op.drop_column("objectives", "target")
@@ -39,3 +44,4 @@ def downgrade() -> None:
     )
     op.alter_column("objectives", "target", nullable=False)
     op.alter_column("objectives", "window", nullable=False)
+    op.drop_column("objective_status", "revision")

@@ -1,10 +1,12 @@
 """Status and history of objectives, recomputed from the evaluator's stored minute buckets.
 
-The evaluator stores counts (series_buckets), its latest reading (objective_status) and the
-instant it evaluated at (event time). The api recomputes each reading with the same pure math
-(`shared.budget.evaluate` via `shared.history`) at that same instant, so the numbers agree by
-construction and everything `Evaluation` knows (time left, budget in units, per-tier windows)
-can be shown, not just what the status row holds.
+The evaluator stores counts (series_buckets), its latest reading (objective_status), the
+instant it evaluated at (event time) and the agreement revision whose terms it used. The api
+recomputes each reading with the same pure math (`shared.budget.evaluate` via `shared.history`)
+at that same instant under those same terms, so /status and the evaluator's numbers (its
+status rows, /metrics) are one reading by construction, right after a change too, and
+everything `Evaluation` knows (time left, budget in units, per-tier windows) can be shown,
+not just what the status row holds.
 """
 
 from __future__ import annotations
@@ -60,28 +62,43 @@ from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 @dataclass(frozen=True)
 class Reading:
     objective: Objective
+    spec: ObjectiveSpec  # the terms as stored, of the revision the reading is under
     terms: ObjectiveTerms
     status: ObjectiveStatus | None
     evaluation: Evaluation | None
 
 
 async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, Agreement]]) -> list[Reading]:
-    """Each objective evaluated under its current terms at the instant the evaluator last evaluated it.
+    """Each objective evaluated as the evaluator last evaluated it: at that instant, under that revision's terms.
 
-    That instant is the stored status' `evaluated_at`; without a status (no measurement since the
-    objective was added) it is its indicator's watermark; without either there is no reading.
-    Buckets are loaded once per indicator for all its objectives.
+    The instant is the stored status' `evaluated_at` and the terms those of its `revision` (the current ones
+    when the row names none); without a status (no measurement since the objective was added) it is the
+    indicator's watermark under the current terms; without either there is no reading. Buckets are loaded
+    once per indicator for all its objectives.
     """
     statuses = await repo.statuses_of(session, [o.id for o, _ in objectives])
     marks = await repo.watermarks(session, {o.indicator_key for o, _ in objectives})
-    planned: list[tuple[Objective, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
+    earlier = await repo.revision_documents(
+        session,
+        {
+            (a.id, s.revision)
+            for o, a in objectives
+            if (s := statuses.get(o.id)) is not None and s.revision is not None and s.revision != a.revision
+        },
+    )
+    planned: list[tuple[Objective, ObjectiveSpec, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
     spans: dict[str, tuple[int, int]] = {}
     rules: RuleMemo = {}
     for objective, agreement in objectives:
-        terms = stored_terms(objective.id, agreement.spec, objective.spec, rules)
         status = statuses.get(objective.id)
+        agreement_spec: AgreementSpec = agreement.spec
+        spec: ObjectiveSpec = objective.spec
+        document = earlier.get((agreement.id, status.revision)) if status and status.revision else None
+        if document is not None and (evaluated := document.objective(objective.id)) is not None:
+            agreement_spec, spec = document, evaluated
+        terms = stored_terms(objective.id, agreement_spec, spec, rules)
         instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
-        planned.append((objective, terms, status, instant))
+        planned.append((objective, spec, terms, status, instant))
         if instant is not None:
             start, end = minute_of(instant) + 1 - lookback_minutes(terms), minute_of(instant) + 1
             known = spans.get(objective.indicator_key)
@@ -93,7 +110,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     def compute() -> list[Reading]:
         sources: dict[tuple[str, SeriesGroup], PrefixCounts] = {}
         out = []
-        for objective, terms, status, instant in planned:
+        for objective, spec, terms, status, instant in planned:
             evaluation = None
             if instant is not None:
                 group = (objective.indicator_key, series_group(terms))
@@ -101,7 +118,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
                 if source is None:
                     source = sources[group] = combine(loaded[objective.indicator_key], group[1])
                 evaluation = evaluate(terms, source, instant)
-            out.append(Reading(objective, terms, status, evaluation))
+            out.append(Reading(objective, spec, terms, status, evaluation))
         return out
 
     # The math runs in a worker thread, so the event loop (and /healthz) keeps answering meanwhile.
@@ -163,7 +180,7 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
         name=objective.name,
         indicator=objective.indicator_key,
         target=terms.target,
-        window=objective.spec.window,
+        window=reading.spec.window,
         budgeting=terms.budgeting.value,
         window_start=from_minute(ev.window_start) if ev is not None else None,
         window_end=from_minute(ev.window_end) if ev is not None else None,

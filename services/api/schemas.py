@@ -594,7 +594,7 @@ class AlertStates(BaseModel):
 
 
 class ObjectiveStatusOut(BaseModel):
-    """An objective's budget at `evaluated_at`, recomputed from the evaluator's stored counts under the current terms.
+    """An objective's budget at `evaluated_at`, recomputed from the evaluator's stored counts under its terms then.
 
     Alert states are what the evaluator has announced (breach events); `tiers[].burning` is the condition now.
     """

@@ -46,7 +46,8 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
     rows = await conn.fetch(
         """
         SELECT o.id, o.name, o.indicator_key, o.spec AS objective_spec,
-               a.id AS agreement_id, a.name AS agreement_name, a.customer, a.provider, a.spec AS agreement_spec
+               a.id AS agreement_id, a.name AS agreement_name, a.customer, a.provider, a.spec AS agreement_spec,
+               a.revision
         FROM objectives o JOIN agreements a ON a.id = o.agreement_id
         WHERE a.archived_at IS NULL
         """
@@ -70,6 +71,7 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
                 reporting_period=agreement.reporting_period,
                 timezone=agreement.timezone,
                 credit_tiers=tuple((t.below, t.credit_percent) for t in agreement.credit_tiers),
+                revision=r["revision"],
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.error("objective %s cannot be evaluated and is skipped: %s", r["id"], exc)
@@ -199,6 +201,7 @@ async def write_checkpoint(
                     orjson.dumps(s.alert_state.to_json()).decode(),
                     from_ms(s.last_measurement_ms),
                     from_ms(s.evaluation.now_ms),
+                    s.revision,
                 )
                 for s in changes.statuses
             ]
@@ -207,17 +210,19 @@ async def write_checkpoint(
             await conn.execute(
                 """
                 INSERT INTO objective_status (objective_id, good, total, sli, budget_consumed, burn_rate, tiers,
-                                              alert_state, last_measurement_at, evaluated_at)
+                                              alert_state, last_measurement_at, evaluated_at, revision)
                 SELECT u.* FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
-                                       $6::float8[], $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
+                                       $6::float8[], $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
+                                       $11::int[])
                      AS u(objective_id, good, total, sli, budget_consumed, burn_rate, tiers, alert_state,
-                          last_measurement_at, evaluated_at)
+                          last_measurement_at, evaluated_at, revision)
                 JOIN objectives o ON o.id = u.objective_id
                 ON CONFLICT (objective_id) DO UPDATE SET
                     good = EXCLUDED.good, total = EXCLUDED.total, sli = EXCLUDED.sli,
                     budget_consumed = EXCLUDED.budget_consumed, burn_rate = EXCLUDED.burn_rate,
                     tiers = EXCLUDED.tiers, alert_state = EXCLUDED.alert_state,
-                    last_measurement_at = EXCLUDED.last_measurement_at, evaluated_at = EXCLUDED.evaluated_at
+                    last_measurement_at = EXCLUDED.last_measurement_at, evaluated_at = EXCLUDED.evaluated_at,
+                    revision = EXCLUDED.revision
                 """,
                 *(list(col) for col in zip(*rows, strict=True)),
             )

@@ -252,6 +252,36 @@ async def test_an_objective_added_after_the_last_measurement_is_evaluated_at_its
     check_status((await api.get(f"/v1/objectives/{added}/status")).json(), latest[added], live.states[added])
 
 
+async def test_after_a_target_change_status_is_the_evaluators_reading_until_it_evaluates_the_new_terms(
+    api: httpx.AsyncClient, live: Live
+) -> None:
+    await register(api)
+    agreement = await create_agreement(api, objectives=[AVAILABILITY])
+    objective = agreement["objectives"][0]["id"]
+    await live.reload()
+    latest = await run(live, workload(range(100)))
+    r = await api.patch(
+        f"/v1/agreements/{agreement['id']}/objectives/{objective}", json={"target": 0.5}, headers={"If-Match": '"1"'}
+    )
+    assert r.status_code == 200, r.text
+    # The evaluator has not evaluated under revision 2 yet: status is its revision-1 reading, as the row is.
+    body = (await api.get(f"/v1/objectives/{objective}/status")).json()
+    assert body["target"] == AVAILABILITY["target"]
+    check_status(body, latest[objective], live.states[objective])
+    row = await live.conn.fetchrow(
+        "SELECT budget_consumed, revision FROM objective_status WHERE objective_id = $1", objective
+    )
+    assert (row["revision"], row["budget_consumed"]) == (1, body["budget"]["consumed"])
+
+    await live.reload()
+    latest = await live.apply("checkout.availability", [availability(99, 0, 0, 2)])
+    body = (await api.get(f"/v1/objectives/{objective}/status")).json()
+    assert body["target"] == 0.5
+    check_status(body, latest[objective], live.states[objective])
+    row = await live.conn.fetchrow("SELECT revision FROM objective_status WHERE objective_id = $1", objective)
+    assert row["revision"] == 2
+
+
 async def test_customer_status_covers_every_agreement_of_the_customer_that_is_not_archived(
     api: httpx.AsyncClient, live: Live
 ) -> None:

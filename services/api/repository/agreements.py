@@ -8,11 +8,11 @@ the revision check (If-Match), the new revision row, the current-state rows the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,6 +68,19 @@ async def create_agreement(
     await session.flush()
     await announce_config_change(session, f"agreement:{agreement.id}")
     return revision
+
+
+async def revision_documents(
+    session: AsyncSession, wanted: Iterable[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], AgreementDocument]:
+    """The documents of the named (agreement, revision) pairs that exist."""
+    pairs = set(wanted)
+    if not pairs:
+        return {}
+    query = select(AgreementRevision).where(
+        tuple_(AgreementRevision.agreement_id, AgreementRevision.revision).in_(list(pairs))
+    )
+    return {(r.agreement_id, r.revision): r.document for r in (await session.scalars(query)).all()}
 
 
 async def lock_agreement(session: AsyncSession, agreement_id: uuid.UUID) -> Agreement:
