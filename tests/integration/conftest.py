@@ -5,7 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import ServiceProcess
+from support import Live, ServiceProcess, live_engine
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -30,3 +30,10 @@ async def api_process(database_url: str, tmp_path: Path) -> AsyncIterator[Servic
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture
+async def live(database_url: str) -> AsyncIterator[Live]:
+    """The evaluator's engine in-process on this test's database (readings checkpointed like the runner's)."""
+    async with live_engine(database_url) as engine:
+        yield engine

@@ -64,7 +64,8 @@ async def create(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     r = await api.post("/v1/agreements", json=agreement_body(**overrides))
     assert r.status_code == 201, r.text
     assert r.headers["etag"] == '"1"'
-    return r.json()
+    created: dict[str, Any] = r.json()
+    return created
 
 
 def problem_fields(r: httpx.Response) -> set[str]:
@@ -76,7 +77,8 @@ def problem_fields(r: httpx.Response) -> set[str]:
 async def fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
-        return await conn.fetch(sql, *args)
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
     finally:
         await conn.close()
 
@@ -156,7 +158,7 @@ async def test_an_agreement_keeps_every_term_and_fills_the_rows_the_evaluator_re
 
 
 async def test_the_stored_documents_convert_to_the_budget_terms(api: httpx.AsyncClient, database_url: str) -> None:
-    from shared.budget import BusinessHours, CalendarWindow, RecurringMaintenance
+    from shared.budget import BusinessHours, CalendarWindow, PeriodKind, RecurringMaintenance
     from shared.contract import objective_terms
     from shared.spec import AgreementSpec, ObjectiveSpec
 
@@ -168,7 +170,7 @@ async def test_the_stored_documents_convert_to_the_budget_terms(api: httpx.Async
         " WHERE o.name = 'Checkout latency'",
     )
     terms = objective_terms(AgreementSpec.model_validate_json(row["a"]), ObjectiveSpec.model_validate_json(row["o"]))
-    assert terms.window == CalendarWindow("month", "Europe/Berlin")
+    assert terms.window == CalendarWindow(PeriodKind.MONTH, "Europe/Berlin")
     assert (terms.slice_minutes, terms.slice_target, terms.min_events) == (5, 0.95, 50)
     assert terms.threshold is not None
     assert terms.threshold.is_good(300)
