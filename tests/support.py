@@ -23,10 +23,11 @@ from accord.localstack import ServiceProcess as ServiceProcess  # the tests' nam
 from services.api.schemas import AgreementTerms, ObjectiveIn
 from services.evaluator.engine import Engine
 from services.evaluator.store import load_objectives, write_checkpoint
-from shared.budget import AlertState, Evaluation
+from shared.budget import AlertState, Evaluation, ObjectiveTerms, PeriodKind, RollingWindow
 from shared.measurements import Measurement
+from shared.objective_config import ObjectiveConfig
 from shared.spec import AgreementSpec, ObjectiveSpec
-from shared.timeutil import MINUTE_MS, to_ms
+from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY, to_ms
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"
@@ -223,3 +224,31 @@ async def run(live: Live, records: list[tuple[str, list[Measurement]]]) -> dict[
     for indicator, batch in records:
         latest.update(await live.apply(indicator, batch))
     return latest
+
+
+# --- the evaluator's engine without servers ----------------------------------------------------------------
+
+
+def objective_config(oid: str, indicator: str = "api.availability", **terms: Any) -> ObjectiveConfig:
+    """Objective `oid` of agreement a1 (Acme, monthly reports in Berlin, credit tiers at 99 % and 95 %);
+    `terms` override ObjectiveTerms' fields (default: 99 % over a rolling 30 days)."""
+    fields: dict[str, Any] = {"target": 0.99, "window": RollingWindow(30 * MINUTES_PER_DAY), **terms}
+    return ObjectiveConfig(
+        id=oid,
+        name=oid,
+        agreement_id="a1",
+        agreement_name="Acme SLA",
+        customer="Acme",
+        provider="Shop",
+        indicator=indicator,
+        window="30d",
+        terms=ObjectiveTerms(**fields),
+        reporting_period=PeriodKind.MONTH,
+        timezone="Europe/Berlin",
+        credit_tiers=((0.99, 10.0), (0.95, 25.0)),
+    )
+
+
+def engine_for(*objectives: ObjectiveConfig) -> Engine:
+    """An engine for unit tests: a day's dedup horizon, 400 days of history."""
+    return Engine(objectives, dedup_horizon_minutes=MINUTES_PER_DAY, max_age_minutes=400 * MINUTES_PER_DAY)
