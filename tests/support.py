@@ -252,3 +252,37 @@ def objective_config(oid: str, indicator: str = "api.availability", **terms: Any
 def engine_for(*objectives: ObjectiveConfig) -> Engine:
     """An engine for unit tests: a day's dedup horizon, 400 days of history."""
     return Engine(objectives, dedup_horizon_minutes=MINUTES_PER_DAY, max_age_minutes=400 * MINUTES_PER_DAY)
+
+
+# --- the services as processes: set up an objective, send its first measurements ----------------------------
+
+
+async def setup_objective(api: ServiceProcess, indicator: str, target: float = 0.99) -> dict[str, Any]:
+    """Register ratio indicator `indicator` and an agreement with one 30-day objective on it; the agreement."""
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        r = await client.post("/v1/indicators", json={"key": indicator, "kind": "ratio", "unit": "requests"})
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            "/v1/agreements",
+            json={
+                "name": f"{indicator} SLA",
+                "provider": "Shop Platform",
+                "customer": "Acme Corp",
+                "objectives": [{"name": "availability", "indicator": indicator, "target": target, "window": "30d"}],
+            },
+        )
+        assert r.status_code == 201, r.text
+        agreement: dict[str, Any] = r.json()
+        return agreement
+
+
+async def post_until_accepted(ingest: ServiceProcess, body: list[dict[str, Any]]) -> None:
+    """The registry learns a new indicator within seconds; until then ingest answers 422."""
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+
+        async def accepted() -> bool:
+            r = await client.post("/v1/measurements", json=body)
+            assert r.status_code in (202, 422), r.text
+            return r.status_code == 202
+
+        await wait_until(accepted, timeout=15, what="ingest to accept the new indicator")

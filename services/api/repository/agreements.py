@@ -12,12 +12,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, tuple_
+from sqlalchemy import and_, delete, exists, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.pagination import after as keyset_after
 from services.api.repository.session import announce_config_change
+from services.api.repository.session import now as clock
 from shared.db import Agreement, AgreementRevision, Objective
 from shared.errors import NotFound
 from shared.spec import AgreementDocument
@@ -51,23 +52,10 @@ async def create_agreement(
     session: AsyncSession, document: AgreementDocument, *, author: str, reason: str
 ) -> AgreementRevision:
     """A new agreement at revision 1."""
-    now = await session.scalar(select(func.clock_timestamp()))
-    agreement = Agreement(id=uuid.uuid4(), revision=1, created_at=now, updated_at=now)
+    now = await clock(session)
+    agreement = Agreement(id=uuid.uuid4(), revision=0, created_at=now, updated_at=now)
     session.add(agreement)
-    await _write_current(session, agreement, document)
-    revision = AgreementRevision(
-        agreement_id=agreement.id,
-        revision=1,
-        valid_from=now,
-        author=author,
-        reason=reason,
-        change="created",
-        document=document,
-    )
-    session.add(revision)
-    await session.flush()
-    await announce_config_change(session, f"agreement:{agreement.id}")
-    return revision
+    return await _record(session, agreement, document, now, author=author, reason=reason, change="created")
 
 
 async def revision_documents(
@@ -102,9 +90,26 @@ async def save_revision(
     review_id: uuid.UUID | None = None,
 ) -> AgreementRevision:
     """Record `document` as the agreement's next revision and make it current (call under `lock_agreement`)."""
-    now = await session.scalar(select(func.clock_timestamp()))
+    now = await clock(session)
+    return await _record(
+        session, agreement, document, now, author=author, reason=reason, change=change, review_id=review_id
+    )
+
+
+async def _record(
+    session: AsyncSession,
+    agreement: Agreement,
+    document: AgreementDocument,
+    now: datetime,
+    *,
+    author: str,
+    reason: str,
+    change: str,
+    review_id: uuid.UUID | None = None,
+) -> AgreementRevision:
+    """The agreement's next revision, valid from `now`: its row, the current-state rows, the config NOTIFY."""
     agreement.revision += 1
-    agreement.updated_at = now  # type: ignore[assignment]
+    agreement.updated_at = now
     agreement.archived_at = document.archived_at
     await _write_current(session, agreement, document)
     revision = AgreementRevision(
