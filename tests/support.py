@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -286,3 +286,37 @@ async def post_until_accepted(ingest: ServiceProcess, body: list[dict[str, Any]]
             return r.status_code == 202
 
         await wait_until(accepted, timeout=15, what="ingest to accept the new indicator")
+
+
+async def insert_two_objectives_per_indicator(
+    conn: asyncpg.Connection,
+    agreement: uuid.UUID,
+    indicators: Sequence[str],
+    policy: dict[str, Any],
+    objective_id: Callable[[int, int], uuid.UUID] = lambda n, m: uuid.uuid4(),
+) -> None:
+    """Agreement `agreement` (Shop SLA for Acme, UTC) with two objectives on each ratio indicator, 90 % over 2 h
+    and 95 % over 1 h, alerting by `policy`: rows as the api writes them (complete specs), without the api."""
+    spec = agreement_spec(name="Shop SLA", provider="Shop", customer="Acme", timezone="UTC")
+    await conn.execute(
+        "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5)",
+        agreement,
+        spec.name,
+        spec.provider,
+        spec.customer,
+        orjson.dumps(spec.to_json()).decode(),
+    )
+    for n, key in enumerate(indicators):
+        await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", key)
+        for m, (target, window) in enumerate(((0.9, "2h"), (0.95, "1h"))):
+            objective = objective_spec(
+                name=f"{key} {window}", indicator=key, target=target, window=window, alert_policy=policy
+            )
+            await conn.execute(
+                "INSERT INTO objectives (id, agreement_id, name, indicator_key, spec) VALUES ($1, $2, $3, $4, $5)",
+                objective_id(n, m),
+                agreement,
+                objective.name,
+                key,
+                orjson.dumps(objective.to_json()).decode(),
+            )

@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from support import Servers, ServiceProcess, Topics, wait_until
+from support import Servers, ServiceProcess, Topics, insert_two_objectives_per_indicator, wait_until
 
 from services.evaluator.engine import Engine
 from services.evaluator.store import load_objectives
@@ -71,28 +71,7 @@ async def produce(servers: Servers, topic: str, records: list[Record], offsets: 
 
 
 async def add_objectives(conn: asyncpg.Connection) -> None:
-    agreement = uuid.uuid4()
-    spec = {"name": "Shop SLA", "provider": "Shop", "customer": "Acme", "timezone": "UTC"}
-    await conn.execute(
-        "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, 'Shop SLA', 'Shop', 'Acme', $2)",
-        agreement,
-        orjson.dumps(spec).decode(),
-    )
-    for key in INDICATORS:
-        await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", key)
-        for target, window in ((0.9, "2h"), (0.95, "1h")):
-            objective = {"name": f"{key} {window}", "indicator": key, "target": target, "window": window}
-            await conn.execute(
-                """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", spec)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)""",
-                uuid.uuid4(),
-                agreement,
-                objective["name"],
-                key,
-                target,
-                window,
-                orjson.dumps(objective | {"alert_policy": POLICY}).decode(),
-            )
+    await insert_two_objectives_per_indicator(conn, uuid.uuid4(), INDICATORS, POLICY)
 
 
 async def reference(conn: asyncpg.Connection, records: list[Record]) -> dict[str, set[Any]]:
