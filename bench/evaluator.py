@@ -60,6 +60,7 @@ sys.path.insert(0, str(PROJECT))
 from accord.cli import migrate  # noqa: E402
 from accord.localstack import Broker, LocalStackError, Postgres, ServiceProcess, free_port  # noqa: E402
 from accord.tokens import create_token  # noqa: E402
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS  # noqa: E402
 from shared.events import iso_ms  # noqa: E402
 from shared.kafka import ensure_topics, make_producer  # noqa: E402
 from shared.measurements import Measurement, encode_record  # noqa: E402
@@ -186,7 +187,8 @@ async def prepare_database(pg: Postgres, name: str, *, probe: bool) -> str:
             )
         }
         with_spec = ("agreements", "spec") in columns and ("objectives", "spec") in columns
-        await seed(conn, with_spec=with_spec, probe=probe)
+        legacy = ("objectives", "target") in columns  # dropped by migration 0004
+        await seed(conn, with_spec=with_spec, legacy=legacy, probe=probe)
     finally:
         await conn.close()
     return url
@@ -225,12 +227,12 @@ def objective_spec(name: str, indicator: str, target: float, window: str, policy
         "alert_policy": {
             "tiers": policy.get("tiers"),
             "min_events": policy.get("min_events", 0),
-            "budget_thresholds": policy.get("budget_thresholds", [0.5, 0.75, 0.9, 1.0]),
+            "budget_thresholds": policy.get("budget_thresholds", list(DEFAULT_BUDGET_THRESHOLDS)),
         },
     }
 
 
-async def seed(conn: asyncpg.Connection, *, with_spec: bool, probe: bool) -> None:
+async def seed(conn: asyncpg.Connection, *, with_spec: bool, legacy: bool, probe: bool) -> None:
     indicators = [indicator_key(n) for n in range(INDICATORS)]
     if probe:
         indicators.append(PROBE_INDICATOR)
@@ -269,6 +271,13 @@ async def seed(conn: asyncpg.Connection, *, with_spec: bool, probe: bool) -> Non
                 "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5::jsonb)",
                 [(a, n, p, c, s.decode()) for a, n, p, c, s in agreements],
             )
+        if with_spec and not legacy:
+            await conn.executemany(
+                """INSERT INTO objectives (id, agreement_id, name, indicator_key, spec)
+                   VALUES ($1, $2, $3, $4, $5::jsonb)""",
+                [(*row[:4], row[7].decode()) for row in objectives],
+            )
+        elif with_spec:
             await conn.executemany(
                 """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", alert_policy, spec)
                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",

@@ -1,54 +1,26 @@
-"""The contract as stored documents, their cross-field rules, and their conversion to budget terms.
+"""The contract's rules that span fields, and its conversion to budget terms.
 
-The api validates request bodies field by field (pydantic, services/api/schemas.py) and then
-checks the rules that span fields or need the indicator registry here; the evaluator turns
-the stored documents into `ObjectiveTerms` with `objective_terms`. Formats (JSON, the api's
-request format, dumped in JSON mode):
-
-agreement spec (`agreements.spec`, and the top level of a revision document)::
-
-    {"name": str, "provider": str, "customer": str, "description": str,
-     "effective_from": RFC 3339 | null, "effective_until": RFC 3339 | null,
-     "timezone": IANA name, "reporting_period": "month" | "quarter" | "week",
-     "business_hours": null | {"weekly": {"mon": ["09:00-17:00"], ...}, "holidays": ["2025-12-25", ...]},
-     "maintenance": [{"reason": str, "start": RFC 3339, "end": RFC 3339}
-                     | {"reason": str, "rrule": "DTSTART:20250105T020000\\nRRULE:FREQ=WEEKLY;BYDAY=SU",
-                        "duration": "2h"}],
-     "credit_tiers": [{"below": 0.999, "credit_percent": 10.0}, ...],   # sorted by `below`, descending
-     "labels": {str: str}}
-
-objective spec (`objectives.spec`; in a revision document each objective also carries its "id")::
-
-    {"name": str, "description": str, "indicator": key, "matchers": {label: value},
-     "target": float in (0, 1), "window": "30d" | "12h" | "90m" | "week" | "month" | "quarter",
-     "budgeting": "occurrences" | "timeslices", "slice_length": "1m" | null, "slice_target": float | null,
-     "threshold": null | {"op": "<" | "<=" | ">" | ">=", "value": float},
-     "business_hours_only": bool,
-     "alert_policy": {"tiers": null (defaults: design §3.3) | [{"name": str | null, "severity": "page" | "ticket",
-                                                              "long_window": "1h", "short_window": "5m",
-                                                              "factor": 14.4}],
-                      "min_events": int, "budget_thresholds": [0.5, 0.75, 0.9, 1.0]}}
-
-revision document (`agreement_revisions.document`): the agreement spec plus
-`"archived_at": RFC 3339 | null` and `"objectives": [objective spec + "id"]`.
+The contract's stored format is shared/spec.py (typed, frozen). The api validates request bodies
+field by field (pydantic, services/api/schemas.py) and then checks the rules that span fields or
+need the indicator registry here (`document_problems`); the evaluator and the api's status turn
+stored specs into `ObjectiveTerms` with `objective_terms`. This module also holds the input bounds
+(README "Limits") and the work model that caps what one evaluation may cost.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from shared.budget import (
+    Budgeting,
     BurnRateTier,
     BusinessHours,
-    Comparison,
     ExcludedTime,
     MaintenanceWindow,
     ObjectiveTerms,
     RecurringMaintenance,
-    Severity,
     ThresholdRule,
     Window,
     default_tiers_for,
@@ -56,11 +28,12 @@ from shared.budget import (
     validate_credit_tiers,
 )
 from shared.budget.exclusions import iana_zones, occurrences_in_first_days
-from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, parse_minutes, tier_name
+from shared.budget.model import MAX_WINDOW_DAYS, parse_minutes, tier_name
 from shared.budget.periods import zone
+from shared.spec import AgreementDocument, AgreementSpec, AlertPolicy, ObjectiveSpec
+from shared.timeutil import to_ms
 
 Problem = dict[str, str]
-Document = Mapping[str, Any]
 
 # --- input bounds (README "Limits"; the api answers 422 naming the field and the limit) -------------------
 
@@ -130,23 +103,16 @@ def check_text(value: str, max_length: int, *, multiline: bool = False, blank: b
     return value
 
 
-OBJECTIVE_LEGACY_COLUMNS = ("name", "indicator_key", "target", "window", "alert_policy")
-
-
 def _join(path: str, *parts: object) -> str:
     return ".".join([path, *(str(p) for p in parts)] if path else [str(p) for p in parts])
 
 
-def _ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
-
-
-def business_hours(agreement: Document) -> BusinessHours | None:
+def business_hours(agreement: AgreementSpec) -> BusinessHours | None:
     """The agreement's business-hours calendar, or None when it has none."""
-    calendar = agreement.get("business_hours")
-    if not calendar:
+    calendar = agreement.business_hours
+    if calendar is None:
         return None
-    return BusinessHours.parse(agreement["timezone"], calendar.get("weekly", {}), calendar.get("holidays", ()))
+    return BusinessHours.parse(agreement.timezone, calendar.weekly, calendar.holidays)
 
 
 RuleMemo = dict[tuple[str, int, str], RecurringMaintenance]
@@ -154,41 +120,40 @@ RuleMemo = dict[tuple[str, int, str], RecurringMaintenance]
 occurrences are generated once (from its DTSTART on) rather than once per objective."""
 
 
-def maintenance_exclusions(agreement: Document, rules: RuleMemo | None = None) -> tuple[ExcludedTime, ...]:
+def maintenance_exclusions(agreement: AgreementSpec, rules: RuleMemo | None = None) -> tuple[ExcludedTime, ...]:
     """The agreement's maintenance windows (one-off and recurring) as excluded time."""
     out: list[ExcludedTime] = []
-    for window in agreement.get("maintenance", ()):
-        if window.get("rrule"):
-            key = (window["rrule"], parse_minutes(window["duration"]), agreement["timezone"])
+    for window in agreement.maintenance:
+        if window.rrule is not None and window.duration is not None:
+            key = (window.rrule, parse_minutes(window.duration), agreement.timezone)
             rule = rules.get(key) if rules is not None else None
             if rule is None:
                 rule = RecurringMaintenance(*key)
                 if rules is not None:
                     rules[key] = rule
             out.append(rule)
-        else:
-            out.append(MaintenanceWindow(_ms(window["start"]), _ms(window["end"])))
+        elif window.start is not None and window.end is not None:
+            out.append(MaintenanceWindow(to_ms(window.start), to_ms(window.end)))
     return tuple(out)
 
 
-def objective_window(agreement: Document, objective: Document) -> Window:
-    return parse_window(objective["window"], agreement.get("timezone", "UTC"))
+def objective_window(agreement: AgreementSpec, objective: ObjectiveSpec) -> Window:
+    return parse_window(objective.window, agreement.timezone)
 
 
-def tiers_of(window: Window, alert_policy: Document) -> tuple[BurnRateTier, ...]:
+def tiers_of(window: Window, alert_policy: AlertPolicy) -> tuple[BurnRateTier, ...]:
     """The objective's burn-rate tiers: the ones it names, or the defaults for its window."""
-    raw = alert_policy.get("tiers")
-    if raw is None:
+    if alert_policy.tiers is None:
         return default_tiers_for(window)
     return tuple(
         BurnRateTier(
-            name=str(t.get("name") or t["long_window"]),
-            severity=Severity(t.get("severity", "page")),
-            long_minutes=parse_minutes(t["long_window"]),
-            short_minutes=parse_minutes(t["short_window"]),
-            factor=float(t["factor"]),
+            name=t.name or t.long_window,
+            severity=t.severity,
+            long_minutes=parse_minutes(t.long_window),
+            short_minutes=parse_minutes(t.short_window),
+            factor=t.factor,
         )
-        for t in raw
+        for t in alert_policy.tiers
     )
 
 
@@ -202,7 +167,9 @@ def tier_json(tier: BurnRateTier) -> dict[str, Any]:
     }
 
 
-def objective_terms(agreement: Document, objective: Document, rules: RuleMemo | None = None) -> ObjectiveTerms:
+def objective_terms(
+    agreement: AgreementSpec, objective: ObjectiveSpec, rules: RuleMemo | None = None
+) -> ObjectiveTerms:
     """The terms an objective is evaluated under, from its agreement's and its own stored spec.
 
     Exclusions: the agreement's maintenance windows always; the time before its `effective_from`
@@ -211,70 +178,53 @@ def objective_terms(agreement: Document, objective: Document, rules: RuleMemo | 
     between the objectives of one computation (one thread at a time: their occurrences are memoised).
     """
     window = objective_window(agreement, objective)
-    policy = objective.get("alert_policy") or {}
-    threshold = objective.get("threshold")
+    policy, threshold = objective.alert_policy, objective.threshold
     exclusions = maintenance_exclusions(agreement, rules)
-    if agreement.get("effective_from"):  # the budget counts from the contract's start: earlier data is excluded
-        exclusions = (*exclusions, MaintenanceWindow(0, max(1, _ms(agreement["effective_from"]))))
-    if objective.get("business_hours_only"):
+    if agreement.effective_from:  # the budget counts from the contract's start: earlier data is excluded
+        exclusions = (*exclusions, MaintenanceWindow(0, max(1, to_ms(agreement.effective_from))))
+    if objective.business_hours_only:
         hours = business_hours(agreement)
         if hours is None:
             raise ValueError("a business-hours objective needs an agreement with business hours")
         exclusions = (*exclusions, hours)
-    timeslices = objective.get("budgeting") == "timeslices"
+    timeslices = objective.budgeting is Budgeting.TIMESLICES
+    if timeslices and objective.slice_length is None:
+        raise ValueError("timeslices budgeting needs a slice length")
     return ObjectiveTerms(
-        target=float(objective["target"]),
+        target=objective.target,
         window=window,
         tiers=tiers_of(window, policy),
-        budget_thresholds=tuple(policy.get("budget_thresholds", DEFAULT_BUDGET_THRESHOLDS)),
-        min_events_for_page=int(policy.get("min_events", 0)),
-        budgeting=objective.get("budgeting", "occurrences"),
-        slice_minutes=parse_minutes(objective["slice_length"]) if timeslices else 1,
-        slice_target=objective.get("slice_target") if timeslices else None,
-        threshold=ThresholdRule(Comparison(threshold["op"]), float(threshold["value"])) if threshold else None,
-        matchers=tuple(sorted((objective.get("matchers") or {}).items())),
+        budget_thresholds=policy.budget_thresholds,
+        min_events=policy.min_events,
+        budgeting=objective.budgeting,
+        slice_minutes=parse_minutes(objective.slice_length) if timeslices and objective.slice_length else 1,
+        slice_target=objective.slice_target if timeslices else None,
+        threshold=ThresholdRule(threshold.op, threshold.value) if threshold else None,
+        matchers=tuple(sorted(objective.matchers.items())),
         exclusions=exclusions,
     )
-
-
-def legacy_columns(objective: Document) -> dict[str, Any]:
-    """The `objectives` columns the foundation evaluator reads (name, indicator_key, target, window, alert_policy)."""
-    policy = objective.get("alert_policy") or {}
-    legacy: dict[str, Any] = {
-        "min_events": policy.get("min_events", 0),
-        "budget_thresholds": list(policy.get("budget_thresholds", DEFAULT_BUDGET_THRESHOLDS)),
-    }
-    if policy.get("tiers") is not None:
-        legacy["tiers"] = policy["tiers"]
-    return {
-        "name": objective["name"],
-        "indicator_key": objective["indicator"],
-        "target": objective["target"],
-        "window": objective["window"],
-        "alert_policy": legacy,
-    }
 
 
 # --- rules that span fields -------------------------------------------------------------------------
 
 
-def agreement_problems(agreement: Document) -> list[Problem]:
+def agreement_problems(agreement: AgreementSpec) -> list[Problem]:
     """Cross-field rules of the agreement's own terms (fields are already well-formed)."""
     problems: list[Problem] = []
-    timezone = agreement.get("timezone", "UTC")
-    start, until = agreement.get("effective_from"), agreement.get("effective_until")
-    if start and until and datetime.fromisoformat(until) <= datetime.fromisoformat(start):
+    timezone = agreement.timezone
+    start, until = agreement.effective_from, agreement.effective_until
+    if start is not None and until is not None and until <= start:
         problems.append({"field": "effective_until", "reason": "must be later than effective_from"})
-    if agreement.get("business_hours"):
+    if agreement.business_hours is not None:
         try:
             business_hours(agreement)
         except ValueError as exc:
             problems.append({"field": "business_hours", "reason": str(exc)})
     occurrences = 0
-    for n, window in enumerate(agreement.get("maintenance", ())):
-        if window.get("rrule"):
+    for n, window in enumerate(agreement.maintenance):
+        if window.rrule is not None and window.duration is not None:
             try:
-                rule = RecurringMaintenance(window["rrule"], parse_minutes(window["duration"]), timezone)
+                rule = RecurringMaintenance(window.rrule, parse_minutes(window.duration), timezone)
             except ValueError as exc:
                 problems.append({"field": f"maintenance.{n}.rrule", "reason": str(exc)})
                 continue
@@ -288,19 +238,19 @@ def agreement_problems(agreement: Document) -> list[Problem]:
                     }
                 )
                 break
-        elif _ms(window["end"]) <= _ms(window["start"]):
+        elif window.start is not None and window.end is not None and window.end <= window.start:
             problems.append(
                 {"field": f"maintenance.{n}.end", "reason": "a maintenance window must end after it starts"}
             )
     try:
-        validate_credit_tiers([(t["below"], t["credit_percent"]) for t in agreement.get("credit_tiers", ())])
+        validate_credit_tiers([(t.below, t.credit_percent) for t in agreement.credit_tiers])
     except ValueError as exc:
         problems.append({"field": "credit_tiers", "reason": str(exc)})
     return problems
 
 
 def objective_problems(
-    objective: Document, agreement: Document, indicator_kinds: Mapping[str, str], path: str = ""
+    objective: ObjectiveSpec, agreement: AgreementSpec, indicator_kinds: Mapping[str, str], path: str = ""
 ) -> list[Problem]:
     """Cross-field rules of one objective: its indicator, window, budgeting, threshold, hours and tiers.
 
@@ -311,33 +261,33 @@ def objective_problems(
     def problem(field: str, reason: str) -> None:
         problems.append({"field": _join(path, field), "reason": reason})
 
-    kind = indicator_kinds.get(objective["indicator"])
+    kind = indicator_kinds.get(objective.indicator)
     if kind is None:
-        problem("indicator", f"unknown indicator {objective['indicator']!r} (register it, or it is archived)")
-    elif kind == "threshold" and objective.get("threshold") is None:
+        problem("indicator", f"unknown indicator {objective.indicator!r} (register it, or it is archived)")
+    elif kind == "threshold" and objective.threshold is None:
         problem("threshold", "a threshold indicator's objective needs a threshold (op and value)")
-    elif kind == "ratio" and objective.get("threshold") is not None:
+    elif kind == "ratio" and objective.threshold is not None:
         problem("threshold", "a ratio indicator's objective takes no threshold")
     window: Window | None = None
     try:
         window = objective_window(agreement, objective)
     except ValueError as exc:
         problem("window", str(exc))
-    if objective.get("budgeting") == "timeslices":
-        if objective.get("slice_length") is None:
+    if objective.budgeting is Budgeting.TIMESLICES:
+        if objective.slice_length is None:
             problem("slice_length", "timeslices budgeting needs a slice length such as '1m'")
-        elif window is not None and parse_minutes(objective["slice_length"]) > window.nominal_minutes:
+        elif window is not None and parse_minutes(objective.slice_length) > window.nominal_minutes:
             problem("slice_length", "a time slice cannot be longer than the window")
-        if objective.get("slice_target") is None:
+        if objective.slice_target is None:
             problem("slice_target", "timeslices budgeting needs a slice target in (0, 1]")
     else:
         for field in ("slice_length", "slice_target"):
-            if objective.get(field) is not None:
+            if getattr(objective, field) is not None:
                 problem(field, "only timeslices budgeting takes a slice length and slice target")
-    if objective.get("business_hours_only") and not agreement.get("business_hours"):
+    if objective.business_hours_only and agreement.business_hours is None:
         problem("business_hours_only", "the agreement has no business hours")
-    for n, tier in enumerate((objective.get("alert_policy") or {}).get("tiers") or ()):
-        if parse_minutes(tier["short_window"]) > parse_minutes(tier["long_window"]):
+    for n, tier in enumerate(objective.alert_policy.tiers or ()):
+        if parse_minutes(tier.short_window) > parse_minutes(tier.long_window):
             problem(f"alert_policy.tiers.{n}.short_window", "the short window cannot be longer than the long window")
     return problems
 
@@ -368,27 +318,26 @@ def point_work(terms: ObjectiveTerms, rates: Mapping[int, float] | None = None) 
     return work
 
 
-def document_problems(document: Document, indicator_kinds: Mapping[str, str]) -> list[Problem]:
+def document_problems(document: AgreementDocument, indicator_kinds: Mapping[str, str]) -> list[Problem]:
     """Every cross-field problem of an agreement with its objectives (paths relative to the document)."""
     problems = agreement_problems(document)
     seen: dict[str, int] = {}
-    objectives: Sequence[Document] = document.get("objectives", ())
-    for n, objective in enumerate(objectives):
-        if objective["name"] in seen:
+    for n, objective in enumerate(document.objectives):
+        if objective.name in seen:
             problems.append(
-                {"field": f"objectives.{n}.name", "reason": f"objective {seen[objective['name']]} has the same name"}
+                {"field": f"objectives.{n}.name", "reason": f"objective {seen[objective.name]} has the same name"}
             )
-        seen.setdefault(objective["name"], n)
+        seen.setdefault(objective.name, n)
         problems.extend(objective_problems(objective, document, indicator_kinds, f"objectives.{n}"))
     if not problems:
         problems.extend(evaluation_work_problems(document))
     return problems
 
 
-def evaluation_work_problems(document: Document) -> list[Problem]:
+def evaluation_work_problems(document: AgreementDocument) -> list[Problem]:
     """The cap on the work of evaluating all the (well-formed) objectives of an agreement at one instant."""
     rules: RuleMemo = {}
-    terms = [objective_terms(document, objective, rules) for objective in document.get("objectives", ())]
+    terms = [objective_terms(document, objective, rules) for objective in document.objectives]
     rates = rule_rates(terms)
     work = 0.0
     problems: list[Problem] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from sqlalchemy import (
@@ -21,13 +21,16 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Text,
+    TypeDecorator,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.settings import libpq_url, sqlalchemy_url, without_query
+from shared.spec import AgreementDocument, AgreementSpec, Frozen, ObjectiveSpec
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -43,6 +46,26 @@ CONFIG_CHANNEL = "accord_config"
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+M = TypeVar("M", bound=Frozen)
+
+
+class SpecJSONB(TypeDecorator[M], Generic[M]):
+    """A shared.spec model in a JSONB column: dumped in JSON mode on write, validated on read (the one conversion)."""
+
+    impl = JSONB
+    cache_ok = True
+
+    def __init__(self, model: type[M]) -> None:
+        super().__init__()
+        self.model = model
+
+    def process_bind_param(self, value: M | None, dialect: Dialect) -> dict[str, Any] | None:
+        return None if value is None else value.to_json()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> M | None:
+        return None if value is None else self.model.model_validate(value)
 
 
 def _now() -> Any:
@@ -64,7 +87,7 @@ class Indicator(Base):
 class Agreement(Base):
     """The current revision of an agreement; older revisions live in `agreement_revisions`.
 
-    `spec` holds the agreement's terms at the current revision (shared.contract documents the format);
+    `spec` holds the agreement's terms at the current revision (shared.spec);
     the scalar columns repeat the fields lists filter on.
     """
 
@@ -82,11 +105,11 @@ class Agreement(Base):
     updated_at: Mapped[datetime] = _now()
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     labels: Mapped[dict[str, str]] = mapped_column(JSONB, nullable=False, server_default="{}")
-    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    spec: Mapped[AgreementSpec] = mapped_column(SpecJSONB(AgreementSpec), nullable=False, server_default="{}")
 
 
 class Objective(Base):
-    """An objective of an agreement's current revision; `spec` holds its full terms (shared.contract)."""
+    """An objective of an agreement's current revision; `spec` holds its full terms (shared.spec)."""
 
     __tablename__ = "objectives"
 
@@ -94,12 +117,9 @@ class Objective(Base):
     agreement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agreements.id"), nullable=False, index=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     indicator_key: Mapped[str] = mapped_column(ForeignKey("indicators.key"), nullable=False, index=True)
-    target: Mapped[float] = mapped_column(Double, nullable=False)
-    window: Mapped[str] = mapped_column(Text, nullable=False)
-    alert_policy: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
-    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    spec: Mapped[ObjectiveSpec] = mapped_column(SpecJSONB(ObjectiveSpec), nullable=False, server_default="{}")
 
 
 class AgreementRevision(Base):
@@ -114,7 +134,7 @@ class AgreementRevision(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     change: Mapped[str] = mapped_column(Text, nullable=False)
     review_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    document: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    document: Mapped[AgreementDocument] = mapped_column(SpecJSONB(AgreementDocument), nullable=False)
 
 
 class Review(Base):
@@ -161,6 +181,8 @@ class ObjectiveStatus(Base):
     alert_state: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     last_measurement_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revision: Mapped[int | None] = mapped_column(Integer)
+    """The agreement revision whose terms the reading is under (None: written before migration 0004)."""
 
 
 class ConsumerOffset(Base):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from shared.budget import Evaluation, Period, Transition
 from shared.objective_config import ObjectiveConfig
+from shared.timeutil import from_ms
 
 EVENT_NAMESPACE = uuid.UUID("6f1d7d4e-58a6-4c36-9f5e-0a0c5d6b2a11")
 SOURCE = "urn:accord:evaluator"
@@ -20,7 +20,7 @@ def event_id(objective_id: str, event_type: str, transition: int | str) -> str:
 
 def iso_ms(timestamp_ms: int) -> str:
     """RFC 3339 in UTC with millisecond precision."""
-    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return from_ms(timestamp_ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cloud_event(

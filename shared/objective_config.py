@@ -24,3 +24,5 @@ class ObjectiveConfig:
     reporting_period: PeriodKind = PeriodKind.MONTH
     timezone: str = "UTC"
     credit_tiers: tuple[tuple[float, float], ...] = ()
+    revision: int | None = None
+    """The agreement revision these terms are from (stored with each reading, so the api recomputes under them)."""

@@ -179,7 +179,7 @@ def cases(draw: st.DrawFn) -> Case:
         target=draw(st.sampled_from([0.5, 0.9, 0.99, 0.999])),
         window=window,
         tiers=tiers,
-        min_events_for_page=draw(st.integers(0, 20)),
+        min_events=draw(st.integers(0, 20)),
         budgeting=Budgeting.TIMESLICES if timeslices else Budgeting.OCCURRENCES,
         slice_minutes=draw(st.sampled_from([1, 5, 7, 60])),
         slice_target=draw(st.sampled_from([None, 0.5, 0.9, 1.0])),
@@ -269,7 +269,7 @@ def reference(case: Case) -> Evaluation:
         if not matches(terms.matchers, m.labels) or minute > now_minute or is_excluded(minute, terms.exclusions):
             continue
         if terms.threshold is not None and m.value is not None:
-            op, limit = terms.threshold.op, terms.threshold.threshold
+            op, limit = terms.threshold.op, terms.threshold.value
             good = {"<": m.value < limit, "<=": m.value <= limit, ">": m.value > limit, ">=": m.value >= limit}[op]
             rows.append((minute, m.count if good else 0, m.count))
         else:
@@ -304,7 +304,7 @@ def reference(case: Case) -> Evaluation:
         long_rate = rate(units(last(tier.long_minutes)))
         short_rate = rate(units(last(tier.short_minutes)))
         burning = (
-            (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events_for_page)
+            (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events)
             and long_rate is not None
             and short_rate is not None
             and long_rate > tier.factor

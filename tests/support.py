@@ -6,21 +6,32 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
 from accord.localstack import Broker
 from accord.localstack import ServiceProcess as ServiceProcess  # the tests' name for it
 from services.api import token_store
+from services.api.schemas import AgreementTerms, ObjectiveIn
+from services.evaluator.engine import Engine
+from services.evaluator.store import load_objectives, write_checkpoint
 from shared.auth import Principal
+from shared.budget import AlertState, Evaluation, ObjectiveTerms, PeriodKind, RollingWindow
 from shared.db import make_engine, make_sessionmaker
+from shared.measurements import Measurement
+from shared.objective_config import ObjectiveConfig
 from shared.settings import sqlalchemy_url
+from shared.spec import AgreementSpec, ObjectiveSpec
+from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY, to_ms
 
 BIN = Path(sys.executable).parent
 TEMPLATE = "accord_template"
@@ -108,3 +119,223 @@ async def create_token(database_url: str, role: str = "admin", name: str = "test
     finally:
         await engine.dispose()
     return issued.token
+
+
+def agreement_spec(**fields: Any) -> AgreementSpec:
+    """A stored agreement spec with the api's defaults for every field not given."""
+    terms = AgreementTerms.model_validate({"name": "SLA", "provider": "Provider", "customer": "Customer", **fields})
+    return AgreementSpec.model_validate(terms.model_dump(mode="json"))
+
+
+def objective_spec(**fields: Any) -> ObjectiveSpec:
+    """A stored objective spec with the api's defaults for every field not given."""
+    objective = ObjectiveIn.model_validate({"name": "objective", "indicator": "indicator", **fields})
+    return ObjectiveSpec.model_validate(objective.model_dump(mode="json"))
+
+
+# --- the evaluator in-process, for the api's reading tests (status, history, metrics) ------------------------
+
+MINUTE = MINUTE_MS
+T0 = to_ms(datetime(2030, 3, 29, 12, 0, tzinfo=UTC))  # Berlin changes to summer time on the 31st
+
+
+class Live:
+    """The evaluator's engine driven in-process: apply records, checkpoint them into Postgres like the runner."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.engine = Engine([], dedup_horizon_minutes=1440, max_age_minutes=576_000)
+        self.states: dict[str, AlertState] = {}
+
+    async def reload(self) -> None:
+        """Load the objectives' current terms, as the evaluator does on a config NOTIFY."""
+        self.engine.set_objectives(await load_objectives(self.conn))
+
+    async def apply(self, indicator: str, measurements: list[Measurement]) -> dict[str, Evaluation]:
+        """One record: count, evaluate at the indicator's watermark, checkpoint; the evaluations by objective id."""
+        self.engine.apply(0, indicator, measurements)
+        changes = self.engine.drain()
+        await write_checkpoint(self.conn, changes, group="test", topic="test.measurements", offsets={})
+        for s in changes.statuses:
+            self.states[s.objective_id] = s.alert_state
+        return {s.objective_id: s.evaluation for s in changes.statuses}
+
+
+@asynccontextmanager
+async def live_engine(database_url: str) -> AsyncIterator[Live]:
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        yield Live(conn)
+    finally:
+        await conn.close()
+
+
+async def register(api: httpx.AsyncClient) -> None:
+    for key, kind in (("checkout.availability", "ratio"), ("checkout.latency", "threshold")):
+        r = await api.post("/v1/indicators", json={"key": key, "kind": kind})
+        assert r.status_code == 201, r.text
+
+
+AVAILABILITY = {"name": "Availability", "indicator": "checkout.availability", "target": 0.99, "window": "30d"}
+MONTHLY = {"name": "Availability, monthly", "indicator": "checkout.availability", "target": 0.995, "window": "month"}
+LATENCY = {
+    "name": "Latency",
+    "indicator": "checkout.latency",
+    "matchers": {"region": "eu"},
+    "target": 0.9,
+    "window": "7d",
+    "budgeting": "timeslices",
+    "slice_length": "5m",
+    "slice_target": 0.8,
+    "threshold": {"op": "<=", "value": 300},
+    "alert_policy": {
+        "tiers": [{"name": "fast", "severity": "page", "long_window": "1h", "short_window": "5m", "factor": 2}],
+        "min_events": 10,
+    },
+}
+
+
+async def create_agreement(
+    api: httpx.AsyncClient, customer: str = "Acme Corp", objectives: list[dict[str, Any]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    body = {
+        "name": f"{customer} checkout SLA",
+        "provider": "Shop Platform",
+        "customer": customer,
+        "timezone": "Europe/Berlin",
+        "maintenance": [
+            {"reason": "migration", "start": "2030-03-29T14:00:00+01:00", "end": "2030-03-29T14:20:00+01:00"}
+        ],
+        "objectives": objectives if objectives is not None else [AVAILABILITY, MONTHLY, LATENCY],
+        **extra,
+    }
+    r = await api.post("/v1/agreements", json=body)
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+def availability(minute: int, total: int, bad: int, n: int = 0) -> Measurement:
+    ts = T0 + minute * MINUTE + n * 7_000
+    return Measurement("checkout.availability", ts, good=total - bad, total=total, id=f"a/{minute}/{n}")
+
+
+def latency(minute: int, value: float, count: int, region: str = "eu", n: int = 0) -> Measurement:
+    ts = T0 + minute * MINUTE + n * 5_000
+    return Measurement("checkout.latency", ts, value=value, weight=count, id=f"l/{minute}/{region}/{n}",
+                       labels=(("region", region),))  # fmt: skip
+
+
+def workload(minutes: range) -> list[tuple[str, list[Measurement]]]:
+    """Records in order: a quiet hour, then a bad spell; latency in eu (counted) and us (not matched)."""
+    records = []
+    for m in minutes:
+        bad = 600 if 70 <= m < 100 else m % 3
+        records.append(("checkout.availability", [availability(m, 1000, bad), availability(m, 500, bad // 2, 1)]))
+        slow = 30 if 80 <= m < 90 else 2
+        records.append(("checkout.latency", [latency(m, 120, 40 - slow), latency(m, 900, slow, n=1),
+                                             latency(m, 900, 50, region="us")]))  # fmt: skip
+    return records
+
+
+async def run(live: Live, records: list[tuple[str, list[Measurement]]]) -> dict[str, Evaluation]:
+    latest: dict[str, Evaluation] = {}
+    for indicator, batch in records:
+        latest.update(await live.apply(indicator, batch))
+    return latest
+
+
+# --- the evaluator's engine without servers ----------------------------------------------------------------
+
+
+def objective_config(oid: str, indicator: str = "api.availability", **terms: Any) -> ObjectiveConfig:
+    """Objective `oid` of agreement a1 (Acme, monthly reports in Berlin, credit tiers at 99 % and 95 %);
+    `terms` override ObjectiveTerms' fields (default: 99 % over a rolling 30 days)."""
+    fields: dict[str, Any] = {"target": 0.99, "window": RollingWindow(30 * MINUTES_PER_DAY), **terms}
+    return ObjectiveConfig(
+        id=oid,
+        name=oid,
+        agreement_id="a1",
+        agreement_name="Acme SLA",
+        customer="Acme",
+        provider="Shop",
+        indicator=indicator,
+        window="30d",
+        terms=ObjectiveTerms(**fields),
+        reporting_period=PeriodKind.MONTH,
+        timezone="Europe/Berlin",
+        credit_tiers=((0.99, 10.0), (0.95, 25.0)),
+    )
+
+
+def engine_for(*objectives: ObjectiveConfig) -> Engine:
+    """An engine for unit tests: a day's dedup horizon, 400 days of history."""
+    return Engine(objectives, dedup_horizon_minutes=MINUTES_PER_DAY, max_age_minutes=400 * MINUTES_PER_DAY)
+
+
+# --- the services as processes: set up an objective, send its first measurements ----------------------------
+
+
+async def setup_objective(api: ServiceProcess, indicator: str, target: float = 0.99) -> dict[str, Any]:
+    """Register ratio indicator `indicator` and an agreement with one 30-day objective on it; the agreement."""
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        r = await client.post("/v1/indicators", json={"key": indicator, "kind": "ratio", "unit": "requests"})
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            "/v1/agreements",
+            json={
+                "name": f"{indicator} SLA",
+                "provider": "Shop Platform",
+                "customer": "Acme Corp",
+                "objectives": [{"name": "availability", "indicator": indicator, "target": target, "window": "30d"}],
+            },
+        )
+        assert r.status_code == 201, r.text
+        agreement: dict[str, Any] = r.json()
+        return agreement
+
+
+async def post_until_accepted(ingest: ServiceProcess, body: list[dict[str, Any]]) -> None:
+    """The registry learns a new indicator within seconds; until then ingest answers 422."""
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+
+        async def accepted() -> bool:
+            r = await client.post("/v1/measurements", json=body)
+            assert r.status_code in (202, 422), r.text
+            return r.status_code == 202
+
+        await wait_until(accepted, timeout=15, what="ingest to accept the new indicator")
+
+
+async def insert_two_objectives_per_indicator(
+    conn: asyncpg.Connection,
+    agreement: uuid.UUID,
+    indicators: Sequence[str],
+    policy: dict[str, Any],
+    objective_id: Callable[[int, int], uuid.UUID] = lambda n, m: uuid.uuid4(),
+) -> None:
+    """Agreement `agreement` (Shop SLA for Acme, UTC) with two objectives on each ratio indicator, 90 % over 2 h
+    and 95 % over 1 h, alerting by `policy`: rows as the api writes them (complete specs), without the api."""
+    spec = agreement_spec(name="Shop SLA", provider="Shop", customer="Acme", timezone="UTC")
+    await conn.execute(
+        "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5)",
+        agreement,
+        spec.name,
+        spec.provider,
+        spec.customer,
+        orjson.dumps(spec.to_json()).decode(),
+    )
+    for n, key in enumerate(indicators):
+        await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", key)
+        for m, (target, window) in enumerate(((0.9, "2h"), (0.95, "1h"))):
+            objective = objective_spec(
+                name=f"{key} {window}", indicator=key, target=target, window=window, alert_policy=policy
+            )
+            await conn.execute(
+                "INSERT INTO objectives (id, agreement_id, name, indicator_key, spec) VALUES ($1, $2, $3, $4, $5)",
+                objective_id(n, m),
+                agreement,
+                objective.name,
+                key,
+                orjson.dumps(objective.to_json()).decode(),
+            )

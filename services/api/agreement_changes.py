@@ -1,15 +1,19 @@
 """Agreement changes as one unit: merge a request into the current document, check it, save a revision.
 
 Every change (update, objective added/changed/removed, review, archive, restore) goes
-through `_commit_change`: lock the agreement row, compare If-Match with its revision,
+through `commit_change`: lock the agreement row, compare If-Match with its revision,
+apply the change to the current document (a frozen `shared.spec.AgreementDocument`),
 check the new document whole, and save it as the next revision.
+
+A request's fields are merged as JSON values, validated into the spec (`Frozen.changed`);
+values that are already typed (an objective list, the archive mark) use `model_copy(update=...)`.
 """
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,8 +33,9 @@ from services.api.schemas import (
 from shared import contract
 from shared.db import Agreement, AgreementRevision, Review
 from shared.errors import Conflict, Invalid, NotFound, PreconditionFailed, PreconditionRequired
+from shared.spec import AgreementDocument, AgreementSpec, ObjectiveSpec, StoredObjective
 
-Document = dict[str, Any]
+Problems = list[dict[str, str]]
 
 # Fields that may be set to null in a change; the others must stay set.
 NULLABLE_AGREEMENT = {"effective_from", "effective_until", "business_hours"}
@@ -61,28 +66,31 @@ def check_if_match(if_match: str | None, agreement: Agreement) -> None:
 # --- rendering --------------------------------------------------------------------------------------
 
 
-def objective_out(agreement_id: uuid.UUID, spec: Document, objective: Document) -> ObjectiveOut:
+def objective_out(
+    agreement_id: uuid.UUID, agreement: AgreementSpec, objective_id: uuid.UUID, objective: ObjectiveSpec
+) -> ObjectiveOut:
     try:
-        tiers = [contract.tier_json(t) for t in contract.tiers_of(contract.objective_window(spec, objective),
-                                                                  objective["alert_policy"])]  # fmt: skip
+        window = contract.objective_window(agreement, objective)
+        tiers = [contract.tier_json(t) for t in contract.tiers_of(window, objective.alert_policy)]
     except ValueError:
         tiers = []
-    return ObjectiveOut.model_validate({**objective, "agreement_id": agreement_id, "effective_tiers": tiers})
+    return ObjectiveOut.model_validate(
+        {**objective.to_json(), "id": objective_id, "agreement_id": agreement_id, "effective_tiers": tiers}
+    )
 
 
 def agreement_out(agreement: Agreement, revision: AgreementRevision) -> AgreementOut:
     document = revision.document
-    spec = {k: v for k, v in document.items() if k not in ("objectives", "archived_at")}
     return AgreementOut.model_validate(
         {
-            **spec,
+            **document.model_dump(mode="json", exclude={"objectives", "archived_at"}),
             "id": agreement.id,
             "revision": revision.revision,
             "valid_from": revision.valid_from,
             "created_at": agreement.created_at,
             "updated_at": agreement.updated_at,
-            "archived_at": document.get("archived_at"),
-            "objectives": [objective_out(agreement.id, spec, o) for o in document.get("objectives", ())],
+            "archived_at": document.archived_at,
+            "objectives": [objective_out(agreement.id, document, o.id, o) for o in document.objectives],
         }
     )
 
@@ -90,61 +98,76 @@ def agreement_out(agreement: Agreement, revision: AgreementRevision) -> Agreemen
 # --- merging ----------------------------------------------------------------------------------------
 
 
-def _merge(
-    current: Document, patch: BaseModel, nullable: set[str], skip: set[str], path: str = ""
-) -> tuple[Document, list[dict[str, str]]]:
-    """`current` with the fields `patch` sets; null for a field that must stay set is a problem."""
-    merged = copy.deepcopy(current)
+def _merge(patch: BaseModel, nullable: set[str], skip: set[str], path: str = "") -> tuple[dict[str, Any], Problems]:
+    """The fields `patch` sets, as JSON values; null for a field that must stay set is a problem."""
+    update: dict[str, Any] = {}
     problems = []
     dumped = patch.model_dump(mode="json")
     for name in sorted(patch.model_fields_set - skip):
         if dumped[name] is None and name not in nullable:
             problems.append({"field": f"{path}{name}", "reason": "cannot be null"})
             continue
-        merged[name] = dumped[name]
-    return merged, problems
+        update[name] = dumped[name]
+    return update, problems
 
 
-def _objective_spec(item: BaseModel) -> Document:
-    return ObjectiveIn.model_validate(item.model_dump(exclude={"id", *CHANGE_META})).model_dump(mode="json")
+def _stored_objective(objective_id: uuid.UUID, item: BaseModel) -> StoredObjective:
+    """A request's objective (defaults applied by `ObjectiveIn`) as the document stores it."""
+    spec = ObjectiveIn.model_validate(item.model_dump(exclude={"id", *CHANGE_META})).model_dump(mode="json")
+    return StoredObjective.model_validate({**spec, "id": objective_id})
 
 
-def apply_patch(document: Document, patch: AgreementPatch, path: str = "") -> tuple[Document, list[dict[str, str]]]:
-    merged, problems = _merge(document, patch, NULLABLE_AGREEMENT, CHANGE_META | {"objectives"}, path)
+def new_document(body: AgreementIn) -> AgreementDocument:
+    """A created agreement's first document: its objectives get their ids."""
+    terms = body.model_dump(mode="json", exclude={"objectives", *CHANGE_META})
+    objectives = [_stored_objective(uuid.uuid4(), o) for o in body.objectives]
+    return AgreementDocument.model_validate({**terms, "archived_at": None, "objectives": objectives})
+
+
+def apply_patch(document: AgreementDocument, patch: AgreementPatch) -> tuple[AgreementDocument, Problems]:
+    update, problems = _merge(patch, NULLABLE_AGREEMENT, CHANGE_META | {"objectives"})
+    merged = document.changed(**update)
     if patch.objectives is not None:
-        known = {o["id"] for o in document.get("objectives", ())}
+        known = {o.id for o in document.objectives}
         objectives = []
         for n, item in enumerate(patch.objectives):
-            if item.id is not None and str(item.id) not in known:
-                problems.append({"field": f"{path}objectives.{n}.id", "reason": "no objective with this id here"})
-            objectives.append({"id": str(item.id or uuid.uuid4()), **_objective_spec(item)})
-        merged["objectives"] = objectives
+            if item.id is not None and item.id not in known:
+                problems.append({"field": f"objectives.{n}.id", "reason": "no objective with this id here"})
+            objectives.append(_stored_objective(item.id or uuid.uuid4(), item))
+        merged = merged.model_copy(update={"objectives": tuple(objectives)})
     return merged, problems
 
 
 async def check_document(
-    session: AsyncSession, document: Document, problems: list[dict[str, str]], *, strip: str | None = None
+    session: AsyncSession,
+    document: AgreementDocument,
+    problems: Problems,
+    *,
+    strip: str | None = None,
+    prefix: str = "",
 ) -> None:
-    """422 listing every problem of `document`; `strip` drops a path prefix (objective sub-resources)."""
-    kinds = await repo.indicator_kinds(session, {o["indicator"] for o in document.get("objectives", ())})
+    """422 listing every problem of `document`; `strip` drops a path prefix (objective sub-resources),
+    `prefix` names where the document sits in the request (a review's `changes.`)."""
+    kinds = await repo.indicator_kinds(session, {o.indicator for o in document.objectives})
     problems = problems + contract.document_problems(document, kinds)
     if strip is not None:
         problems = [{**p, "field": p["field"].removeprefix(strip)} for p in problems]
     if problems:
-        raise Invalid("The agreement has validation errors.", problems)
+        problems = [{**p, "field": prefix + p["field"]} for p in problems]
+        raise Invalid(f"The {'review' if prefix else 'agreement'} has validation errors.", problems)
 
 
 # --- changes ----------------------------------------------------------------------------------------
 
 
 async def create(session: AsyncSession, body: AgreementIn) -> tuple[Agreement, AgreementRevision]:
-    document = body.model_dump(mode="json", exclude=CHANGE_META)
+    document = new_document(body)
     await check_document(session, document, [])
     revision = await repo.create_agreement(session, document, author=body.author, reason=body.reason)
     return await repo.get_revision(session, revision.agreement_id)
 
 
-Edit = Callable[[Document], tuple[Document, list[dict[str, str]], str | None]]
+Edit = Callable[[AgreementDocument], tuple[AgreementDocument, Problems, str | None]]
 """Current document to (new document, problems found while merging, path prefix to strip from problems)."""
 
 
@@ -159,14 +182,17 @@ async def commit_change(
     change: str,
     allow_archived: bool = False,
     review_id: uuid.UUID | None = None,
+    problems_prefix: str = "",
 ) -> tuple[Agreement, AgreementRevision]:
+    """Lock, check If-Match, apply `edit` to the current document, check the result whole, save it as the next
+    revision (`problems_prefix`: where the edited document sits in the request, for the 422's field names)."""
     agreement = await repo.lock_agreement(session, agreement_id)
     check_if_match(if_match, agreement)
     if agreement.archived_at is not None and not allow_archived:
         raise Conflict(f"Agreement {agreement_id} is archived; restore it before changing it.")
     _, current = await repo.get_revision(session, agreement_id)
-    document, problems, strip = edit(copy.deepcopy(current.document))
-    await check_document(session, document, problems, strip=strip)
+    document, problems, strip = edit(current.document)
+    await check_document(session, document, problems, strip=strip, prefix=problems_prefix)
     revision = await repo.save_revision(
         session, agreement, document, author=author, reason=reason, change=change, review_id=review_id
     )
@@ -174,50 +200,51 @@ async def commit_change(
 
 
 def patch_edit(patch: AgreementPatch) -> Edit:
-    def edit(document: Document) -> tuple[Document, list[dict[str, str]], str | None]:
+    def edit(document: AgreementDocument) -> tuple[AgreementDocument, Problems, str | None]:
         merged, problems = apply_patch(document, patch)
         return merged, problems, None
 
     return edit
 
 
-def _index(document: Document, objective_id: uuid.UUID) -> int:
-    for n, o in enumerate(document.get("objectives", ())):
-        if o["id"] == str(objective_id):
+def _index(document: AgreementDocument, objective_id: uuid.UUID) -> int:
+    for n, o in enumerate(document.objectives):
+        if o.id == objective_id:
             return n
     raise NotFound(f"No objective {objective_id} in this agreement.")
 
 
 def add_objective_edit(body: ObjectiveIn, new_id: uuid.UUID) -> Edit:
-    def edit(document: Document) -> tuple[Document, list[dict[str, str]], str | None]:
-        objectives = document.setdefault("objectives", [])
-        objectives.append({"id": str(new_id), **_objective_spec(body)})
-        return document, [], f"objectives.{len(objectives) - 1}."
+    def edit(document: AgreementDocument) -> tuple[AgreementDocument, Problems, str | None]:
+        objectives = (*document.objectives, _stored_objective(new_id, body))
+        return document.model_copy(update={"objectives": objectives}), [], f"objectives.{len(objectives) - 1}."
 
     return edit
 
 
 def update_objective_edit(objective_id: uuid.UUID, patch: ObjectivePatch) -> Edit:
-    def edit(document: Document) -> tuple[Document, list[dict[str, str]], str | None]:
+    def edit(document: AgreementDocument) -> tuple[AgreementDocument, Problems, str | None]:
         n = _index(document, objective_id)
-        merged, problems = _merge(document["objectives"][n], patch, NULLABLE_OBJECTIVE, CHANGE_META)
-        document["objectives"][n] = merged
-        return document, problems, f"objectives.{n}."
+        update, problems = _merge(patch, NULLABLE_OBJECTIVE, CHANGE_META)
+        objectives = list(document.objectives)
+        objectives[n] = objectives[n].changed(**update)
+        return document.model_copy(update={"objectives": tuple(objectives)}), problems, f"objectives.{n}."
 
     return edit
 
 
 def remove_objective_edit(objective_id: uuid.UUID) -> Edit:
-    def edit(document: Document) -> tuple[Document, list[dict[str, str]], str | None]:
-        del document["objectives"][_index(document, objective_id)]
-        return document, [], None
+    def edit(document: AgreementDocument) -> tuple[AgreementDocument, Problems, str | None]:
+        n = _index(document, objective_id)
+        objectives = document.objectives[:n] + document.objectives[n + 1 :]
+        return document.model_copy(update={"objectives": objectives}), [], None
 
     return edit
 
 
-def archived_edit(archived_at: str | None) -> Edit:
-    def edit(document: Document) -> tuple[Document, list[dict[str, str]], str | None]:
-        return {**document, "archived_at": archived_at}, [], None
+def archived_edit(archived_at: datetime | None) -> Edit:
+    def edit(document: AgreementDocument) -> tuple[AgreementDocument, Problems, str | None]:
+        return document.model_copy(update={"archived_at": archived_at}), [], None
 
     return edit
 
@@ -225,7 +252,7 @@ def archived_edit(archived_at: str | None) -> Edit:
 async def archive(
     session: AsyncSession, agreement_id: uuid.UUID, if_match: str | None, *, author: str, reason: str
 ) -> tuple[Agreement, AgreementRevision]:
-    now = (await repo.now(session)).isoformat()
+    now = await repo.now(session)
     return await commit_change(
         session, agreement_id, if_match, archived_edit(now), author=author, reason=reason, change="archived"
     )
@@ -252,34 +279,29 @@ async def restore(
 async def review(
     session: AsyncSession, agreement_id: uuid.UUID, if_match: str | None, body: ReviewIn
 ) -> tuple[Review, Agreement, AgreementRevision]:
-    """Record a service level review and apply its changes, as one revision."""
+    """Record a service level review and apply its changes, as one revision (through `commit_change`)."""
     review_id = uuid.uuid4()
     changes = body.changes
+    changed = False
 
-    def edit(document: Document) -> tuple[Document, list[dict[str, str]], str | None]:
+    def edit(document: AgreementDocument) -> tuple[AgreementDocument, Problems, str | None]:
+        nonlocal changed
         if changes is None:
             return document, [], None
-        merged, problems = apply_patch(document, changes, "changes.")
+        merged, problems = apply_patch(document, changes)
+        changed = merged != document
         return merged, problems, None
 
-    agreement = await repo.lock_agreement(session, agreement_id)
-    check_if_match(if_match, agreement)
-    if agreement.archived_at is not None:
-        raise Conflict(f"Agreement {agreement_id} is archived; restore it before reviewing it.")
-    _, current = await repo.get_revision(session, agreement_id)
-    document, problems, _ = edit(copy.deepcopy(current.document))
-    kinds = await repo.indicator_kinds(session, {o["indicator"] for o in document.get("objectives", ())})
-    problems = problems + [{**p, "field": f"changes.{p['field']}"} for p in contract.document_problems(document, kinds)]
-    if problems:
-        raise Invalid("The review's changes have validation errors.", problems)
-    revision = await repo.save_revision(
+    agreement, revision = await commit_change(
         session,
-        agreement,
-        document,
+        agreement_id,
+        if_match,
+        edit,
         author=body.author,
         reason="service level review" + (f": {body.decisions[0]}" if body.decisions else ""),
         change="reviewed",
         review_id=review_id,
+        problems_prefix="changes.",
     )
     row = Review(
         id=review_id,
@@ -289,7 +311,7 @@ async def review(
         notes=body.notes,
         decisions=body.decisions,
         participants=body.participants,
-        changed=document != current.document,
+        changed=changed,
         created_at=revision.valid_from,
     )
     await repo.add_review(session, row)

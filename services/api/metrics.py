@@ -20,10 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.api import repository as repo
-from services.api.readings import to_ms
 from shared.budget.model import tier_name
 from shared.contract import objective_window, tiers_of
 from shared.db import Agreement, Objective, ObjectiveStatus
+from shared.timeutil import to_ms
 
 log = logging.getLogger("accord.api.metrics")
 
@@ -59,7 +59,7 @@ def _windows(objective: Objective, agreement: Agreement) -> dict[str, tuple[str,
     """Tier name -> (long window, short window) of the objective's current terms."""
     try:
         window = objective_window(agreement.spec, objective.spec)
-        tiers = tiers_of(window, objective.spec.get("alert_policy") or {})
+        tiers = tiers_of(window, objective.spec.alert_policy)
     except (ValueError, KeyError, TypeError):
         return {}
     return {t.name: (tier_name(t.long_minutes), tier_name(t.short_minutes)) for t in tiers}
@@ -93,7 +93,7 @@ def gauge_of(status: ObjectiveStatus, objective: Objective, agreement: Agreement
     )
     return ObjectiveGauge(
         labels=labels,
-        target=objective.target,
+        target=objective.spec.target,
         sli=status.sli,
         good=status.good,
         total=status.total,

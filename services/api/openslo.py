@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, tier_name
 from shared.errors import Invalid
+from shared.timeutil import MINUTE_MS, duration_ms
 
 API_VERSION = "openslo/v1"
 A = "accord.dev/"
@@ -35,8 +37,6 @@ OPS_BACK = {v: k for k, v in OPS.items()}
 CALENDAR = {"week": "1w", "month": "1M", "quarter": "1Q"}
 CALENDAR_BACK = {v: k for k, v in CALENDAR.items()}
 CALENDAR_START = "2024-01-01 00:00:00"  # a Monday that starts a month and a quarter
-_DURATION = re.compile(r"^(\d+)([smhdwMQY])$")
-_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440, "w": 7 * 1440}
 KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 Doc = dict[str, Any]
@@ -136,7 +136,7 @@ def _export_objective(service: str, name: str, objective: Mapping[str, Any], tim
             "displayName": objective["name"],
             "annotations": {
                 f"{A}min-events": str(policy.get("min_events", 0)),
-                f"{A}budget-thresholds": json.dumps(policy.get("budget_thresholds", [0.5, 0.75, 0.9, 1.0])),
+                f"{A}budget-thresholds": json.dumps(policy.get("budget_thresholds", list(DEFAULT_BUDGET_THRESHOLDS))),
                 f"{A}business-hours-only": "true" if objective.get("business_hours_only") else "false",
             },
         },
@@ -227,15 +227,10 @@ class _Problems:
 
 def _minutes(text: Any) -> int | None:
     """Minutes of an OpenSLO duration that is a whole number of minutes (no months, quarters, years)."""
-    match = _DURATION.match(str(text).strip())
-    if not match:
+    ms = duration_ms(str(text).strip(), "smhdw")
+    if not ms or ms % MINUTE_MS:
         return None
-    number, unit = int(match.group(1)), match.group(2)
-    if unit == "s":
-        return number // 60 if number % 60 == 0 and number else None
-    if unit not in _UNIT_MINUTES or number <= 0:
-        return None
-    return number * _UNIT_MINUTES[unit]
+    return ms // MINUTE_MS
 
 
 def _accord_duration(value: Any) -> str | None:
@@ -246,10 +241,7 @@ def _accord_duration(value: Any) -> str | None:
     minutes = _minutes(text)
     if minutes is None:
         return None
-    for unit, size in (("d", 1440), ("h", 60)):
-        if minutes % size == 0:
-            return f"{minutes // size}{unit}"
-    return f"{minutes}m"
+    return tier_name(minutes)
 
 
 MAX_YAML_DEPTH = 64
@@ -450,7 +442,9 @@ def _import_slo(
         policy = {
             "tiers": tiers,
             "min_events": int(annotations.get(f"{A}min-events", 0)),
-            "budget_thresholds": json.loads(annotations.get(f"{A}budget-thresholds", "[0.5, 0.75, 0.9, 1.0]")),
+            "budget_thresholds": json.loads(
+                annotations.get(f"{A}budget-thresholds", json.dumps(DEFAULT_BUDGET_THRESHOLDS))
+            ),
         }
     except (TypeError, ValueError):
         problems.add(f"{where}.metadata.annotations", f"{A}min-events or {A}budget-thresholds is malformed")

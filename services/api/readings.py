@@ -1,10 +1,12 @@
 """Status and history of objectives, recomputed from the evaluator's stored minute buckets.
 
-The evaluator stores counts (series_buckets), its latest reading (objective_status) and the
-instant it evaluated at (event time). The api recomputes each reading with the same pure math
-(`shared.budget.evaluate` via `shared.history`) at that same instant, so the numbers agree by
-construction and everything `Evaluation` knows (time left, budget in units, per-tier windows)
-can be shown, not just what the status row holds.
+The evaluator stores counts (series_buckets), its latest reading (objective_status), the
+instant it evaluated at (event time) and the agreement revision whose terms it used. The api
+recomputes each reading with the same pure math (`shared.budget.evaluate` via `shared.history`)
+at that same instant under those same terms, so /status and the evaluator's numbers (its
+status rows, /metrics) are one reading by construction, right after a change too, and
+everything `Evaluation` knows (time left, budget in units, per-tier windows) can be shown,
+not just what the status row holds.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,7 +45,7 @@ from shared.budget import (
 )
 from shared.budget.model import tier_name
 from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
-from shared.db import Agreement, Objective, ObjectiveStatus
+from shared.db import Agreement, AgreementRevision, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
     HistoryPoint,
@@ -57,26 +58,14 @@ from shared.history import (
     lookback_minutes,
 )
 from shared.series import SeriesGroup, series_group
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_ms(instant: datetime) -> int:
-    """Milliseconds since the epoch, exactly (no float rounding)."""
-    return (instant - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def from_minute(minute: int) -> datetime:
-    return EPOCH + timedelta(minutes=minute)
+from shared.spec import AgreementSpec, ObjectiveSpec
+from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
 
 @dataclass(frozen=True)
 class Reading:
     objective: Objective
+    spec: ObjectiveSpec  # the terms as stored, of the revision the reading is under
     terms: ObjectiveTerms
     status: ObjectiveStatus | None
     evaluation: Evaluation | None
@@ -84,23 +73,37 @@ class Reading:
 
 
 async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, Agreement]]) -> list[Reading]:
-    """Each objective evaluated under its current terms at the instant the evaluator last evaluated it.
+    """Each objective evaluated as the evaluator last evaluated it: at that instant, under that revision's terms.
 
-    That instant is the stored status' `evaluated_at`; without a status (no measurement since the
-    objective was added) it is its indicator's watermark; without either there is no reading.
-    Buckets are loaded once per indicator for all its objectives.
+    The instant is the stored status' `evaluated_at` and the terms those of its `revision` (the current ones
+    when the row names none); without a status (no measurement since the objective was added) it is the
+    indicator's watermark under the current terms; without either there is no reading. Buckets are loaded
+    once per indicator for all its objectives.
     """
     statuses = await repo.statuses_of(session, [o.id for o, _ in objectives])
     exhausted = await repo.exhausted_since(session, [o.id for o, _ in objectives])
     marks = await repo.watermarks(session, {o.indicator_key for o, _ in objectives})
-    planned: list[tuple[Objective, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
+    earlier = await repo.revision_documents(
+        session,
+        {
+            (a.id, s.revision)
+            for o, a in objectives
+            if (s := statuses.get(o.id)) is not None and s.revision is not None and s.revision != a.revision
+        },
+    )
+    planned: list[tuple[Objective, ObjectiveSpec, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
     spans: dict[str, tuple[int, int]] = {}
     rules: RuleMemo = {}
     for objective, agreement in objectives:
-        terms = stored_terms(objective.id, agreement.spec, objective.spec, rules)
         status = statuses.get(objective.id)
+        agreement_spec: AgreementSpec = agreement.spec
+        spec: ObjectiveSpec = objective.spec
+        document = earlier.get((agreement.id, status.revision)) if status and status.revision else None
+        if document is not None and (evaluated := document.objective(objective.id)) is not None:
+            agreement_spec, spec = document, evaluated
+        terms = stored_terms(objective.id, agreement_spec, spec, rules)
         instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
-        planned.append((objective, terms, status, instant))
+        planned.append((objective, spec, terms, status, instant))
         if instant is not None:
             start, end = minute_of(instant) + 1 - lookback_minutes(terms), minute_of(instant) + 1
             known = spans.get(objective.indicator_key)
@@ -112,7 +115,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     def compute() -> list[Reading]:
         sources: dict[tuple[str, SeriesGroup], PrefixCounts] = {}
         out = []
-        for objective, terms, status, instant in planned:
+        for objective, spec, terms, status, instant in planned:
             evaluation = None
             if instant is not None:
                 group = (objective.indicator_key, series_group(terms))
@@ -120,14 +123,16 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
                 if source is None:
                     source = sources[group] = combine(loaded[objective.indicator_key], group[1])
                 evaluation = evaluate(terms, source, instant)
-            out.append(Reading(objective, terms, status, evaluation, exhausted.get(objective.id)))
+            out.append(Reading(objective, spec, terms, status, evaluation, exhausted.get(objective.id)))
         return out
 
     # The math runs in a worker thread, so the event loop (and /healthz) keeps answering meanwhile.
     return await asyncio.to_thread(compute)
 
 
-def stored_terms(objective_id: Any, agreement: Any, objective: Any, rules: RuleMemo | None = None) -> ObjectiveTerms:
+def stored_terms(
+    objective_id: uuid.UUID, agreement: AgreementSpec, objective: ObjectiveSpec, rules: RuleMemo | None = None
+) -> ObjectiveTerms:
     """The terms of a stored objective; 422 when they break a rule added since they were stored."""
     try:
         return objective_terms(agreement, objective, rules)
@@ -193,7 +198,7 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
         name=objective.name,
         indicator=objective.indicator_key,
         target=terms.target,
-        window=objective.window,
+        window=reading.spec.window,
         budgeting=terms.budgeting.value,
         window_start=from_minute(ev.window_start) if ev is not None else None,
         window_end=from_minute(ev.window_end) if ev is not None else None,
@@ -252,24 +257,20 @@ async def agreement_statuses(session: AsyncSession, agreements: Sequence[Agreeme
 
 
 def terms_in_force(
-    objective_id: uuid.UUID, revisions: Sequence[Any], rules: RuleMemo | None = None
+    objective_id: uuid.UUID, revisions: Sequence[AgreementRevision], rules: RuleMemo | None = None
 ) -> list[TermsInForce]:
-    """The objective's terms per agreement revision (from its `valid_from`); None where it was not in force.
-
-    `revisions` are `AgreementRevision` rows, oldest first.
-    """
-    wanted = str(objective_id)
+    """The objective's terms per agreement revision (oldest first, from its `valid_from`); None where it was not
+    in force."""
     spans = []
     for revision in revisions:
-        document: dict[str, Any] = revision.document
-        spec = {k: v for k, v in document.items() if k not in ("objectives", "archived_at")}
-        objective = next((o for o in document.get("objectives", ()) if o.get("id") == wanted), None)
+        document = revision.document
+        objective = document.objective(objective_id)
         valid_from = to_ms(revision.valid_from)
-        if objective is None or document.get("archived_at"):
+        if objective is None or document.archived_at is not None:
             spans.append(TermsInForce(valid_from, revision.revision, None, None))
         else:
-            terms = stored_terms(objective_id, spec, objective, rules)
-            spans.append(TermsInForce(valid_from, revision.revision, objective["indicator"], terms))
+            terms = stored_terms(objective_id, document, objective, rules)
+            spans.append(TermsInForce(valid_from, revision.revision, objective.indicator, terms))
     return spans
 
 
@@ -324,7 +325,7 @@ def history_work(terms: Sequence[ObjectiveTerms], points: int, to_ms_: int) -> i
     for key, rule in rules.items():
         first = next(iter(rule.occurrences), None)
         if first is not None:
-            walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / 60_000 - first.timestamp() / 60)
+            walk += WALK_WORK * rates[key] * max(0.0, to_ms_ / MINUTE_MS - to_ms(first) / MINUTE_MS)
     per_point = max((point_work(t, rates) for t in terms), default=0.0)
     return int(points * per_point + walk)
 

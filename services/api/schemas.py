@@ -28,7 +28,7 @@ from pydantic import (
 from shared import contract as c
 from shared.budget import parse_window
 from shared.budget.exclusions import MAX_RULE_LENGTH
-from shared.budget.model import MAX_WINDOW_DAYS, parse_minutes
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, parse_minutes
 from shared.contract import check_text, check_timezone
 
 T = TypeVar("T")
@@ -237,7 +237,7 @@ class AlertPolicyIn(Strict):
         default=0, ge=0, le=MAX_INT, description="Events needed in a page tier's long window to page."
     )
     budget_thresholds: list[float] = Field(
-        default=[0.5, 0.75, 0.9, 1.0],
+        default=list(DEFAULT_BUDGET_THRESHOLDS),
         max_length=c.MAX_BUDGET_THRESHOLDS,
         description="Budget-consumed fractions that emit an event when first crossed.",
     )
@@ -620,7 +620,7 @@ class AlertStates(BaseModel):
 
 
 class ObjectiveStatusOut(BaseModel):
-    """An objective's budget at `evaluated_at`, recomputed from the evaluator's stored counts under the current terms.
+    """An objective's budget at `evaluated_at`, recomputed from the evaluator's stored counts under its terms then.
 
     Alert states are what the evaluator has announced (breach events); `tiers[].burning` is the condition now.
     """

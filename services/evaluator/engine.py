@@ -47,11 +47,11 @@ from shared.budget import (
     quiet,
     shape_of,
 )
-from shared.budget.counts import MINUTE_MS
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.objective_config import ObjectiveConfig
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
+from shared.timeutil import MINUTE_MS
 
 NO_ALERTS = AlertState()  # an objective nothing has been announced for (built once: hot path)
 
@@ -110,6 +110,7 @@ class StatusRow:
     evaluation: Evaluation
     alert_state: AlertState
     last_measurement_ms: int
+    revision: int | None = None  # the agreement revision whose terms `evaluation` used
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +326,7 @@ class Engine:
             after, transitions = decide(terms, before, ev)
             self.alert_states[objective.id] = after
             self._quiet.pop(objective.id, None)
-            self._statuses[objective.id] = StatusRow(objective.id, ev, after, last_measurement_ms)
+            self._statuses[objective.id] = StatusRow(objective.id, ev, after, last_measurement_ms, objective.revision)
             for t in transitions:
                 self._events.append(_event_row(objective, t, ev))
                 emitted += 1
@@ -392,7 +393,7 @@ class Engine:
         for oid in taken:
             objective, measured, last_ms = self._quiet.pop(oid)
             alert = self.alert_states.get(oid, NO_ALERTS)
-            self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms)
+            self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms, objective.revision)
         for indicator, key, minute in self._dirty_buckets:
             state = self.indicators.get(indicator)
             if state is None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import asyncpg
 import orjson
 
 from services.evaluator.engine import Changes, Engine
-from shared.budget import AlertState, PeriodKind, TierReading
+from shared.budget import AlertState, TierReading
 from shared.contract import objective_terms
 from shared.objective_config import ObjectiveConfig
+from shared.spec import AgreementSpec, ObjectiveSpec
+from shared.timeutil import MINUTE_MS, from_ms
 
 log = logging.getLogger("accord.evaluator.store")
 
@@ -37,10 +38,6 @@ class DeadLetter:
         return cls(partition, offset, index, reason, None if value is None else value[:MAX_DEAD_LETTER_BYTES])
 
 
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
     """Every objective of every agreement that is not archived, under its current terms.
 
@@ -49,15 +46,17 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
     rows = await conn.fetch(
         """
         SELECT o.id, o.name, o.indicator_key, o.spec AS objective_spec,
-               a.id AS agreement_id, a.name AS agreement_name, a.customer, a.provider, a.spec AS agreement_spec
+               a.id AS agreement_id, a.name AS agreement_name, a.customer, a.provider, a.spec AS agreement_spec,
+               a.revision
         FROM objectives o JOIN agreements a ON a.id = o.agreement_id
         WHERE a.archived_at IS NULL
         """
     )
     out = []
     for r in rows:
-        agreement, objective = orjson.loads(r["agreement_spec"]), orjson.loads(r["objective_spec"])
         try:
+            agreement = AgreementSpec.model_validate_json(r["agreement_spec"])
+            objective = ObjectiveSpec.model_validate_json(r["objective_spec"])
             terms = objective_terms(agreement, objective)
             config = ObjectiveConfig(
                 id=str(r["id"]),
@@ -67,13 +66,12 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
                 customer=r["customer"],
                 provider=r["provider"],
                 indicator=r["indicator_key"],
-                window=objective["window"],
+                window=objective.window,
                 terms=terms,
-                reporting_period=PeriodKind(agreement.get("reporting_period", "month")),
-                timezone=agreement.get("timezone", "UTC"),
-                credit_tiers=tuple(
-                    (float(t["below"]), float(t["credit_percent"])) for t in agreement.get("credit_tiers", ())
-                ),
+                reporting_period=agreement.reporting_period,
+                timezone=agreement.timezone,
+                credit_tiers=tuple((t.below, t.credit_percent) for t in agreement.credit_tiers),
+                revision=r["revision"],
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.error("objective %s cannot be evaluated and is skipped: %s", r["id"], exc)
@@ -105,7 +103,7 @@ async def load_partition(
     total_buckets = 0
     for ind in indicators:
         key, watermark = ind["indicator_key"], ind["watermark_ms"]
-        oldest = watermark // 60_000 - engine.history_minutes(key)
+        oldest = watermark // MINUTE_MS - engine.history_minutes(key)
         buckets = await conn.fetch(
             "SELECT series, minute, good, total FROM series_buckets WHERE indicator_key = $1 AND minute >= $2",
             key,
@@ -114,7 +112,7 @@ async def load_partition(
         seen = await conn.fetch(
             "SELECT measurement_id, minute FROM seen_measurements WHERE indicator_key = $1 AND minute >= $2",
             key,
-            watermark // 60_000 - engine.dedup_horizon_minutes,
+            watermark // MINUTE_MS - engine.dedup_horizon_minutes,
         )
         engine.load_indicator(
             key,
@@ -201,8 +199,9 @@ async def write_checkpoint(
                     s.evaluation.burn_rate,
                     orjson.dumps([_tier_json(r, s.alert_state) for r in s.evaluation.tiers]).decode(),
                     orjson.dumps(s.alert_state.to_json()).decode(),
-                    _dt(s.last_measurement_ms),
-                    _dt(s.evaluation.now_ms),
+                    from_ms(s.last_measurement_ms),
+                    from_ms(s.evaluation.now_ms),
+                    s.revision,
                 )
                 for s in changes.statuses
             ]
@@ -211,17 +210,19 @@ async def write_checkpoint(
             await conn.execute(
                 """
                 INSERT INTO objective_status (objective_id, good, total, sli, budget_consumed, burn_rate, tiers,
-                                              alert_state, last_measurement_at, evaluated_at)
+                                              alert_state, last_measurement_at, evaluated_at, revision)
                 SELECT u.* FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
-                                       $6::float8[], $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
+                                       $6::float8[], $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
+                                       $11::int[])
                      AS u(objective_id, good, total, sli, budget_consumed, burn_rate, tiers, alert_state,
-                          last_measurement_at, evaluated_at)
+                          last_measurement_at, evaluated_at, revision)
                 JOIN objectives o ON o.id = u.objective_id
                 ON CONFLICT (objective_id) DO UPDATE SET
                     good = EXCLUDED.good, total = EXCLUDED.total, sli = EXCLUDED.sli,
                     budget_consumed = EXCLUDED.budget_consumed, burn_rate = EXCLUDED.burn_rate,
                     tiers = EXCLUDED.tiers, alert_state = EXCLUDED.alert_state,
-                    last_measurement_at = EXCLUDED.last_measurement_at, evaluated_at = EXCLUDED.evaluated_at
+                    last_measurement_at = EXCLUDED.last_measurement_at, evaluated_at = EXCLUDED.evaluated_at,
+                    revision = EXCLUDED.revision
                 """,
                 *(list(col) for col in zip(*rows, strict=True)),
             )
@@ -233,7 +234,7 @@ async def write_checkpoint(
                 ON CONFLICT (id) DO NOTHING
                 """,
                 [
-                    (e.id, e.objective_id, e.agreement_id, e.customer, e.type, e.seq, _dt(e.time_ms),
+                    (e.id, e.objective_id, e.agreement_id, e.customer, e.type, e.seq, from_ms(e.time_ms),
                      orjson.dumps(e.event).decode())
                     for e in changes.events
                 ],

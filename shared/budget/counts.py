@@ -13,9 +13,9 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-MINUTE_MS = 60_000
-HOUR = 60
-DAY = 24 * 60
+from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY, MINUTES_PER_HOUR
+
+HOUR, DAY = MINUTES_PER_HOUR, MINUTES_PER_DAY  # in minutes: the short names of this module's bucket arithmetic
 
 
 @dataclass(frozen=True, slots=True)

@@ -261,7 +261,7 @@ def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
         long_rate = burn_rate(long_units, terms.target)
         short_rate = burn_rate(short_units, terms.target)
-        enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events_for_page
+        enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events
         burning = (
             enough
             and long_rate is not None
@@ -390,11 +390,7 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
         burning = False
         long_total, short_total = long_units.total, short_units.total
-        if (
-            long_total
-            and short_total
-            and (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events_for_page)
-        ):
+        if long_total and short_total and (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events):
             factor = tier.factor
             burning = (long_total - long_units.good) / long_total / budget > factor and (
                 short_total - short_units.good

@@ -21,8 +21,8 @@ from typing import Protocol
 from dateutil.rrule import rrule, rruleset, rrulestr
 
 from shared.budget.periods import zone
+from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY
 
-MINUTES_PER_DAY = 24 * 60
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 EPOCH_DATE = date(1970, 1, 1)
 # Offsets are sampled this often when looking for DST changes; two changes closer than this are not seen.
@@ -111,7 +111,7 @@ class MaintenanceWindow:
             raise ValueError("a maintenance window must end after it starts")
 
     def excluded(self, start: int, end: int) -> Iterator[Interval]:
-        clipped = _clip(-(-self.start_ms // 60_000), -(-self.end_ms // 60_000), start, end)
+        clipped = _clip(-(-self.start_ms // MINUTE_MS), -(-self.end_ms // MINUTE_MS), start, end)
         if clipped:
             yield clipped
 

@@ -7,7 +7,6 @@ tables carried by the objective, with defaults from docs/design.md §3.3–3.4.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,9 +16,7 @@ from functools import lru_cache
 from shared.budget.counts import Counts
 from shared.budget.exclusions import ExcludedTime
 from shared.budget.periods import MAX_DAYS, NOMINAL_DAYS, Period, PeriodKind, period_bounds, zone
-
-MINUTES_PER_HOUR = 60
-MINUTES_PER_DAY = 24 * 60
+from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY, MINUTES_PER_HOUR, duration_ms
 
 MAX_WINDOW_DAYS = 400
 """The longest rolling window and the longest duration anywhere in the terms (tier windows, slices,
@@ -161,15 +158,11 @@ class CalendarWindow:
 
 Window = RollingWindow | CalendarWindow
 
-# ASCII digits only (no `３0d`), and few enough of them that no later arithmetic can overflow.
-_DURATION = re.compile(r"([0-9]{1,9})([dhm])")
-_UNIT_MINUTES = {"d": MINUTES_PER_DAY, "h": MINUTES_PER_HOUR, "m": 1}
-
 
 def _duration(text: str) -> int | None:
-    """Minutes in `90m`, `6h`, `30d` (0 allowed here), None when it is no such duration."""
-    match = _DURATION.fullmatch(text)
-    return int(match.group(1)) * _UNIT_MINUTES[match.group(2)] if match else None
+    """Minutes in `90m`, `6h`, `30d` (0 allowed here), None when it is no such duration (shared.timeutil)."""
+    ms = duration_ms(text, "mhd")
+    return None if ms is None else ms // MINUTE_MS
 
 
 def _too_long(text: str, minutes: int) -> str | None:
@@ -227,32 +220,32 @@ class Comparison(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ThresholdRule:
-    """A threshold measurement's events are good when `value <op> threshold`."""
+    """A threshold measurement's events are good when `measured <op> value` (the wire's `threshold.value`)."""
 
     op: Comparison
-    threshold: float
+    value: float
 
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "op", Comparison(self.op))
         except ValueError:
             raise ValueError(f"invalid comparison {self.op!r} (expected <, <=, > or >=)") from None
-        if not math.isfinite(self.threshold):
+        if not math.isfinite(self.value):
             raise ValueError("a threshold must be a finite number")
 
-    def is_good(self, value: float) -> bool:
+    def is_good(self, measured: float) -> bool:
         if self.op is Comparison.LT:
-            return value < self.threshold
+            return measured < self.value
         if self.op is Comparison.LE:
-            return value <= self.threshold
+            return measured <= self.value
         if self.op is Comparison.GT:
-            return value > self.threshold
-        return value >= self.threshold
+            return measured > self.value
+        return measured >= self.value
 
     @property
     def key(self) -> str:
         """A stable name for the predicate, e.g. `<=0.3`: counts of a threshold series are kept per rule."""
-        return f"{self.op.value}{self.threshold!r}"
+        return f"{self.op.value}{self.value!r}"
 
 
 def classify(rule: ThresholdRule, value: float, count: int = 1) -> Counts:
@@ -285,7 +278,7 @@ class ObjectiveTerms:
     window: Window
     tiers: tuple[BurnRateTier, ...] = ()
     budget_thresholds: tuple[float, ...] = DEFAULT_BUDGET_THRESHOLDS
-    min_events_for_page: int = 0
+    min_events: int = 0
     budgeting: Budgeting = Budgeting.OCCURRENCES
     slice_minutes: int = 1
     slice_target: float | None = None

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-MINUTES_PER_DAY = 24 * 60
+from shared.timeutil import MINUTE_MS
 
 
 class PeriodKind(StrEnum):
@@ -37,11 +37,11 @@ class Period(NamedTuple):
 
     @property
     def start_ms(self) -> int:
-        return self.start * 60_000
+        return self.start * MINUTE_MS
 
     @property
     def end_ms(self) -> int:
-        return self.end * 60_000
+        return self.end * MINUTE_MS
 
 
 @lru_cache(maxsize=256)
@@ -89,4 +89,4 @@ def period_bounds(kind: PeriodKind | str, tz: str, instant_ms: int) -> Period:
 
 def previous_period(period: Period, kind: PeriodKind | str, tz: str) -> Period:
     """The period just before `period` (for reports on the period that just closed)."""
-    return period_bounds(kind, tz, (period.start - 1) * 60_000)
+    return period_bounds(kind, tz, (period.start - 1) * MINUTE_MS)

@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from support import Servers, ServiceProcess, Topics, wait_until
+from support import Servers, ServiceProcess, Topics, insert_two_objectives_per_indicator, wait_until
 
 from services.evaluator.engine import Engine
 from services.evaluator.store import load_objectives
@@ -71,28 +71,7 @@ async def produce(servers: Servers, topic: str, records: list[Record], offsets: 
 
 
 async def add_objectives(conn: asyncpg.Connection) -> None:
-    agreement = uuid.uuid4()
-    spec = {"name": "Shop SLA", "provider": "Shop", "customer": "Acme", "timezone": "UTC"}
-    await conn.execute(
-        "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, 'Shop SLA', 'Shop', 'Acme', $2)",
-        agreement,
-        orjson.dumps(spec).decode(),
-    )
-    for key in INDICATORS:
-        await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", key)
-        for target, window in ((0.9, "2h"), (0.95, "1h")):
-            objective = {"name": f"{key} {window}", "indicator": key, "target": target, "window": window}
-            await conn.execute(
-                """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", spec)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)""",
-                uuid.uuid4(),
-                agreement,
-                objective["name"],
-                key,
-                target,
-                window,
-                orjson.dumps(objective | {"alert_policy": POLICY}).decode(),
-            )
+    await insert_two_objectives_per_indicator(conn, uuid.uuid4(), INDICATORS, POLICY)
 
 
 async def reference(conn: asyncpg.Connection, records: list[Record]) -> dict[str, set[Any]]:
@@ -137,6 +116,14 @@ async def metric(evaluator: ServiceProcess, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+async def start_evaluator(launch: Callable[..., ServiceProcess], **env: str) -> tuple[ServiceProcess, int]:
+    """A ready evaluator and its pid (a restart would change it: `assert_alive` checks it did not)."""
+    evaluator = launch("accord-evaluator", **env)
+    await evaluator.wait_ready()
+    assert evaluator.proc is not None
+    return evaluator, evaluator.proc.pid
+
+
 def assert_alive(evaluator: ServiceProcess, pid: int) -> None:
     assert evaluator.proc is not None
     assert evaluator.proc.poll() is None, f"the evaluator exited ({evaluator.proc.returncode}); log {evaluator.log}"
@@ -146,10 +133,7 @@ def assert_alive(evaluator: ServiceProcess, pid: int) -> None:
 async def test_bad_ids_are_dead_lettered_and_everything_else_in_their_record_counts(
     launch: Callable[..., ServiceProcess], servers: Servers, topics: Topics, database_url: str
 ) -> None:
-    evaluator = launch("accord-evaluator")
-    await evaluator.wait_ready()
-    assert evaluator.proc is not None
-    pid = evaluator.proc.pid
+    evaluator, pid = await start_evaluator(launch)
     a, b = "api.availability", "api.latency"
     ts = ms("2026-11-25T11:00:30")
     mixed = {
@@ -214,10 +198,7 @@ async def test_a_checkpoint_that_fails_once_changes_nothing_and_loses_nothing(
         first, second = workload(range(40)), workload(range(40, MINUTES))
         expected = await reference(conn, first + second)
         assert expected["events"], "the workload must cause breach events, or the check proves little"
-        evaluator = launch("accord-evaluator")
-        await evaluator.wait_ready()
-        assert evaluator.proc is not None
-        pid = evaluator.proc.pid
+        evaluator, pid = await start_evaluator(launch)
         offsets: dict[int, int] = {}
         await produce(servers, topics.measurements, first, offsets)
         await wait_offsets(database_url, topics, offsets)
@@ -262,10 +243,7 @@ async def test_postgres_refusing_connections_for_a_while_is_waited_out_exactly_o
         expected = await reference(conn, first + during + after)
     finally:
         await conn.close()
-    evaluator = launch("accord-evaluator", ACCORD_EVALUATOR_CONFIG_REFRESH_SECONDS="1")
-    await evaluator.wait_ready()
-    assert evaluator.proc is not None
-    pid = evaluator.proc.pid
+    evaluator, pid = await start_evaluator(launch, ACCORD_EVALUATOR_CONFIG_REFRESH_SECONDS="1")
     offsets: dict[int, int] = {}
     await produce(servers, topics.measurements, first, offsets)
     await wait_offsets(database_url, topics, offsets)
@@ -348,10 +326,7 @@ async def test_an_id_repeated_past_the_dedup_horizon_within_one_checkpoint_is_st
     ]
     offsets: dict[int, int] = {}
     await produce(servers, topics.measurements, records[:1], offsets)
-    evaluator = launch("accord-evaluator")
-    await evaluator.wait_ready()
-    assert evaluator.proc is not None
-    pid = evaluator.proc.pid
+    evaluator, pid = await start_evaluator(launch)
     await wait_offsets(database_url, topics, offsets)
     await produce(servers, topics.measurements, records[1:], offsets)
     await wait_offsets(database_url, topics, offsets)

@@ -16,10 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from support import Servers, ServiceProcess, Topics, create_database, read_topic, wait_until
+from support import (
+    Servers,
+    ServiceProcess,
+    Topics,
+    create_database,
+    insert_two_objectives_per_indicator,
+    read_topic,
+    wait_until,
+)
 
 from shared.kafka import ensure_topics
 from shared.measurements import Measurement, encode_record
@@ -72,28 +79,9 @@ async def _prepare(servers: Servers, create_database: Callable[[], Any], publish
     await ensure_topics(servers.bootstrap, {topics.measurements: 4, topics.breaches: 2})
     conn = await asyncpg.connect(url)
     try:
-        agreement = uuid.UUID(int=1)
-        agreement_spec = {"name": "Shop SLA", "provider": "Shop", "customer": "Acme", "timezone": "UTC"}
-        await conn.execute(
-            "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, 'Shop SLA', 'Shop', 'Acme', $2)",
-            agreement,
-            orjson.dumps(agreement_spec).decode(),
+        await insert_two_objectives_per_indicator(
+            conn, uuid.UUID(int=1), INDICATORS, POLICY, lambda n, m: uuid.UUID(int=100 + 10 * n + m)
         )
-        for n, key in enumerate(INDICATORS):
-            await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", key)
-            for m, (target, window) in enumerate(((0.9, "2h"), (0.95, "1h"))):
-                spec = {"name": f"{key} {window}", "indicator": key, "target": target, "window": window}
-                await conn.execute(
-                    """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", spec)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)""",
-                    uuid.UUID(int=100 + 10 * n + m),
-                    agreement,
-                    spec["name"],
-                    key,
-                    target,
-                    window,
-                    orjson.dumps(spec | {"alert_policy": POLICY}).decode(),
-                )
     finally:
         await conn.close()
     run = Run(url, topics, {})

@@ -9,39 +9,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import Servers, ServiceProcess, Topics, read_topic, wait_until
+from support import Servers, ServiceProcess, Topics, post_until_accepted, read_topic, setup_objective, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-async def _setup_objective(api: ServiceProcess, indicator: str, target: float = 0.99) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=api.url) as client:
-        r = await client.post("/v1/indicators", json={"key": indicator, "kind": "ratio", "unit": "requests"})
-        assert r.status_code == 201, r.text
-        r = await client.post(
-            "/v1/agreements",
-            json={
-                "name": f"{indicator} SLA",
-                "provider": "Shop Platform",
-                "customer": "Acme Corp",
-                "objectives": [{"name": "availability", "indicator": indicator, "target": target, "window": "30d"}],
-            },
-        )
-        assert r.status_code == 201, r.text
-        agreement: dict[str, Any] = r.json()
-        return agreement
-
-
-async def _post_until_accepted(ingest: ServiceProcess, body: list[dict[str, Any]]) -> None:
-    """The registry learns a new indicator within seconds; until then ingest answers 422."""
-    async with httpx.AsyncClient(base_url=ingest.url) as client:
-
-        async def accepted() -> bool:
-            r = await client.post("/v1/measurements", json=body)
-            assert r.status_code in (202, 422), r.text
-            return r.status_code == 202
-
-        await wait_until(accepted, timeout=15, what="ingest to accept the new indicator")
 
 
 async def test_measurements_flow_to_status_and_an_exhausted_budget_reaches_the_breach_topic(
@@ -50,11 +20,11 @@ async def test_measurements_flow_to_status_and_an_exhausted_budget_reaches_the_b
     api, ingest, evaluator = launch("accord-api"), launch("accord-ingest"), launch("accord-evaluator")
     for svc in (api, ingest, evaluator):
         await svc.wait_ready()
-    agreement = await _setup_objective(api, "checkout.availability")
+    agreement = await setup_objective(api, "checkout.availability")
     objective_id = agreement["objectives"][0]["id"]
     now = time.time()
 
-    await _post_until_accepted(
+    await post_until_accepted(
         ingest, [{"id": "m-1", "indicator": "checkout.availability", "timestamp": now, "good": 995, "total": 1000}]
     )
     async with httpx.AsyncClient(base_url=api.url) as client:
@@ -113,13 +83,13 @@ async def test_a_killed_evaluator_resumes_from_its_stored_offsets_with_the_same_
     indicators = [f"svc{n}.availability" for n in range(4)]
     objectives = {}
     for key in indicators:
-        agreement = await _setup_objective(api, key, target=0.9)
+        agreement = await setup_objective(api, key, target=0.9)
         objectives[key] = agreement["objectives"][0]["id"]
 
     # Everything is on the topic before the evaluator starts, so it is killed mid-stream for sure.
     now = time.time()
     expected = {key: [0, 0] for key in indicators}
-    await _post_until_accepted(ingest, [{"indicator": k, "timestamp": now, "good": 0, "total": 0} for k in indicators])
+    await post_until_accepted(ingest, [{"indicator": k, "timestamp": now, "good": 0, "total": 0} for k in indicators])
     async with httpx.AsyncClient(base_url=ingest.url) as client:
         for request in range(300):
             body = []

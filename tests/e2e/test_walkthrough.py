@@ -191,6 +191,8 @@ def test_the_readme_walkthrough_does_what_it_says(stack: dict[str, str], tmp_pat
         code = int(status.split()[0])
         allowed = {0, 124} if "timeout " in block.script else {0}  # `timeout 5 accord events tail` ends by timeout
         assert code in allowed, f"step {block.step} exited {code}:\n{block.script}\n{output}\n{done.stderr}"
-        assert output.strip() or block.script.startswith("export "), f"step {block.step} printed nothing:\n{block.script}\n{done.stderr}"
+        assert output.strip() or block.script.startswith("export "), (
+            f"step {block.step} printed nothing:\n{block.script}\n{done.stderr}"
+        )
         if block.claim is not None:
             check(block, output)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import NO_AUTH, ServiceProcess, create_token
+from support import NO_AUTH, Live, ServiceProcess, create_token, live_engine
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -53,3 +53,10 @@ async def api_process_with_token(database_url: str, tmp_path: Path) -> AsyncIter
         yield service, token
     finally:
         service.stop()
+
+
+@pytest.fixture
+async def live(database_url: str) -> AsyncIterator[Live]:
+    """The evaluator's engine in-process on this test's database (readings checkpointed like the runner's)."""
+    async with live_engine(database_url) as engine:
+        yield engine

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 pytestmark = pytest.mark.asyncio
@@ -63,7 +64,8 @@ async def create(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     r = await api.post("/v1/agreements", json=agreement_body(**overrides))
     assert r.status_code == 201, r.text
     assert r.headers["etag"] == '"1"'
-    return r.json()
+    created: dict[str, Any] = r.json()
+    return created
 
 
 def problem_fields(r: httpx.Response) -> set[str]:
@@ -75,7 +77,8 @@ def problem_fields(r: httpx.Response) -> set[str]:
 async def fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
-        return await conn.fetch(sql, *args)
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
     finally:
         await conn.close()
 
@@ -139,26 +142,25 @@ async def test_an_agreement_keeps_every_term_and_fills_the_rows_the_evaluator_re
 
     rows = await fetch(
         database_url,
-        'SELECT id::text, name, indicator_key, target, "window", alert_policy::text, spec::text'
-        " FROM objectives WHERE agreement_id = $1 ORDER BY name",
+        "SELECT id::text, name, indicator_key, spec FROM objectives WHERE agreement_id = $1 ORDER BY name",
         created["id"],
     )
-    assert [(r["name"], r["indicator_key"], r["target"], r["window"]) for r in rows] == [
+    specs = [orjson.loads(r["spec"]) for r in rows]
+    assert [(r["name"], r["indicator_key"], s["target"], s["window"]) for r, s in zip(rows, specs, strict=True)] == [
         ("Checkout availability", "checkout.availability", 0.999, "30d"),
         ("Checkout latency", "checkout.latency", 0.99, "month"),
     ]
-    assert '"min_events": 50' in rows[1]["alert_policy"]
-    assert '"slice_length": "5m"' in rows[1]["spec"]
+    assert specs[1]["alert_policy"]["min_events"] == 50
+    assert specs[1]["slice_length"] == "5m"
     (agreement_row,) = await fetch(database_url, "SELECT timezone, spec::text FROM agreements")
     assert agreement_row["timezone"] == "Europe/Berlin"
     assert '"rrule"' in agreement_row["spec"]
 
 
 async def test_the_stored_documents_convert_to_the_budget_terms(api: httpx.AsyncClient, database_url: str) -> None:
-    import orjson
-
-    from shared.budget import BusinessHours, CalendarWindow, RecurringMaintenance
+    from shared.budget import BusinessHours, CalendarWindow, PeriodKind, RecurringMaintenance
     from shared.contract import objective_terms
+    from shared.spec import AgreementSpec, ObjectiveSpec
 
     await register(api)
     await create(api)
@@ -167,9 +169,9 @@ async def test_the_stored_documents_convert_to_the_budget_terms(api: httpx.Async
         "SELECT a.spec::text AS a, o.spec::text AS o FROM objectives o JOIN agreements a ON a.id = o.agreement_id"
         " WHERE o.name = 'Checkout latency'",
     )
-    terms = objective_terms(orjson.loads(row["a"]), orjson.loads(row["o"]))
-    assert terms.window == CalendarWindow("month", "Europe/Berlin")
-    assert (terms.slice_minutes, terms.slice_target, terms.min_events_for_page) == (5, 0.95, 50)
+    terms = objective_terms(AgreementSpec.model_validate_json(row["a"]), ObjectiveSpec.model_validate_json(row["o"]))
+    assert terms.window == CalendarWindow(PeriodKind.MONTH, "Europe/Berlin")
+    assert (terms.slice_minutes, terms.slice_target, terms.min_events) == (5, 0.95, 50)
     assert terms.threshold is not None
     assert terms.threshold.is_good(300)
     assert not terms.threshold.is_good(301)

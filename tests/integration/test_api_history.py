@@ -7,13 +7,12 @@ engine's evaluation at its watermark is compared with the history point at the s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from test_api_status import (
+from support import (
     AVAILABILITY,
     LATENCY,
     MINUTE,
@@ -22,7 +21,6 @@ from test_api_status import (
     Live,
     availability,
     create_agreement,
-    live_engine,
     register,
     workload,
 )
@@ -30,12 +28,6 @@ from test_api_status import (
 from shared.budget import Evaluation
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def live(database_url: str) -> AsyncIterator[Live]:
-    async with live_engine(database_url) as engine:
-        yield engine
 
 
 STEP = 10  # minutes between the instants compared
@@ -71,7 +63,8 @@ def on_grid(records: list[tuple[str, list[Any]]], minutes: range) -> list[tuple[
 async def history(api: httpx.AsyncClient, objective_id: str, **params: Any) -> dict[str, Any]:
     r = await api.get(f"/v1/objectives/{objective_id}/history", params=params)
     assert r.status_code == 200, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 async def test_history_agrees_exactly_with_the_live_evaluator_at_every_instant(
@@ -98,9 +91,9 @@ async def test_history_agrees_exactly_with_the_live_evaluator_at_every_instant(
         for k, point in enumerate(points):
             assert point["revision"] == 1
             assert point["target"] == objective["target"]
-            ev = live_points.get((objective["id"], T0 + k * STEP * MINUTE))
-            if ev is not None:
-                check_point(point, ev)
+            at = live_points.get((objective["id"], T0 + k * STEP * MINUTE))
+            if at is not None:
+                check_point(point, at)
                 compared += 1
         assert compared == len(points)  # every instant was one the engine evaluated at
 

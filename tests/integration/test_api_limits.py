@@ -56,6 +56,22 @@ def fields(r: httpx.Response) -> set[str]:
     return {e["field"] for e in problem(r)["errors"]}
 
 
+async def evaluated_now(database_url: str, *statements: str) -> None:
+    """Run `statements`, then give checkout.availability a watermark at the current time, as if the evaluator
+    had seen a measurement just now: status evaluates its objectives there."""
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO indicator_state (indicator_key, topic, partition, watermark_ms) VALUES ($1, 't', 0, $2)",
+            "checkout.availability",
+            int(time.time() * 1000),
+        )
+    finally:
+        await conn.close()
+
+
 async def register(api: httpx.AsyncClient) -> None:
     for key, kind in (("checkout.availability", "ratio"), ("checkout.latency", "threshold")):
         r = await api.post("/v1/indicators", json={"key": key, "kind": kind})
@@ -397,16 +413,9 @@ async def test_stored_terms_that_break_the_limits_answer_422_not_500(api: httpx.
     """Terms stored before the limits existed (a 10^20-day window) are reported, not crashed on."""
     await register(api)
     created = await create(api)
-    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-    try:
-        await conn.execute("UPDATE objectives SET spec = jsonb_set(spec, '{window}', '\"99999999999999999999d\"')")
-        await conn.execute(
-            "INSERT INTO indicator_state (indicator_key, topic, partition, watermark_ms) VALUES ($1, 't', 0, $2)",
-            "checkout.availability",
-            int(time.time() * 1000),
-        )
-    finally:
-        await conn.close()
+    await evaluated_now(
+        database_url, "UPDATE objectives SET spec = jsonb_set(spec, '{window}', '\"99999999999999999999d\"')"
+    )
     r = await api.get(f"/v1/objectives/{created['objectives'][0]['id']}/status")
     assert "invalid window" in problem(r)["errors"][0]["reason"]
     problem(await api.get(f"/v1/agreements/{created['id']}/status"))
@@ -595,15 +604,7 @@ async def test_healthz_answers_within_a_second_while_the_largest_allowed_history
         )
         created = await client.post("/v1/agreements", json=heavy)
         assert created.status_code == 201, created.text
-        conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-        try:
-            await conn.execute(
-                "INSERT INTO indicator_state (indicator_key, topic, partition, watermark_ms) VALUES ($1, 't', 0, $2)",
-                "checkout.availability",
-                int(time.time() * 1000),
-            )
-        finally:
-            await conn.close()
+        await evaluated_now(database_url)
         status_url = f"/v1/agreements/{created.json()['id']}/status"
         r, elapsed, latencies = await _polling_healthz(client, client.get(status_url))
         assert r.status_code == 200, r.text

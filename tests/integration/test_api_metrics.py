@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from test_api_status import AVAILABILITY, LATENCY, Live, create_agreement, live_engine, register, workload
+from support import AVAILABILITY, LATENCY, Live, create_agreement, register, workload
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def live(database_url: str) -> AsyncIterator[Live]:
-    async with live_engine(database_url) as engine:
-        yield engine
 
 
 async def scrape(api: httpx.AsyncClient) -> dict[str, list[Sample]]:

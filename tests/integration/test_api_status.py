@@ -7,129 +7,28 @@ must show exactly what the engine computed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
+from support import (
+    AVAILABILITY,
+    MINUTE,
+    MONTHLY,
+    T0,
+    Live,
+    availability,
+    create_agreement,
+    register,
+    run,
+    workload,
+)
 
-from services.evaluator.engine import Engine
-from services.evaluator.store import load_objectives, write_checkpoint
 from shared.budget import AlertState, Evaluation, thresholds_announced
 from shared.budget.model import tier_name
-from shared.measurements import Measurement
 
 pytestmark = pytest.mark.asyncio
-
-MINUTE = 60_000
-T0 = int(datetime(2030, 3, 29, 12, 0, tzinfo=UTC).timestamp() * 1000)  # Berlin changes to summer time on the 31st
-
-
-class Live:
-    """The evaluator's engine driven in-process: apply records, checkpoint them into Postgres like the runner."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-        self.engine = Engine([], dedup_horizon_minutes=1440, max_age_minutes=576_000)
-        self.states: dict[str, AlertState] = {}
-
-    async def reload(self) -> None:
-        """Load the objectives' current terms, as the evaluator does on a config NOTIFY."""
-        self.engine.set_objectives(await load_objectives(self.conn))
-
-    async def apply(self, indicator: str, measurements: list[Measurement]) -> dict[str, Evaluation]:
-        """One record: count, evaluate at the indicator's watermark, checkpoint; the evaluations by objective id."""
-        self.engine.apply(0, indicator, measurements)
-        changes = self.engine.drain()
-        await write_checkpoint(self.conn, changes, group="test", topic="test.measurements", offsets={})
-        for s in changes.statuses:
-            self.states[s.objective_id] = s.alert_state
-        return {s.objective_id: s.evaluation for s in changes.statuses}
-
-
-@asynccontextmanager
-async def live_engine(database_url: str) -> AsyncIterator[Live]:
-    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-    try:
-        yield Live(conn)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def live(database_url: str) -> AsyncIterator[Live]:
-    async with live_engine(database_url) as engine:
-        yield engine
-
-
-async def register(api: httpx.AsyncClient) -> None:
-    for key, kind in (("checkout.availability", "ratio"), ("checkout.latency", "threshold")):
-        r = await api.post("/v1/indicators", json={"key": key, "kind": kind})
-        assert r.status_code == 201, r.text
-
-
-AVAILABILITY = {"name": "Availability", "indicator": "checkout.availability", "target": 0.99, "window": "30d"}
-MONTHLY = {"name": "Availability, monthly", "indicator": "checkout.availability", "target": 0.995, "window": "month"}
-LATENCY = {
-    "name": "Latency",
-    "indicator": "checkout.latency",
-    "matchers": {"region": "eu"},
-    "target": 0.9,
-    "window": "7d",
-    "budgeting": "timeslices",
-    "slice_length": "5m",
-    "slice_target": 0.8,
-    "threshold": {"op": "<=", "value": 300},
-    "alert_policy": {
-        "tiers": [{"name": "fast", "severity": "page", "long_window": "1h", "short_window": "5m", "factor": 2}],
-        "min_events": 10,
-    },
-}
-
-
-async def create_agreement(
-    api: httpx.AsyncClient, customer: str = "Acme Corp", objectives: list[dict[str, Any]] | None = None, **extra: Any
-) -> dict[str, Any]:
-    body = {
-        "name": f"{customer} checkout SLA",
-        "provider": "Shop Platform",
-        "customer": customer,
-        "timezone": "Europe/Berlin",
-        "maintenance": [
-            {"reason": "migration", "start": "2030-03-29T14:00:00+01:00", "end": "2030-03-29T14:20:00+01:00"}
-        ],
-        "objectives": objectives if objectives is not None else [AVAILABILITY, MONTHLY, LATENCY],
-        **extra,
-    }
-    r = await api.post("/v1/agreements", json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def availability(minute: int, total: int, bad: int, n: int = 0) -> Measurement:
-    ts = T0 + minute * MINUTE + n * 7_000
-    return Measurement("checkout.availability", ts, good=total - bad, total=total, id=f"a/{minute}/{n}")
-
-
-def latency(minute: int, value: float, count: int, region: str = "eu", n: int = 0) -> Measurement:
-    ts = T0 + minute * MINUTE + n * 5_000
-    return Measurement("checkout.latency", ts, value=value, weight=count, id=f"l/{minute}/{region}/{n}",
-                       labels=(("region", region),))  # fmt: skip
-
-
-def workload(minutes: range) -> list[tuple[str, list[Measurement]]]:
-    """Records in order: a quiet hour, then a bad spell; latency in eu (counted) and us (not matched)."""
-    records = []
-    for m in minutes:
-        bad = 600 if 70 <= m < 100 else m % 3
-        records.append(("checkout.availability", [availability(m, 1000, bad), availability(m, 500, bad // 2, 1)]))
-        slow = 30 if 80 <= m < 90 else 2
-        records.append(("checkout.latency", [latency(m, 120, 40 - slow), latency(m, 900, slow, n=1),
-                                             latency(m, 900, 50, region="us")]))  # fmt: skip
-    return records
 
 
 def ms_iso(ms: int) -> datetime:
@@ -171,13 +70,6 @@ def check_status(body: dict[str, Any], ev: Evaluation, state: AlertState) -> Non
     }
     assert (1.0 in body["alerts"]["thresholds_crossed"]) == state.exhausted
     assert body["exhausted"] == state.exhausted
-
-
-async def run(live: Live, records: list[tuple[str, list[Measurement]]]) -> dict[str, Evaluation]:
-    latest: dict[str, Evaluation] = {}
-    for indicator, batch in records:
-        latest.update(await live.apply(indicator, batch))
-    return latest
 
 
 async def test_objective_status_is_the_evaluators_reading_with_budget_time_left_and_alert_states(
@@ -256,6 +148,36 @@ async def test_an_objective_added_after_the_last_measurement_is_evaluated_at_its
     await live.reload()  # the evaluator picks it up and computes the same at the next measurement instant
     latest = await live.apply("checkout.availability", [availability(29, 0, 0, 2)])
     check_status((await api.get(f"/v1/objectives/{added}/status")).json(), latest[added], live.states[added])
+
+
+async def test_after_a_target_change_status_is_the_evaluators_reading_until_it_evaluates_the_new_terms(
+    api: httpx.AsyncClient, live: Live
+) -> None:
+    await register(api)
+    agreement = await create_agreement(api, objectives=[AVAILABILITY])
+    objective = agreement["objectives"][0]["id"]
+    await live.reload()
+    latest = await run(live, workload(range(100)))
+    r = await api.patch(
+        f"/v1/agreements/{agreement['id']}/objectives/{objective}", json={"target": 0.5}, headers={"If-Match": '"1"'}
+    )
+    assert r.status_code == 200, r.text
+    # The evaluator has not evaluated under revision 2 yet: status is its revision-1 reading, as the row is.
+    body = (await api.get(f"/v1/objectives/{objective}/status")).json()
+    assert body["target"] == AVAILABILITY["target"]
+    check_status(body, latest[objective], live.states[objective])
+    row = await live.conn.fetchrow(
+        "SELECT budget_consumed, revision FROM objective_status WHERE objective_id = $1", objective
+    )
+    assert (row["revision"], row["budget_consumed"]) == (1, body["budget"]["consumed"])
+
+    await live.reload()
+    latest = await live.apply("checkout.availability", [availability(99, 0, 0, 2)])
+    body = (await api.get(f"/v1/objectives/{objective}/status")).json()
+    assert body["target"] == 0.5
+    check_status(body, latest[objective], live.states[objective])
+    row = await live.conn.fetchrow("SELECT revision FROM objective_status WHERE objective_id = $1", objective)
+    assert row["revision"] == 2
 
 
 async def test_customer_status_covers_every_agreement_of_the_customer_that_is_not_archived(

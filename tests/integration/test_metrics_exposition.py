@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import Servers, ServiceProcess, Topics, wait_until
+from support import Servers, ServiceProcess, Topics, post_until_accepted, setup_objective, wait_until
 
 INDICATOR = "checkout.availability"
 
@@ -67,30 +67,12 @@ async def test_every_service_exposition_passes_promtool(launch: Callable[[str], 
     api, ingest, evaluator = launch("accord-api"), launch("accord-ingest"), launch("accord-evaluator")
     for svc in (api, ingest, evaluator):
         await svc.wait_ready()
-    async with httpx.AsyncClient(base_url=api.url) as client:
-        r = await client.post("/v1/indicators", json={"key": INDICATOR, "kind": "ratio", "unit": "requests"})
-        assert r.status_code == 201, r.text
-        r = await client.post(
-            "/v1/agreements",
-            json={
-                "name": "Acme SLA",
-                "provider": "Shop Platform",
-                "customer": "Acme Corp",
-                "objectives": [{"name": "availability", "indicator": INDICATOR, "target": 0.99, "window": "30d"}],
-            },
-        )
-        assert r.status_code == 201, r.text
+    await setup_objective(api, INDICATOR)
     body = [
         {"id": f"m-{i}", "indicator": INDICATOR, "timestamp": time.time(), "good": 99, "total": 100} for i in range(3)
     ]
+    await post_until_accepted(ingest, body)
     async with httpx.AsyncClient(base_url=ingest.url) as client:
-
-        async def accepted() -> bool:
-            r = await client.post("/v1/measurements", json=body)
-            assert r.status_code in (202, 422), r.text
-            return r.status_code == 202
-
-        await wait_until(accepted, timeout=15, what="ingest to accept the new indicator")
         assert (await client.post("/v1/measurements", content=b"{")).status_code == 422
 
     async def scrape(svc: ServiceProcess) -> str:

@@ -347,9 +347,9 @@ def test_a_page_needs_the_minimum_events_in_its_long_window() -> None:
     series = SeriesCounts()
     series.add(10, 0, 5)
     tiers = default_tiers(30 * DAY)
-    guarded = ObjectiveTerms(target=0.99, window=RollingWindow(30 * DAY), tiers=tiers, min_events_for_page=6)
+    guarded = ObjectiveTerms(target=0.99, window=RollingWindow(30 * DAY), tiers=tiers, min_events=6)
     assert [t.burning for t in evaluate(guarded, series, 10 * 60_000).tiers] == [False, False, True, True]
-    open_ = ObjectiveTerms(target=0.99, window=RollingWindow(30 * DAY), tiers=tiers, min_events_for_page=5)
+    open_ = ObjectiveTerms(target=0.99, window=RollingWindow(30 * DAY), tiers=tiers, min_events=5)
     assert all(t.burning for t in evaluate(open_, series, 10 * 60_000).tiers)
 
 

@@ -8,12 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
+from support import engine_for as engine
+from support import objective_config as objective
 
-from services.evaluator.engine import Engine
 from services.evaluator.store import MAX_DEAD_LETTER_BYTES, DeadLetter
-from shared.budget import ObjectiveTerms, PeriodKind, RollingWindow
 from shared.measurements import MAX_ID_LENGTH, Measurement, PoisonRecord, decode_record
-from shared.objective_config import ObjectiveConfig
 
 TS = 1_795_772_400_000
 
@@ -101,27 +100,6 @@ def test_a_dead_letter_keeps_a_bounded_value_and_a_reason_postgres_can_store() -
     assert len(letter.value) == MAX_DEAD_LETTER_BYTES
     assert "\x00" not in letter.reason
     assert len(letter.reason) <= 1000
-
-
-def objective(oid: str, indicator: str = "api.availability") -> ObjectiveConfig:
-    return ObjectiveConfig(
-        id=oid,
-        name=oid,
-        agreement_id="a1",
-        agreement_name="Acme SLA",
-        customer="Acme",
-        provider="Shop",
-        indicator=indicator,
-        window="30d",
-        terms=ObjectiveTerms(target=0.99, window=RollingWindow(60 * 24 * 30)),
-        reporting_period=PeriodKind.MONTH,
-        timezone="UTC",
-        credit_tiers=(),
-    )
-
-
-def engine(*objectives: ObjectiveConfig) -> Engine:
-    return Engine(objectives, dedup_horizon_minutes=24 * 60, max_age_minutes=400 * 24 * 60)
 
 
 def test_an_id_repeated_past_the_dedup_horizon_twice_in_one_drain_is_one_seen_row() -> None:

@@ -4,45 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from support import engine_for as engine
+from support import objective_config as objective
+
 from services.evaluator.engine import Engine
 from shared.budget import (
     Comparison,
-    ObjectiveTerms,
-    PeriodKind,
     RollingWindow,
     ThresholdRule,
 )
 from shared.measurements import Measurement
-from shared.objective_config import ObjectiveConfig
 from shared.series import series_key, series_name
 
 
 def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
-
-
-def objective(oid: str, indicator: str = "api.availability", **terms: object) -> ObjectiveConfig:
-    defaults: dict[str, object] = {"target": 0.99, "window": RollingWindow(60 * 24 * 30)}
-    defaults.update(terms)
-    t = ObjectiveTerms(**defaults)  # type: ignore[arg-type]
-    return ObjectiveConfig(
-        id=oid,
-        name=oid,
-        agreement_id="a1",
-        agreement_name="Acme SLA",
-        customer="Acme",
-        provider="Shop",
-        indicator=indicator,
-        window="30d",
-        terms=t,
-        reporting_period=PeriodKind.MONTH,
-        timezone="Europe/Berlin",
-        credit_tiers=((0.99, 10.0), (0.95, 25.0)),
-    )
-
-
-def engine(*objectives: ObjectiveConfig) -> Engine:
-    return Engine(objectives, dedup_horizon_minutes=24 * 60, max_age_minutes=400 * 24 * 60)
 
 
 def test_a_repeated_measurement_id_counts_once() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
+from support import agreement_spec, objective_spec
 
 from shared.budget import SeriesCounts, evaluate
 from shared.contract import objective_terms
@@ -34,10 +37,10 @@ def test_prefix_sums_answer_every_range_like_the_evaluators_minute_buckets(
 def test_an_evaluation_over_prefix_sums_equals_one_over_minute_buckets(
     rows: list[tuple[int, int, int]], budgeting: str, now_ms: int
 ) -> None:
-    objective = {"target": 0.95, "window": "1d", "budgeting": budgeting}
+    objective: dict[str, Any] = {"target": 0.95, "window": "1d", "budgeting": budgeting}
     if budgeting == "timeslices":
         objective |= {"slice_length": "5m", "slice_target": 0.9}
-    terms = objective_terms({"timezone": "Europe/Berlin"}, objective)
+    terms = objective_terms(agreement_spec(timezone="Europe/Berlin"), objective_spec(**objective))
     reference = SeriesCounts()
     for minute, good, total in rows:
         reference.add(minute, good, total)
@@ -49,8 +52,8 @@ def test_series_names_round_trip_and_objectives_read_their_rule_and_matchers() -
     assert series_key(series_name(eu)) == eu
     assert series_key("") == ((), "")
     terms = objective_terms(
-        {"timezone": "UTC"},
-        {"target": 0.9, "window": "1d", "matchers": {"region": "eu"}, "threshold": {"op": "<=", "value": 300}},
+        agreement_spec(),
+        objective_spec(target=0.9, window="1d", matchers={"region": "eu"}, threshold={"op": "<=", "value": 300}),
     )
     source = combine(
         {eu: [(1, 1, 2)], us: [(1, 0, 5)], ((("region", "eu"),), "<=100.0"): [(1, 0, 9)]}, ("<=300.0", terms.matchers)
@@ -59,8 +62,8 @@ def test_series_names_round_trip_and_objectives_read_their_rule_and_matchers() -
 
 
 def test_each_instant_is_evaluated_under_the_revision_in_force_then() -> None:
-    strict = objective_terms({"timezone": "UTC"}, {"target": 0.99, "window": "1h"})
-    relaxed = objective_terms({"timezone": "UTC"}, {"target": 0.9, "window": "1h"})
+    strict = objective_terms(agreement_spec(timezone="UTC"), objective_spec(target=0.99, window="1h"))
+    relaxed = objective_terms(agreement_spec(timezone="UTC"), objective_spec(target=0.9, window="1h"))
     spans = [
         TermsInForce(60_000, 1, "x", strict),
         TermsInForce(600_000, 2, "x", relaxed),

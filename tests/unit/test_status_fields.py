@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
+from support import agreement_spec, objective_spec
 
 from services.api.routes.history import default_start
 from shared.budget import AlertState, SeriesCounts, evaluate, horizon_minutes, thresholds_announced, time_left
@@ -67,8 +68,8 @@ def test_history_defaults_to_the_objectives_life_on_a_grid_ending_now(
 
 def test_an_agreements_budget_counts_from_its_effective_from() -> None:
     """Data measured before the contract's start is left out, like maintenance (an import's choice)."""
-    agreement = {"name": "A", "provider": "P", "customer": "C", "timezone": "UTC"}
-    objective = {"name": "o", "indicator": "i", "target": 0.99, "window": "30d"}
+    agreement = agreement_spec(name="A", provider="P", customer="C", timezone="UTC")
+    objective = objective_spec(name="o", indicator="i", target=0.99, window="30d")
     series = SeriesCounts()
     start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     minute = int(start.timestamp()) // 60
@@ -77,6 +78,6 @@ def test_an_agreements_budget_counts_from_its_effective_from() -> None:
     now_ms = (minute + 6) * 60_000
     before = evaluate(objective_terms(agreement, objective), series, now_ms)
     assert (before.counts.total, before.budget_consumed > 1) == (200, True)
-    effective = {**agreement, "effective_from": start.isoformat()}
+    effective = agreement.model_copy(update={"effective_from": start})
     after = evaluate(objective_terms(effective, objective), series, now_ms)
     assert (after.counts.good, after.counts.total, after.budget_consumed) == (100, 100, 0.0)

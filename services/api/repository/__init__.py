@@ -17,6 +17,7 @@ from services.api.repository.agreements import (
     list_agreements,
     list_revisions,
     lock_agreement,
+    revision_documents,
     save_revision,
 )
 from services.api.repository.breaches import list_breach_events
@@ -61,6 +62,7 @@ __all__ = [
     "now",
     "objectives_of",
     "read_snapshot",
+    "revision_documents",
     "save_revision",
     "series_buckets",
     "statuses_of",

@@ -8,46 +8,37 @@ the revision check (If-Match), the new revision row, the current-state rows the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, delete, exists, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.pagination import after as keyset_after
 from services.api.repository.session import announce_config_change
-from shared.contract import legacy_columns
+from services.api.repository.session import now as clock
 from shared.db import Agreement, AgreementRevision, Objective
 from shared.errors import NotFound
-
-Document = dict[str, Any]
-
-
-def _split(document: Document) -> tuple[Document, list[Document]]:
-    """A revision document's agreement spec and its objectives."""
-    spec = {k: v for k, v in document.items() if k not in ("objectives", "archived_at")}
-    return spec, list(document.get("objectives", ()))
+from shared.spec import AgreementDocument
 
 
-async def _write_current(session: AsyncSession, agreement: Agreement, document: Document) -> None:
+async def _write_current(session: AsyncSession, agreement: Agreement, document: AgreementDocument) -> None:
     """Make `agreements` and `objectives` hold the document: the rows the evaluator reads."""
-    spec, objectives = _split(document)
-    agreement.name, agreement.provider, agreement.customer = spec["name"], spec["provider"], spec["customer"]
-    agreement.description, agreement.timezone = spec["description"], spec["timezone"]
-    agreement.labels, agreement.spec = spec["labels"], spec
-    ids = [uuid.UUID(o["id"]) for o in objectives]
+    agreement.name, agreement.provider, agreement.customer = document.name, document.provider, document.customer
+    agreement.description, agreement.timezone = document.description, document.timezone
+    agreement.labels, agreement.spec = dict(document.labels), document.spec()
+    ids = [o.id for o in document.objectives]
     await session.flush()
     await session.execute(
         delete(Objective).where(Objective.agreement_id == agreement.id, Objective.id.not_in(ids))
         if ids
         else delete(Objective).where(Objective.agreement_id == agreement.id)
     )
-    for objective in objectives:
-        body = {k: v for k, v in objective.items() if k != "id"}
-        values = {**legacy_columns(body), "spec": body}
-        stmt = insert(Objective).values(id=uuid.UUID(objective["id"]), agreement_id=agreement.id, **values)
+    for objective in document.objectives:
+        values = {"name": objective.name, "indicator_key": objective.indicator, "spec": objective.spec()}
+        stmt = insert(Objective).values(id=objective.id, agreement_id=agreement.id, **values)
         await session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[Objective.id],
@@ -57,27 +48,27 @@ async def _write_current(session: AsyncSession, agreement: Agreement, document: 
         )
 
 
-async def create_agreement(session: AsyncSession, document: Document, *, author: str, reason: str) -> AgreementRevision:
-    """A new agreement at revision 1; objectives without an id get one."""
-    now = await session.scalar(select(func.clock_timestamp()))
-    document = {**document, "archived_at": None}
-    document["objectives"] = [{"id": str(uuid.uuid4()), **o} for o in document.get("objectives", ())]
-    agreement = Agreement(id=uuid.uuid4(), revision=1, created_at=now, updated_at=now)
+async def create_agreement(
+    session: AsyncSession, document: AgreementDocument, *, author: str, reason: str
+) -> AgreementRevision:
+    """A new agreement at revision 1."""
+    now = await clock(session)
+    agreement = Agreement(id=uuid.uuid4(), revision=0, created_at=now, updated_at=now)
     session.add(agreement)
-    await _write_current(session, agreement, document)
-    revision = AgreementRevision(
-        agreement_id=agreement.id,
-        revision=1,
-        valid_from=now,
-        author=author,
-        reason=reason,
-        change="created",
-        document=document,
+    return await _record(session, agreement, document, now, author=author, reason=reason, change="created")
+
+
+async def revision_documents(
+    session: AsyncSession, wanted: Iterable[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], AgreementDocument]:
+    """The documents of the named (agreement, revision) pairs that exist."""
+    pairs = set(wanted)
+    if not pairs:
+        return {}
+    query = select(AgreementRevision).where(
+        tuple_(AgreementRevision.agreement_id, AgreementRevision.revision).in_(list(pairs))
     )
-    session.add(revision)
-    await session.flush()
-    await announce_config_change(session, f"agreement:{agreement.id}")
-    return revision
+    return {(r.agreement_id, r.revision): r.document for r in (await session.scalars(query)).all()}
 
 
 async def lock_agreement(session: AsyncSession, agreement_id: uuid.UUID) -> Agreement:
@@ -91,7 +82,7 @@ async def lock_agreement(session: AsyncSession, agreement_id: uuid.UUID) -> Agre
 async def save_revision(
     session: AsyncSession,
     agreement: Agreement,
-    document: Document,
+    document: AgreementDocument,
     *,
     author: str,
     reason: str,
@@ -99,11 +90,27 @@ async def save_revision(
     review_id: uuid.UUID | None = None,
 ) -> AgreementRevision:
     """Record `document` as the agreement's next revision and make it current (call under `lock_agreement`)."""
-    now = await session.scalar(select(func.clock_timestamp()))
+    now = await clock(session)
+    return await _record(
+        session, agreement, document, now, author=author, reason=reason, change=change, review_id=review_id
+    )
+
+
+async def _record(
+    session: AsyncSession,
+    agreement: Agreement,
+    document: AgreementDocument,
+    now: datetime,
+    *,
+    author: str,
+    reason: str,
+    change: str,
+    review_id: uuid.UUID | None = None,
+) -> AgreementRevision:
+    """The agreement's next revision, valid from `now`: its row, the current-state rows, the config NOTIFY."""
     agreement.revision += 1
-    agreement.updated_at = now  # type: ignore[assignment]
-    archived = document.get("archived_at")
-    agreement.archived_at = datetime.fromisoformat(archived) if archived else None
+    agreement.updated_at = now
+    agreement.archived_at = document.archived_at
     await _write_current(session, agreement, document)
     revision = AgreementRevision(
         agreement_id=agreement.id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Header, Query, Response
 
 from services.api import agreement_changes, pagination
@@ -95,7 +94,7 @@ async def list_agreements(
         rows,
         size,
         lambda row: (row[0].created_at.isoformat(), str(row[0].id)),
-        weigh=lambda row: len(orjson.dumps(row[1].document)),
+        weigh=lambda row: len(row[1].document.model_dump_json()),
         max_weight=MAX_PAGE_BYTES,
     )
     return Page(items=[agreement_out(a, r) for a, r in page], next_cursor=next_cursor)

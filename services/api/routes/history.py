@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated
 
@@ -11,24 +10,22 @@ from fastapi import APIRouter, Query
 from services.api import repository as repo
 from services.api.deps import Session, State
 from services.api.params import INSTANT
-from services.api.readings import from_ms, objective_history, to_ms
+from services.api.readings import objective_history
 from services.api.schemas import HistoryOut, QueryInstant
 from shared.errors import Invalid
+from shared.timeutil import duration_ms, from_ms, to_ms
 
 router = APIRouter(tags=["status"])
-
-_STEP = re.compile(r"^([0-9]{1,9})([smhd]?)$")
-_STEP_MS = {"": 1000, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def parse_step(text: str) -> int:
     """`30s`, `5m`, `1h`, `1d` or plain seconds, in milliseconds; 422 naming `step` otherwise."""
-    match = _STEP.match(text.strip().lower())
-    if match is None:
+    spec = text.strip().lower()
+    step = duration_ms(f"{spec}s" if spec.isascii() and spec.isdigit() else spec, "smhd")
+    if step is None:
         raise Invalid(
             "Invalid step.", [{"field": "query.step", "reason": f"{text!r} is not a duration such as 30s, 5m or 1h"}]
         )
-    step = int(match.group(1)) * _STEP_MS[match.group(2)]
     if step <= 0:
         raise Invalid("Invalid step.", [{"field": "query.step", "reason": "the step must be positive"}])
     return step

@@ -43,11 +43,11 @@ async def list_objectives(
         limit=size + 1,
     )
     page, next_cursor = pagination.page(rows, size, lambda row: (row[0].created_at.isoformat(), str(row[0].id)))
-    items = [objective_out(a.id, a.spec, {"id": str(o.id), **o.spec}) for o, a in page]
+    items = [objective_out(a.id, a.spec, o.id, o.spec) for o, a in page]
     return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{objective_id}", summary="Get an objective (current revision of its agreement)")
 async def get_objective(objective_id: uuid.UUID, session: Session) -> ObjectiveOut:
     objective, agreement = await repo.get_objective(session, objective_id)
-    return objective_out(agreement.id, agreement.spec, {"id": str(objective.id), **objective.spec})
+    return objective_out(agreement.id, agreement.spec, objective.id, objective.spec)

@@ -64,7 +64,9 @@ async def export_agreement(
 ) -> Response:
     _, rev = await repo.get_revision(session, agreement_id, number=revision, at=at)
     return Response(
-        export_yaml(rev.document), media_type="application/yaml", headers={"ETag": agreement_changes.etag(rev.revision)}
+        export_yaml(rev.document.to_json()),
+        media_type="application/yaml",
+        headers={"ETag": agreement_changes.etag(rev.revision)},
     )
 
 

@@ -30,7 +30,7 @@ async def objective_status(objective_id: uuid.UUID, session: Session) -> Objecti
     """SLI, budget (fraction and units, time left), burn rate per tier window and alert states.
 
     Recomputed from the evaluator's stored counts at the instant it last evaluated (event time),
-    under the objective's current terms.
+    under the terms it evaluated with (the agreement revision its reading names).
     """
     await repo.read_snapshot(session)
     objective, agreement = await repo.get_objective(session, objective_id)
