@@ -257,7 +257,7 @@ class TokenCache:
                         await asyncio.wait_for(wake.wait(), timeout=self._refresh_seconds)
             except asyncio.CancelledError:
                 raise
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # the cache outlives any failure of its connection (see shared/notify.py)
                 log.warning("token cache cannot reach Postgres (%r); keeping the tokens loaded, retrying", exc)
             finally:
                 if conn is not None and not conn.is_closed():

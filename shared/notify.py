@@ -30,11 +30,15 @@ async def follow_config(
     def on_notice(*_: Any) -> None:
         changed.set()
 
+    failing = False
     while True:
         conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(dsn, timeout=5)
             await conn.add_listener(CONFIG_CHANNEL, on_notice)
+            if failing:
+                log.info("config listener reconnected to Postgres")
+                failing = False
             changed.set()  # reload once after every (re)connect: notices may have been missed
             while not conn.is_closed():
                 with contextlib.suppress(TimeoutError):
@@ -43,8 +47,11 @@ async def follow_config(
                 await reload()
         except asyncio.CancelledError:
             raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("config listener lost Postgres (%s); retrying in %.0fs", exc, retry_seconds)
+        except Exception as exc:  # the listener outlives any failure of its connection
+            # (asyncpg raises OSError, TimeoutError, PostgresError, InterfaceError and, when the server
+            # goes mid-statement, InternalClientError): log the first, retry quietly until it recovers.
+            log.log(logging.DEBUG if failing else logging.WARNING, "config listener lost Postgres (%r); retrying", exc)
+            failing = True
         finally:
             if conn is not None and not conn.is_closed():
                 with contextlib.suppress(Exception):
