@@ -253,8 +253,10 @@ class TokenCache:
                 while not conn.is_closed():
                     wake.clear()  # before loading: a notice during the load makes another one
                     await self._load(conn)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races the wake-up
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout=self._refresh_seconds)
+                        async with asyncio.timeout(self._refresh_seconds):
+                            await wake.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the cache outlives any failure of its connection (see shared/notify.py)

@@ -41,8 +41,10 @@ async def follow_config(
                 failing = False
             changed.set()  # reload once after every (re)connect: notices may have been missed
             while not conn.is_closed():
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races the wake-up
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout=fallback_seconds)
+                    async with asyncio.timeout(fallback_seconds):
+                        await changed.wait()
                 changed.clear()
                 await reload()
         except asyncio.CancelledError:

@@ -37,8 +37,10 @@ async def relay_outbox(
     failing = False
     try:
         while True:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races the wake-up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=settings.relay_interval_ms / 1000)
+                async with asyncio.timeout(settings.relay_interval_ms / 1000):
+                    await wake.wait()
             wake.clear()
             try:
                 while await _relay_batch(settings, pool, producer, metrics):
