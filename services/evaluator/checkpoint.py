@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.evaluator.engine import Engine
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.store import DeadLetter, load_partition, write_checkpoint
+from services.evaluator.store import DeadLetter, delete_expired, load_partition, write_checkpoint
 from shared.budget.evaluate import TransitionType
 
 log = logging.getLogger("accord.evaluator")
@@ -159,6 +159,7 @@ class Checkpoint:
         now = time.monotonic()
         self.last_attempt = now
         self.last_prune = now
+        self.last_expiry = now
         self.stored_at = now  # when Postgres last held everything applied
         self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
         self.lag_partitions: set[int] = set()  # partitions with a consumer lag sample
@@ -275,6 +276,25 @@ class Checkpoint:
         if changes.events:
             self.events_waiting.set()
         return True
+
+    async def expire(self) -> None:
+        """Delete stored buckets and roll-ups past retention for the indicators held here, when it is time."""
+        now = time.monotonic()
+        if now - self.last_expiry < self.settings.retention_interval_seconds or not self.healthy:
+            return
+        self.last_expiry = now
+        async with self.lock:
+            cutoffs = self.engine.retention(self.settings.minute_retention_days, self.settings.hour_retention_days)
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS), self.pool.acquire() as conn:
+                minutes, hours = await delete_expired(conn, cutoffs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # retried next time; checkpoints notice a Postgres outage themselves
+            log.warning("deleting buckets past retention failed: %r", exc)
+            return
+        if minutes or hours:
+            log.info("retention: deleted %d minute buckets and %d hour roll-ups", minutes, hours)
 
     # --- partitions ------------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from shared.budget import (
     shape_of,
 )
 from shared.budget.counts import MINUTE_MS
+from shared.budget.rollups import DAY_MINUTES, retention_cutoffs
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
@@ -129,13 +130,16 @@ class Changes:
     """What the next checkpoint writes; all of it or none of it."""
 
     buckets: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    # (indicator, series, hour, good added, total added) since the last drain: added to series_hours
+    # in the same transaction as the minutes and offsets, so each delta is stored exactly once.
+    hours: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     indicators: list[tuple[str, int, int]] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.buckets or self.seen or self.indicators or self.statuses or self.events)
+        return bool(self.buckets or self.hours or self.seen or self.indicators or self.statuses or self.events)
 
 
 @dataclass
@@ -158,6 +162,7 @@ class Engine:
         self.rules: dict[str, list[ThresholdRule]] = {}
         self.set_objectives(objectives)
         self._dirty_buckets: set[tuple[str, SeriesKey, int]] = set()
+        self._hour_deltas: dict[tuple[str, SeriesKey, int], list[int]] = {}
         # One entry per (indicator, id): an id repeated past the dedup horizon within one drain is
         # written once, with the minute memory holds (the last one counted), never twice in one upsert.
         self._new_seen: dict[tuple[str, str], int] = {}
@@ -228,13 +233,21 @@ class Engine:
             self._statuses.pop(oid, None)
         if gone:
             self._dirty_buckets = {d for d in self._dirty_buckets if d[0] not in gone}
+            self._hour_deltas = {d: v for d, v in self._hour_deltas.items() if d[0] not in gone}
             self._new_seen = {k: m for k, m in self._new_seen.items() if k[0] not in gone}
             self._dirty_indicators -= gone
             self._events = [e for e in self._events if e.objective_id not in objectives]
 
     def pending(self) -> bool:
         """Whether anything waits for a checkpoint (tests and assertions)."""
-        return bool(self._dirty_buckets or self._new_seen or self._dirty_indicators or self._statuses or self._events)
+        return bool(
+            self._dirty_buckets
+            or self._hour_deltas
+            or self._new_seen
+            or self._dirty_indicators
+            or self._statuses
+            or self._events
+        )
 
     # --- the hot path ----------------------------------------------------------------------------
 
@@ -283,16 +296,27 @@ class Engine:
                     c = classify(rule, m.value, m.weight)
                     state.counts((m.labels, rule.key)).add(minute, c.good, c.total)
                     self._dirty_buckets.add((indicator, (m.labels, rule.key), minute))
+                    self._add_hour(indicator, (m.labels, rule.key), minute, c.good, c.total)
             result.applied += 1
         for (labels, minute), (good, total) in sums.items():
             key = (labels, "")
             state.counts(key).add(minute, good, total)
             self._dirty_buckets.add((indicator, key, minute))
+            self._add_hour(indicator, key, minute, good, total)
         self._dirty_indicators.add(indicator)
         if result.applied and state.watermark_ms is not None:
             last = newest if newest is not None else state.watermark_ms
             result.events = self._evaluate(indicator, state, last, before_ms)
         return result
+
+    def _add_hour(self, indicator: str, key: SeriesKey, minute: int, good: int, total: int) -> None:
+        cell = (indicator, key, minute // 60)
+        acc = self._hour_deltas.get(cell)
+        if acc is None:
+            self._hour_deltas[cell] = [good, total]
+        else:
+            acc[0] += good
+            acc[1] += total
 
     def _evaluate(self, indicator: str, state: IndicatorCounts, last_measurement_ms: int, before_ms: int | None) -> int:
         """Evaluate `indicator`'s objectives at its watermark; close reporting periods it moved past."""
@@ -399,6 +423,11 @@ class Engine:
                 continue
             c = state.counts(key).bucket(minute)
             changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
+        changes.hours = [
+            (indicator, series_name(key), hour, good, total)
+            for (indicator, key, hour), (good, total) in self._hour_deltas.items()
+            if indicator in self.indicators
+        ]
         changes.seen = [(indicator, mid, minute) for (indicator, mid), minute in self._new_seen.items()]
         for indicator in self._dirty_indicators:
             state = self.indicators.get(indicator)
@@ -407,6 +436,7 @@ class Engine:
         changes.statuses = list(self._statuses.values())
         changes.events = self._events
         self._dirty_buckets = set()
+        self._hour_deltas = {}
         self._new_seen = {}
         self._dirty_indicators = set()
         self._statuses = {}
@@ -429,6 +459,22 @@ class Engine:
             state.seen = {i: m for i, m in state.seen.items() if m >= horizon}
             cut.append((key, horizon))
         return cut
+
+    def retention(self, minute_days: int, hour_days: int) -> list[tuple[str, int, int]]:
+        """(indicator, first minute kept, first hour kept) for the stored buckets and roll-ups of the indicators
+        held here: minutes for `minute_days` but never less than the indicator's history plus a day (its windows
+        slide minute by minute, so a restart loads their minutes), hours for `hour_days` and at least as long."""
+        out: list[tuple[str, int, int]] = []
+        for key, state in self.indicators.items():
+            if state.watermark_ms is None:
+                continue
+            need = -(-(self.history_minutes(key) + DAY_MINUTES) // DAY_MINUTES)
+            minutes = max(minute_days, need)
+            first_minute, first_hour = retention_cutoffs(
+                minute_of(state.watermark_ms), minutes, max(hour_days, minutes)
+            )
+            out.append((key, first_minute, first_hour))
+        return out
 
     def stats(self) -> Mapping[str, int]:
         return {

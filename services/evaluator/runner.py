@@ -134,6 +134,7 @@ class Evaluator:
                     self._apply(tp, records)
                 if checkpoint.due():
                     await checkpoint.commit()
+                    await checkpoint.expire()
         finally:
             # Shutting down: commit what was applied; if that fails nothing moves, and the next
             # owner replays from the stored offsets.

@@ -32,5 +32,19 @@ class EvaluatorSettings(CommonSettings):
     max_age_minutes: int = Field(
         default=400 * 24 * 60, gt=0, description="History kept for indicators with no objective yet."
     )
+    minute_retention_days: int = Field(
+        default=8,
+        gt=0,
+        description="Days of minute buckets kept behind each indicator's watermark, at least (never less than "
+        "the longest window, tier window or reporting period of its objectives, plus a day).",
+    )
+    hour_retention_days: int = Field(
+        default=400,
+        gt=0,
+        description="Days of hour roll-ups kept behind each indicator's watermark (at least as long as the minutes).",
+    )
+    retention_interval_seconds: float = Field(
+        default=600.0, gt=0, description="How often the evaluator deletes buckets and roll-ups past retention."
+    )
     relay_interval_ms: int = Field(default=500, gt=0, description="Outbox relay poll period for unpublished events.")
     config_refresh_seconds: float = Field(default=30.0, gt=0, description="Fallback reload period of objectives.")

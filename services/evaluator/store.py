@@ -131,6 +131,34 @@ async def load_partition(
     return PartitionLoad(next_offset, len(indicators), total_buckets)
 
 
+async def delete_expired(conn: asyncpg.Connection, cutoffs: list[tuple[str, int, int]]) -> tuple[int, int]:
+    """Delete minute buckets and hour roll-ups past retention; returns how many of each went.
+
+    Outside the checkpoint transaction: nothing deleted is read again (loads and late data stay
+    inside the indicator's history, which retention always keeps), so it cannot race a checkpoint.
+    """
+    if not cutoffs:
+        return 0, 0
+    keys, minutes, hours = (list(c) for c in zip(*cutoffs, strict=True))
+    minutes_gone = await conn.execute(
+        """
+        DELETE FROM series_buckets b USING unnest($1::text[], $2::bigint[]) AS u(k, cut)
+        WHERE b.indicator_key = u.k AND b.minute < u.cut
+        """,
+        keys,
+        minutes,
+    )
+    hours_gone = await conn.execute(
+        """
+        DELETE FROM series_hours h USING unnest($1::text[], $2::bigint[]) AS u(k, cut)
+        WHERE h.indicator_key = u.k AND h.hour < u.cut
+        """,
+        keys,
+        hours,
+    )
+    return int(minutes_gone.split()[-1]), int(hours_gone.split()[-1])
+
+
 def _tier_json(r: TierReading, state: AlertState) -> dict[str, object]:
     return {
         "name": r.name,
@@ -162,6 +190,20 @@ async def write_checkpoint(
                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
                 ON CONFLICT (indicator_key, series, minute)
                 DO UPDATE SET good = EXCLUDED.good, total = EXCLUDED.total
+                """,
+                *cols,
+            )
+        if changes.hours:
+            # Deltas, not absolute values: the engine may not hold every minute of an hour (pruned past its
+            # windows). Exactly once because the offsets past the records that added them move in this
+            # transaction; a failed one adds nothing and the records are applied again.
+            cols = list(zip(*changes.hours, strict=True))
+            await conn.execute(
+                """
+                INSERT INTO series_hours (indicator_key, series, hour, good, total)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                ON CONFLICT (indicator_key, series, hour)
+                DO UPDATE SET good = series_hours.good + EXCLUDED.good, total = series_hours.total + EXCLUDED.total
                 """,
                 *cols,
             )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from shared.budget.counts import ZERO, Counts
 from shared.budget.exclusions import Interval, included_intervals
@@ -64,7 +65,7 @@ def plan(intervals: Iterable[Interval], sizes: Sequence[int] = (HOUR_MINUTES,)) 
     """The plan summing the minutes of `intervals` (disjoint [start, end) minute spans) from cells of
     `sizes` minutes (each a multiple of the next, largest first) and edge minutes."""
     ordered = sorted(sizes, reverse=True)
-    for big, small in zip(ordered, ordered[1:], strict=False):
+    for big, small in pairwise([*ordered, 1]):
         if small <= 0 or big % small:
             raise ValueError(f"cell sizes must divide each other, got {sizes!r}")
     out: dict[int, list[Interval]] = {s: [] for s in ordered}

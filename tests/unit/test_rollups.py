@@ -63,7 +63,9 @@ def test_a_planned_window_sums_exactly_what_its_minutes_sum(case: Case, sizes: t
     st.lists(st.tuples(st.integers(-10_000, 10_000), st.integers(0, 10_000)), max_size=12),
     st.sampled_from(SIZES),
 )
-def test_a_plan_covers_each_minute_once_and_reads_few_minutes(spans: list[tuple[int, int]], sizes: tuple[int, ...]) -> None:
+def test_a_plan_covers_each_minute_once_and_reads_few_minutes(
+    spans: list[tuple[int, int]], sizes: tuple[int, ...]
+) -> None:
     intervals = sorted({(a, a + n) for a, n in spans})
     merged: list[tuple[int, int]] = []
     for a, b in intervals:  # disjoint input, as included_intervals gives
@@ -105,5 +107,5 @@ def test_cell_sizes_must_nest() -> None:
 
 def test_retention_keeps_hours_at_least_as_long_as_minutes() -> None:
     assert retention_cutoffs(10 * DAY_MINUTES, 2, 10) == (8 * DAY_MINUTES, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least as long"):
         retention_cutoffs(0, 10, 2)
