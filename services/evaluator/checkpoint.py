@@ -299,7 +299,8 @@ class Checkpoint:
     # --- partitions ------------------------------------------------------------------------------
 
     async def assign(self, assigned: Iterable[TopicPartition]) -> None:
-        """Load the state of newly assigned partitions and seek to their stored offsets."""
+        """Take newly assigned partitions, paused: the loop loads them one at a time (`recover`), and each
+        is consumed as soon as its own state is loaded, not after every partition's."""
         async with self.lock:
             new = {tp.partition for tp in assigned if tp.topic == self.topic} - self.owned
             self.owned |= new
@@ -307,7 +308,7 @@ class Checkpoint:
             self.metrics.partitions.set(len(self.owned))
             if new:
                 log.info("partitions %s assigned", sorted(new))
-                await self._load(new)
+                self._pause(TopicPartition(self.topic, p) for p in new)
 
     async def revoke(self, revoked: Iterable[TopicPartition]) -> None:
         """Commit what was applied, then forget the partitions that move away.
@@ -330,12 +331,13 @@ class Checkpoint:
                 log.info("partitions %s revoked %s", sorted(gone), how)
 
     async def recover(self) -> None:
-        """Reload partitions whose state was thrown away, once their backoff is over."""
+        """Load one partition that waits for its state (newly assigned, or thrown away after a failure), once
+        the backoff is over; the loop polls between two loads, so loaded partitions are consumed meanwhile."""
         if not self.stale or time.monotonic() < self.retry_at:
             return
         async with self.lock:
             if stale := self.stale:
-                await self._load(stale)
+                await self._load({min(stale)})
 
     def rebase(self, partition: int) -> None:
         """The stored offset is outside the log: the partition reads the log from its beginning."""

@@ -18,7 +18,7 @@ exactly what the next Postgres transaction must write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -210,6 +210,23 @@ class Engine:
         state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms)
         for name, minute, good, total in buckets:
             state.counts(series_key(name)).add(minute, good, total)
+        state.seen = dict(seen)
+        self.indicators[key] = state
+
+    def load_indicator_series(
+        self,
+        key: str,
+        partition: int,
+        watermark_ms: int,
+        series: Iterable[tuple[str, Sequence[int], Sequence[int], Sequence[int]]],
+        seen: Iterable[tuple[str, int]],
+    ) -> None:
+        """`load_indicator` from (series name, minutes, goods, totals) columns, as the store reads them."""
+        state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms)
+        for name, minutes, goods, totals in series:
+            add = state.counts(series_key(name)).add
+            for minute, good, total in zip(minutes, goods, totals, strict=True):
+                add(minute, good, total)
         state.seen = dict(seen)
         self.indicators[key] = state
 

@@ -102,32 +102,48 @@ async def load_partition(
     indicators = await conn.fetch(
         "SELECT indicator_key, watermark_ms FROM indicator_state WHERE topic = $1 AND partition = $2", topic, partition
     )
+    # A few statements per partition, not a few per indicator and one per objective: buckets come as one
+    # array triple per series (decoded in C), not as a row object per minute.
+    keys = [ind["indicator_key"] for ind in indicators]
+    watermarks = {ind["indicator_key"]: ind["watermark_ms"] for ind in indicators}
+    oldest = [watermarks[k] // 60_000 - engine.history_minutes(k) for k in keys]
+    horizons = [watermarks[k] // 60_000 - engine.dedup_horizon_minutes for k in keys]
+    series_rows = await conn.fetch(
+        """
+        SELECT b.indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
+               array_agg(b.total) AS totals
+        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
+        JOIN series_buckets b ON b.indicator_key = u.k AND b.minute >= u.since
+        GROUP BY 1, 2
+        """,
+        keys,
+        oldest,
+    )
+    seen_rows = await conn.fetch(
+        """
+        SELECT s.indicator_key, array_agg(s.measurement_id) AS ids, array_agg(s.minute) AS minutes
+        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
+        JOIN seen_measurements s ON s.indicator_key = u.k AND s.minute >= u.since
+        GROUP BY 1
+        """,
+        keys,
+        horizons,
+    )
+    series_of: dict[str, list[tuple[str, list[int], list[int], list[int]]]] = {}
+    for r in series_rows:
+        series_of.setdefault(r["indicator_key"], []).append((r["series"], r["minutes"], r["goods"], r["totals"]))
+    seen_of = {r["indicator_key"]: zip(r["ids"], r["minutes"], strict=True) for r in seen_rows}
     total_buckets = 0
-    for ind in indicators:
-        key, watermark = ind["indicator_key"], ind["watermark_ms"]
-        oldest = watermark // 60_000 - engine.history_minutes(key)
-        buckets = await conn.fetch(
-            "SELECT series, minute, good, total FROM series_buckets WHERE indicator_key = $1 AND minute >= $2",
-            key,
-            oldest,
-        )
-        seen = await conn.fetch(
-            "SELECT measurement_id, minute FROM seen_measurements WHERE indicator_key = $1 AND minute >= $2",
-            key,
-            watermark // 60_000 - engine.dedup_horizon_minutes,
-        )
-        engine.load_indicator(
-            key,
-            partition,
-            watermark,
-            ((b["series"], b["minute"], b["good"], b["total"]) for b in buckets),
-            ((s["measurement_id"], s["minute"]) for s in seen),
-        )
-        total_buckets += len(buckets)
-        for o in engine.objectives.get(key, ()):
-            doc = await conn.fetchval("SELECT alert_state FROM objective_status WHERE objective_id = $1", o.id)
-            if doc is not None:
-                engine.load_alert_state(o.id, AlertState.from_json(orjson.loads(doc)))
+    for key in keys:
+        loaded = series_of.get(key, [])
+        engine.load_indicator_series(key, partition, watermarks[key], loaded, seen_of.get(key, ()))
+        total_buckets += sum(len(minutes) for _, minutes, _, _ in loaded)
+    objective_ids = [o.id for key in keys for o in engine.objectives.get(key, ())]
+    for r in await conn.fetch(
+        "SELECT objective_id::text AS id, alert_state FROM objective_status WHERE objective_id = ANY($1::uuid[])",
+        objective_ids,
+    ):
+        engine.load_alert_state(r["id"], AlertState.from_json(orjson.loads(r["alert_state"])))
     return PartitionLoad(next_offset, len(indicators), total_buckets)
 
 
