@@ -114,23 +114,24 @@ async def seed(url: str, indicators: int, now_minute: int) -> dict[str, Any]:
             )
         first = now_minute - DAYS * 24 * 60 + 1
         started = time.perf_counter()
-        for k in keys:
+        for indicator in keys:
             await conn.copy_records_to_table(
                 "series_buckets",
-                records=((k, SERIES, m, PER_MINUTE, PER_MINUTE) for m in range(first, now_minute + 1)),
+                records=((indicator, SERIES, m, PER_MINUTE, PER_MINUTE) for m in range(first, now_minute + 1)),
                 columns=["indicator_key", "series", "minute", "good", "total"],
             )
         if "series_hours" in tables:
             await conn.execute(
                 """INSERT INTO series_hours (indicator_key, series, hour, good, total)
-                   SELECT indicator_key, series, minute / 60, sum(good), sum(total) FROM series_buckets GROUP BY 1, 2, 3"""
+                   SELECT indicator_key, series, minute / 60, sum(good), sum(total)
+                   FROM series_buckets GROUP BY 1, 2, 3"""
             )
         await conn.execute("VACUUM ANALYZE")
         print(
             f"    seeded {indicators * (now_minute + 1 - first):,} buckets in {time.perf_counter() - started:.0f}s",
             flush=True,
         )
-        sizes = {
+        sizes: dict[str, int] = {
             t: await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", t)
             for t in ("series_buckets", "series_hours")
             if t in tables
@@ -210,7 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"    first evaluator ready in {out['first_ready_s']:.1f}s", flush=True)
         # SIGKILL, restart at once, and publish a record that exhausts indicator 0's budgets.
         conn = await asyncpg.connect(url)
-        producer = make_producer(broker.bootstrap)
+        producer = make_producer(broker.bootstrap, client_id="bench-history")
         await producer.start()
         try:
             killed = time.perf_counter()

@@ -32,11 +32,18 @@ def make_producer(
 
 
 def make_consumer(
-    bootstrap: str, *, group_id: str, client_id: str, session_timeout_ms: int = 10_000, fetch_max_wait_ms: int = 500
+    bootstrap: str,
+    *,
+    group_id: str,
+    client_id: str,
+    session_timeout_ms: int = 10_000,
+    fetch_max_wait_ms: int = 500,
+    group_instance_id: str | None = None,
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group_id,
+        group_instance_id=group_instance_id,  # static membership (KIP-345) when set
         client_id=client_id,
         enable_auto_commit=False,
         # Positions come from Postgres: the owner seeks every assigned partition itself, and a stored

@@ -224,9 +224,7 @@ class Engine:
         """`load_indicator` from (series name, minutes, goods, totals) columns, as the store reads them."""
         state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms)
         for name, minutes, goods, totals in series:
-            add = state.counts(series_key(name)).add
-            for minute, good, total in zip(minutes, goods, totals, strict=True):
-                add(minute, good, total)
+            state.counts(series_key(name)).load(minutes, goods, totals)
         state.seen = dict(seen)
         self.indicators[key] = state
 

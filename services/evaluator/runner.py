@@ -106,6 +106,7 @@ class Evaluator:
             client_id="accord-evaluator",
             session_timeout_ms=settings.session_timeout_ms,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            group_instance_id=settings.group_instance_id or None,
         )
         checkpoint.consumer = consumer
         await consumer.start()

@@ -26,6 +26,12 @@ class EvaluatorSettings(CommonSettings):
         default=100, gt=0, description="Longest time the broker holds a fetch when no data is there."
     )
     session_timeout_ms: int = Field(default=6000, gt=0, description="Kafka consumer session timeout.")
+    group_instance_id: str = Field(
+        default="",
+        max_length=249,
+        description="Static group membership (e.g. the pod name of a StatefulSet): a restarted evaluator with the "
+        "same id takes its partitions back without waiting for its old session to expire. Empty: dynamic.",
+    )
     dedup_horizon_minutes: int = Field(
         default=24 * 60, gt=0, description="How long (in measurement time) a measurement id is remembered."
     )

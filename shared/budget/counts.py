@@ -10,7 +10,8 @@ of 43,200 lookups.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 MINUTE_MS = 60_000
@@ -191,6 +192,37 @@ class SeriesCounts:
                 return True
         self.add(minute, good, total)  # to a dense day now
         return False
+
+    def load(self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
+        """`add` each (minute, good, total), faster for the days that will be dense (a state load)."""
+        per_day = Counter(m // DAY for m in minutes)
+        days = self._days
+        for minute, good, total in zip(minutes, goods, totals, strict=True):
+            d = minute // DAY
+            if not total or per_day[d] <= self.DENSE_AT or not 0 <= good <= total:
+                self.add(minute, good, total)  # the general path (and its checks)
+                continue
+            day = days.get(d)
+            if day is None:
+                day = days[d] = _Dense()
+            elif isinstance(day, _Sparse):
+                day = days[d] = _Dense(day)
+            k = minute - d * DAY
+            cells = day.minutes
+            was = cells[2 * k + 1]
+            cells[2 * k + 1] = was + total
+            cells[2 * k] += good
+            sums = day.sums
+            sums[0] += good
+            sums[1] += total
+            h = 2 + k // HOUR * 2
+            sums[h] += good
+            sums[h + 1] += total
+            if not was:
+                self._filled += 1
+                if self._zeros:
+                    self._zeros.discard(minute)
+        self._ranges.clear()
 
     def bucket(self, minute: int) -> Counts:
         d = minute // DAY

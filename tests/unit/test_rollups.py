@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import MINUTE_MS, Case, cases, is_excluded
 
-from shared.budget import CalendarWindow, Counts, excluded_intervals
+from shared.budget import CalendarWindow, Counts, SeriesCounts, excluded_intervals
 from shared.budget.counts import ZERO
 from shared.budget.rollups import (
     DAY_MINUTES,
@@ -109,3 +109,21 @@ def test_retention_keeps_hours_at_least_as_long_as_minutes() -> None:
     assert retention_cutoffs(10 * DAY_MINUTES, 2, 10) == (8 * DAY_MINUTES, 0)
     with pytest.raises(ValueError, match="at least as long"):
         retention_cutoffs(0, 10, 2)
+
+
+class _SmallDays(SeriesCounts):
+    __slots__ = ()
+    DENSE_AT = 20  # dense and sparse days both, with few buckets
+
+
+@given(st.lists(st.tuples(st.integers(0, 3 * DAY_MINUTES), st.integers(0, 5), st.integers(0, 5)), max_size=400))
+def test_a_bulk_load_holds_what_adding_one_by_one_holds(rows: list[tuple[int, int, int]]) -> None:
+    rows = [(m, min(g, t), t) for m, g, t in rows]
+    one, bulk = _SmallDays(), _SmallDays()
+    for m, g, t in rows:
+        one.add(m, g, t)
+    bulk.load([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    assert list(bulk.buckets(0, 4 * DAY_MINUTES)) == list(one.buckets(0, 4 * DAY_MINUTES))
+    assert len(bulk) == len(one)
+    for start, end in [(0, 4 * DAY_MINUTES), (17, 2000), (DAY_MINUTES + 5, 3 * DAY_MINUTES - 7)]:
+        assert bulk.range(start, end) == one.range(start, end)
