@@ -110,8 +110,8 @@ async def load_partition(
     horizons = [watermarks[k] // 60_000 - engine.dedup_horizon_minutes for k in keys]
     series_rows = await conn.fetch(
         """
-        SELECT b.indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
-               array_agg(b.total) AS totals
+        SELECT b.indicator_key, b.series, array_agg(b.minute ORDER BY b.minute) AS minutes,
+               array_agg(b.good ORDER BY b.minute) AS goods, array_agg(b.total ORDER BY b.minute) AS totals
         FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
         JOIN series_buckets b ON b.indicator_key = u.k AND b.minute >= u.since
         GROUP BY 1, 2

@@ -127,3 +127,18 @@ def test_a_bulk_load_holds_what_adding_one_by_one_holds(rows: list[tuple[int, in
     assert len(bulk) == len(one)
     for start, end in [(0, 4 * DAY_MINUTES), (17, 2000), (DAY_MINUTES + 5, 3 * DAY_MINUTES - 7)]:
         assert bulk.range(start, end) == one.range(start, end)
+
+
+def test_a_bulk_load_of_full_days_matches_adding_them() -> None:
+    first = 20_000 * DAY_MINUTES - 100  # a partial day, two full days, a partial day
+    rows = [(m, (m * 7) % 5, 5 + m % 3) for m in range(first, first + 2 * DAY_MINUTES + 300)]
+    rows[DAY_MINUTES] = (rows[DAY_MINUTES][0], 0, 0)  # a bucket of total 0 in the second full day
+    one, bulk = SeriesCounts(), SeriesCounts()
+    for m, g, t in rows:
+        one.add(m, g, t)
+    bulk.load([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    span = (first - 5, first + 3 * DAY_MINUTES)
+    assert list(bulk.buckets(*span)) == list(one.buckets(*span))
+    assert len(bulk) == len(one)
+    for start in (first, first + 101, 20_000 * DAY_MINUTES + 61):
+        assert bulk.range(start, start + DAY_MINUTES + 7) == one.range(start, start + DAY_MINUTES + 7)
