@@ -14,12 +14,15 @@ Pure functions: no clock, no I/O (docs/design.md §3.6 for buckets).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 from shared.budget.counts import ZERO, Counts
-from shared.budget.exclusions import Interval, included_intervals
+from shared.budget.evaluate import window_bounds
+from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
+from shared.budget.model import Budgeting, ObjectiveTerms
 
 HOUR_MINUTES = 60
 DAY_MINUTES = 24 * 60
@@ -153,3 +156,61 @@ def retention_cutoffs(watermark_minute: int, minute_days: int, hour_days: int) -
     first_minute = watermark_minute - minute_days * DAY_MINUTES
     first_hour = (watermark_minute - hour_days * DAY_MINUTES) // HOUR_MINUTES
     return first_minute, first_hour
+
+
+def needed_minutes(terms: ObjectiveTerms, now_ms: int) -> list[Interval] | None:
+    """The minute spans whose buckets `measure(terms, source, now_ms)` reads when whole hours come from hour
+    cells: the edges of the window and of every tier window, and the hours exclusions cut. None when every
+    minute is needed (timeslices: a slice's goodness needs its own minutes)."""
+    if terms.budgeting is Budgeting.TIMESLICES:
+        return None
+    start, end = window_bounds(terms.window, now_ms)
+    starts = {start, *(end - t.long_minutes for t in terms.tiers), *(end - t.short_minutes for t in terms.tiers)}
+    lo = min(starts)
+    excluded = excluded_intervals(terms.exclusions, lo, end) if terms.exclusions else []
+    spans: list[Interval] = []
+    for s in starts:
+        spans.extend(plan_window(s, end, excluded).minutes)
+    return _merge(spans)
+
+
+def earliest_minute(terms: ObjectiveTerms, now_ms: int) -> int:
+    """The first minute `measure(terms, source, now_ms)` can read."""
+    start, end = window_bounds(terms.window, now_ms)
+    return min([start, *(end - t.long_minutes for t in terms.tiers)])
+
+
+class PlannedSource:
+    """A count source from hour cells plus the minute buckets of some spans (`needed_minutes`): `range`
+    sums whole hours from the cells and edges from the minutes. Asking for a minute outside the loaded
+    spans is a bug in the caller's planning, and raises rather than answer a wrong sum."""
+
+    __slots__ = ("_good", "_hours", "_loaded", "_minutes", "_total")
+
+    def __init__(self, hours: dict[int, Counts], minutes: dict[int, Counts], loaded: Sequence[Interval]) -> None:
+        self._hours = sorted(h for h, c in hours.items())
+        self._good = [0, *accumulate(hours[h].good for h in self._hours)]
+        self._total = [0, *accumulate(hours[h].total for h in self._hours)]
+        self._minutes = minutes
+        self._loaded = _merge(list(loaded))
+
+    def _hour_sum(self, first: int, end: int) -> Counts:
+        lo, hi = bisect.bisect_left(self._hours, first), bisect.bisect_left(self._hours, end)
+        return Counts(self._good[hi] - self._good[lo], self._total[hi] - self._total[lo])
+
+    def _minute_sum(self, a: int, b: int) -> Counts:
+        i = bisect.bisect_right(self._loaded, (a, 1 << 62)) - 1
+        if i < 0 or self._loaded[i][1] < b:
+            raise LookupError(f"minutes [{a}, {b}) were not loaded")
+        good = total = 0
+        get = self._minutes.get
+        for minute in range(a, b):
+            c = get(minute)
+            if c is not None:
+                good += c.good
+                total += c.total
+        return Counts(good, total)
+
+    def range(self, start: int, end: int) -> Counts:
+        p = plan([(start, end)])
+        return sum_plan(p, self._minute_sum, lambda _size, first, stop: self._hour_sum(first, stop))

@@ -11,12 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import MINUTE_MS, Case, cases, is_excluded
 
-from shared.budget import CalendarWindow, Counts, SeriesCounts, excluded_intervals
+from shared.budget import CalendarWindow, Counts, SeriesCounts, excluded_intervals, measure
 from shared.budget.counts import ZERO
 from shared.budget.rollups import (
     DAY_MINUTES,
     HOUR_MINUTES,
     CellSums,
+    PlannedSource,
+    needed_minutes,
     plan,
     plan_window,
     retention_cutoffs,
@@ -142,3 +144,26 @@ def test_a_bulk_load_of_full_days_matches_adding_them() -> None:
     assert len(bulk) == len(one)
     for start in (first, first + 101, 20_000 * DAY_MINUTES + 61):
         assert bulk.range(start, start + DAY_MINUTES + 7) == one.range(start, start + DAY_MINUTES + 7)
+
+
+@given(cases())
+def test_measuring_from_hour_cells_and_the_needed_minutes_equals_measuring_every_minute(case: Case) -> None:
+    full = SeriesCounts()
+    for minute, c in buckets_of(case).items():
+        full.add(minute, c.good, c.total)
+    needed = needed_minutes(case.terms, case.now_ms)
+    if needed is None:  # timeslices read every minute
+        return
+    buckets = buckets_of(case)
+    hours = roll_up((k, c.good, c.total) for k, c in buckets.items())
+    minutes = {k: c for k, c in buckets.items() if any(a <= k < b for a, b in needed)}
+    planned = PlannedSource(hours, minutes, needed)
+    assert measure(case.terms, planned, case.now_ms) == measure(case.terms, full, case.now_ms)
+
+
+def test_a_planned_source_refuses_minutes_it_was_not_given() -> None:
+    source = PlannedSource({}, {}, [(60, 70)])
+    assert source.range(60, 70) == ZERO
+    assert source.range(0, 240) == ZERO  # whole hours
+    with pytest.raises(LookupError):
+        source.range(61, 200)
