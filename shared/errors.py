@@ -4,8 +4,10 @@ AccordError                    (500, base)
 ├── NotFound                   404  a named resource does not exist
 ├── Conflict                   409  the request contradicts what is stored
 ├── PreconditionFailed         412  If-Match names a revision that is no longer current
-├── Invalid                    422  the request is well-formed but breaks a rule; lists every problem
 ├── PayloadTooLarge            413  the body is larger than the configured limit
+├── UnsupportedMediaType       415  the body is not of a media type the route reads
+├── Invalid                    422  the request is well-formed but breaks a rule; lists every problem
+├── PreconditionRequired       428  a change without If-Match (lost updates are refused, not guessed)
 └── Unavailable                503  a dependency (broker, database) cannot take the request now
 """
 
@@ -56,6 +58,11 @@ class PayloadTooLarge(AccordError):
 class UnsupportedMediaType(AccordError):
     status = 415
     title = "Unsupported media type"
+
+
+class PreconditionRequired(AccordError):
+    status = 428
+    title = "Precondition required"
 
 
 class Unavailable(AccordError):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.budget import Evaluation, Period, Transition
-from shared.terms import ObjectiveConfig
+from shared.objective_config import ObjectiveConfig
 
 EVENT_NAMESPACE = uuid.UUID("6f1d7d4e-58a6-4c36-9f5e-0a0c5d6b2a11")
 SOURCE = "urn:accord:evaluator"

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.api import repository as repo
-from services.api.budgets import to_ms
+from services.api.readings import to_ms
 from shared.budget.model import tier_name
 from shared.contract import objective_window, tiers_of
 from shared.db import Agreement, Objective, ObjectiveStatus

@@ -51,8 +51,8 @@ from shared.budget.counts import MINUTE_MS
 from shared.budget.rollups import DAY_MINUTES, retention_cutoffs
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
+from shared.objective_config import ObjectiveConfig
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
-from shared.terms import ObjectiveConfig
 
 NO_ALERTS = AlertState()  # an objective nothing has been announced for (built once: hot path)
 

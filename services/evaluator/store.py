@@ -12,7 +12,7 @@ import orjson
 from services.evaluator.engine import Changes, Engine
 from shared.budget import AlertState, PeriodKind, TierReading
 from shared.contract import objective_terms
-from shared.terms import ObjectiveConfig
+from shared.objective_config import ObjectiveConfig
 
 log = logging.getLogger("accord.evaluator.store")
 

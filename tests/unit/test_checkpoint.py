@@ -13,7 +13,7 @@ from services.evaluator.engine import Engine
 from services.evaluator.store import MAX_DEAD_LETTER_BYTES, DeadLetter
 from shared.budget import ObjectiveTerms, PeriodKind, RollingWindow
 from shared.measurements import MAX_ID_LENGTH, Measurement, PoisonRecord, decode_record
-from shared.terms import ObjectiveConfig
+from shared.objective_config import ObjectiveConfig
 
 TS = 1_795_772_400_000
 

@@ -13,8 +13,8 @@ from shared.budget import (
     ThresholdRule,
 )
 from shared.measurements import Measurement
+from shared.objective_config import ObjectiveConfig
 from shared.series import series_key, series_name
-from shared.terms import ObjectiveConfig
 
 
 def ms(text: str) -> int:

@@ -18,7 +18,7 @@ from strategies import Case, Raw, cases, reference
 
 from services.evaluator.engine import Engine
 from shared.measurements import Measurement, label_pairs
-from shared.terms import ObjectiveConfig
+from shared.objective_config import ObjectiveConfig
 
 INDICATOR = "svc.sli"
 

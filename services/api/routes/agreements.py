@@ -12,11 +12,11 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Header, Query, Response
 
-from services.api import contracts
+from services.api import agreement_changes, pagination
 from services.api import repository as repo
-from services.api.contracts import agreement_out, etag, review_out
+from services.api.agreement_changes import agreement_out, etag, review_out
 from services.api.deps import Session, State
-from services.api.params import At, Author, Cursor, Labels, Limit, Reason, Revision, RevisionPath, Text
+from services.api.params import At, Author, Cursor, LabelFilters, Limit, Reason, Revision, RevisionPath, Text
 from services.api.schemas import (
     AgreementChange,
     AgreementIn,
@@ -53,7 +53,7 @@ def _respond(response: Response, agreement: Agreement, revision: AgreementRevisi
 
 @router.post("", status_code=201, summary="Create an agreement with its objectives", responses={422: {}})
 async def create_agreement(body: AgreementIn, session: Session, response: Response) -> AgreementOut:
-    agreement, revision = await contracts.create(session, body)
+    agreement, revision = await agreement_changes.create(session, body)
     response.headers["Location"] = f"/v1/agreements/{agreement.id}"
     return _respond(response, agreement, revision)
 
@@ -71,10 +71,10 @@ MAX_PAGE_BYTES = 4 * 1024 * 1024
 async def list_agreements(
     session: Session,
     state: State,
+    labels: LabelFilters,
     customer: Text = None,
     provider: Text = None,
     indicator: Annotated[Text, Query(description="Agreements with an objective on this indicator.")] = None,
-    label: Labels = [],  # noqa: B006
     archived: Annotated[bool, Query(description="Include archived agreements.")] = False,
     cursor: Cursor = None,
     limit: Limit = None,
@@ -85,24 +85,20 @@ async def list_agreements(
         customer=customer,
         provider=provider,
         indicator=indicator,
-        labels=repo.parse_label_filters(label),
+        labels=labels,
         archived=archived,
-        after=repo.decode_cursor(cursor, 2) if cursor else None,
+        after=pagination.time_id_after(cursor, uuid.UUID),
         limit=size + 1,
     )
     # A page ends after `size` agreements or once it holds MAX_PAGE_BYTES of them, whichever comes first.
-    page: list[tuple[Agreement, AgreementRevision]] = []
-    held = 0
-    for agreement, revision in rows[:size]:
-        held += len(orjson.dumps(revision.document))
-        if page and held > MAX_PAGE_BYTES:
-            break
-        page.append((agreement, revision))
-    last = page[-1][0] if len(rows) > len(page) else None
-    return Page(
-        items=[agreement_out(a, r) for a, r in page],
-        next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None,
+    page, next_cursor = pagination.page(
+        rows,
+        size,
+        lambda row: (row[0].created_at.isoformat(), str(row[0].id)),
+        weigh=lambda row: len(orjson.dumps(row[1].document)),
+        max_weight=MAX_PAGE_BYTES,
     )
+    return Page(items=[agreement_out(a, r) for a, r in page], next_cursor=next_cursor)
 
 
 @router.get("/{agreement_id}", summary="Get an agreement: as it is, at a revision, or as it was at an instant")
@@ -123,11 +119,11 @@ async def get_agreement(
 async def update_agreement(
     agreement_id: uuid.UUID, body: AgreementChange, session: Session, response: Response, if_match: IfMatch = None
 ) -> AgreementOut:
-    agreement, revision = await contracts.commit_change(
+    agreement, revision = await agreement_changes.commit_change(
         session,
         agreement_id,
         if_match,
-        contracts.patch_edit(body),
+        agreement_changes.patch_edit(body),
         author=body.author,
         reason=body.reason,
         change="updated",
@@ -144,7 +140,7 @@ async def archive_agreement(
     reason: Reason = "",
     if_match: IfMatch = None,
 ) -> AgreementOut:
-    agreement, revision = await contracts.archive(session, agreement_id, if_match, author=author, reason=reason)
+    agreement, revision = await agreement_changes.archive(session, agreement_id, if_match, author=author, reason=reason)
     return _respond(response, agreement, revision)
 
 
@@ -157,7 +153,7 @@ async def restore_agreement(
     reason: Reason = "",
     if_match: IfMatch = None,
 ) -> AgreementOut:
-    agreement, revision = await contracts.restore(session, agreement_id, if_match, author=author, reason=reason)
+    agreement, revision = await agreement_changes.restore(session, agreement_id, if_match, author=author, reason=reason)
     return _respond(response, agreement, revision)
 
 
@@ -169,11 +165,11 @@ async def add_objective(
     agreement_id: uuid.UUID, body: ObjectiveCreate, session: Session, response: Response, if_match: IfMatch = None
 ) -> ObjectiveOut:
     new_id = uuid.uuid4()
-    agreement, revision = await contracts.commit_change(
+    agreement, revision = await agreement_changes.commit_change(
         session,
         agreement_id,
         if_match,
-        contracts.add_objective_edit(body, new_id),
+        agreement_changes.add_objective_edit(body, new_id),
         author=body.author,
         reason=body.reason,
         change="objective-added",
@@ -192,11 +188,11 @@ async def update_objective(
     response: Response,
     if_match: IfMatch = None,
 ) -> ObjectiveOut:
-    agreement, revision = await contracts.commit_change(
+    agreement, revision = await agreement_changes.commit_change(
         session,
         agreement_id,
         if_match,
-        contracts.update_objective_edit(objective_id, body),
+        agreement_changes.update_objective_edit(objective_id, body),
         author=body.author,
         reason=body.reason,
         change="objective-updated",
@@ -219,11 +215,11 @@ async def remove_objective(
     reason: Reason = "",
     if_match: IfMatch = None,
 ) -> AgreementOut:
-    agreement, revision = await contracts.commit_change(
+    agreement, revision = await agreement_changes.commit_change(
         session,
         agreement_id,
         if_match,
-        contracts.remove_objective_edit(objective_id),
+        agreement_changes.remove_objective_edit(objective_id),
         author=author,
         reason=reason,
         change="objective-removed",
@@ -239,16 +235,17 @@ async def list_revisions(
     agreement_id: uuid.UUID, session: Session, state: State, cursor: Cursor = None, limit: Limit = None
 ) -> Page[RevisionOut]:
     size = limit or state.settings.page_size
-    before = repo.decode_revision_cursor(cursor)
+    before = pagination.revision_before(cursor)
     rows = await repo.list_revisions(session, agreement_id, before=before, limit=size + 1)
+    page, next_cursor = pagination.page(rows, size, lambda r: (r.revision,))
     items = [
         RevisionOut(
             revision=r.revision, valid_from=r.valid_from, author=r.author, reason=r.reason, change=r.change,
             review_id=r.review_id,
         )
-        for r in rows[:size]
+        for r in page
     ]  # fmt: skip
-    return Page(items=items, next_cursor=repo.encode_cursor(items[-1].revision) if len(rows) > size else None)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{agreement_id}/revisions/{revision}", summary="The agreement as it was at one revision")
@@ -269,7 +266,7 @@ async def get_revision(
 async def create_review(
     agreement_id: uuid.UUID, body: ReviewIn, session: Session, response: Response, if_match: IfMatch = None
 ) -> ReviewOut:
-    row, _, revision = await contracts.review(session, agreement_id, if_match, body)
+    row, _, revision = await agreement_changes.review(session, agreement_id, if_match, body)
     response.headers["ETag"] = etag(revision.revision)
     response.headers["Location"] = f"/v1/agreements/{agreement_id}/reviews/{row.id}"
     return review_out(row)
@@ -280,10 +277,10 @@ async def list_reviews(
     agreement_id: uuid.UUID, session: Session, state: State, cursor: Cursor = None, limit: Limit = None
 ) -> Page[ReviewOut]:
     size = limit or state.settings.page_size
-    before = repo.decode_revision_cursor(cursor)
+    before = pagination.revision_before(cursor)
     rows = await repo.list_reviews(session, agreement_id, before=before, limit=size + 1)
-    items = [review_out(r) for r in rows[:size]]
-    return Page(items=items, next_cursor=repo.encode_cursor(items[-1].revision) if len(rows) > size else None)
+    page, next_cursor = pagination.page(rows, size, lambda r: (r.revision,))
+    return Page(items=[review_out(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/{agreement_id}/reviews/{review_id}", summary="One review")

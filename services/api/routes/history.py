@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.api import repository as repo
-from services.api.budgets import from_ms, objective_history, to_ms
 from services.api.deps import Session, State
 from services.api.params import INSTANT
+from services.api.readings import from_ms, objective_history, to_ms
 from services.api.schemas import HistoryOut, QueryInstant
 from shared.errors import Invalid
 

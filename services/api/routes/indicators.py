@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from services.api import pagination
 from services.api import repository as repo
 from services.api.deps import Session, State
 from services.api.params import Cursor, IndicatorKey, Limit
@@ -38,11 +39,10 @@ async def list_indicators(
     limit: Limit = None,
 ) -> Page[IndicatorOut]:
     size = limit or state.settings.page_size
-    after = str(repo.decode_cursor(cursor)[0]) if cursor else None
+    after = pagination.key_after(cursor)
     rows = await repo.list_indicators(session, kind=kind, archived=archived, after=after, limit=size + 1)
-    more = len(rows) > size
-    items = [_out(i) for i in rows[:size]]
-    return Page(items=items, next_cursor=repo.encode_cursor(items[-1].key) if more else None)
+    page, next_cursor = pagination.page(rows, size, lambda i: (i.key,))
+    return Page(items=[_out(i) for i in page], next_cursor=next_cursor)
 
 
 @router.get("/{key}", summary="Get an indicator")

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from services.api import pagination
 from services.api import repository as repo
-from services.api.contracts import objective_out
+from services.api.agreement_changes import objective_out
 from services.api.deps import Session, State
-from services.api.params import Cursor, Labels, Limit, Text
+from services.api.params import Cursor, LabelFilters, Limit, Text
 from services.api.schemas import ObjectiveOut, Page
 
 router = APIRouter(prefix="/v1/objectives", tags=["objectives"])
@@ -20,11 +21,11 @@ router = APIRouter(prefix="/v1/objectives", tags=["objectives"])
 async def list_objectives(
     session: Session,
     state: State,
+    labels: LabelFilters,
     agreement: uuid.UUID | None = None,
     customer: Text = None,
     provider: Text = None,
     indicator: Text = None,
-    label: Labels = [],  # noqa: B006
     archived: Annotated[bool, Query(description="Include objectives of archived agreements.")] = False,
     cursor: Cursor = None,
     limit: Limit = None,
@@ -36,16 +37,14 @@ async def list_objectives(
         customer=customer,
         provider=provider,
         indicator=indicator,
-        labels=repo.parse_label_filters(label),
+        labels=labels,
         archived=archived,
-        after=repo.decode_cursor(cursor, 2) if cursor else None,
+        after=pagination.time_id_after(cursor, uuid.UUID),
         limit=size + 1,
     )
-    items = [objective_out(a.id, a.spec, {"id": str(o.id), **o.spec}) for o, a in rows[:size]]
-    last = rows[size - 1][0] if len(rows) > size else None
-    return Page(
-        items=items, next_cursor=repo.encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None
-    )
+    page, next_cursor = pagination.page(rows, size, lambda row: (row[0].created_at.isoformat(), str(row[0].id)))
+    items = [objective_out(a.id, a.spec, {"id": str(o.id), **o.spec}) for o, a in page]
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{objective_id}", summary="Get an objective (current revision of its agreement)")

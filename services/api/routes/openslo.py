@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from services.api import contracts
+from services.api import agreement_changes
 from services.api import repository as repo
 from services.api.deps import Session
 from services.api.openslo import export_yaml, import_documents, parse_yaml
@@ -55,7 +55,7 @@ async def export_agreement(
 ) -> Response:
     _, rev = await repo.get_revision(session, agreement_id, number=revision, at=at)
     return Response(
-        export_yaml(rev.document), media_type="application/yaml", headers={"ETag": contracts.etag(rev.revision)}
+        export_yaml(rev.document), media_type="application/yaml", headers={"ETag": agreement_changes.etag(rev.revision)}
     )
 
 
@@ -99,9 +99,9 @@ async def import_openslo(
             continue
         await repo.create_indicator(session, key, kind, None, imported.descriptions.get(key, ""))
         created.append(key)
-    agreement, revision = await contracts.create(session, body)
+    agreement, revision = await agreement_changes.create(session, body)
     response.headers["Location"] = f"/v1/agreements/{agreement.id}"
-    response.headers["ETag"] = contracts.etag(revision.revision)
+    response.headers["ETag"] = agreement_changes.etag(revision.revision)
     return ImportOut(
-        agreement=contracts.agreement_out(agreement, revision), created_indicators=created, notes=imported.notes
+        agreement=agreement_changes.agreement_out(agreement, revision), created_indicators=created, notes=imported.notes
     )

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from services.api import pagination
 from services.api import repository as repo
-from services.api.budgets import agreement_statuses, readings, status_out
 from services.api.deps import Session, State
 from services.api.params import INSTANT, Cursor, CustomerPath, Limit, Text
+from services.api.readings import agreement_statuses, readings, status_out
 from services.api.schemas import (
     AgreementStatusOut,
     BreachEventOut,
@@ -85,15 +86,15 @@ async def list_breaches(
         event_type=type,
         since=since,
         until=until,
-        after=repo.decode_cursor(cursor, 2) if cursor else None,
+        after=pagination.time_id_after(cursor, str),
         limit=size + 1,
     )
+    page, next_cursor = pagination.page(rows, size, lambda r: (r.time.isoformat(), r.id))
     items = [
         BreachEventOut(
             id=r.id, type=r.type, objective_id=r.objective_id, agreement_id=r.agreement_id, customer=r.customer,
             time=r.time, published=r.published_at is not None, event=r.event,
         )
-        for r in rows[:size]
+        for r in page
     ]  # fmt: skip
-    last = rows[size - 1] if len(rows) > size else None
-    return Page(items=items, next_cursor=repo.encode_cursor(last.time.isoformat(), last.id) if last else None)
+    return Page(items=items, next_cursor=next_cursor)

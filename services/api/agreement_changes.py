@@ -28,7 +28,7 @@ from services.api.schemas import (
 )
 from shared import contract
 from shared.db import Agreement, AgreementRevision, Review
-from shared.errors import AccordError, Conflict, Invalid, NotFound, PreconditionFailed
+from shared.errors import Conflict, Invalid, NotFound, PreconditionFailed, PreconditionRequired
 
 Document = dict[str, Any]
 
@@ -36,11 +36,6 @@ Document = dict[str, Any]
 NULLABLE_AGREEMENT = {"effective_from", "effective_until", "business_hours"}
 NULLABLE_OBJECTIVE = {"slice_length", "slice_target", "threshold"}
 CHANGE_META = {"author", "reason"}
-
-
-class PreconditionRequired(AccordError):
-    status = 428
-    title = "Precondition required"
 
 
 def etag(revision: int) -> str:
