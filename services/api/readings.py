@@ -39,21 +39,24 @@ from shared.budget import (
     evaluate,
     minute_of,
 )
+from shared.budget.counts import Counts
+from shared.budget.evaluate import CountSource
+from shared.budget.exclusions import Interval, merge_intervals
 from shared.budget.model import tier_name
+from shared.budget.rollups import PlannedSource, earliest_minute, needed_minutes
 from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
 from shared.db import Agreement, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
     HistoryPoint,
     IndicatorBuckets,
-    PrefixCounts,
     TermsInForce,
     bucket_span,
     combine,
     history,
     lookback_minutes,
 )
-from shared.series import SeriesGroup, series_group
+from shared.series import SeriesGroup, selects, series_group
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -89,31 +92,62 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     statuses = await repo.statuses_of(session, [o.id for o, _ in objectives])
     marks = await repo.watermarks(session, {o.indicator_key for o, _ in objectives})
     planned: list[tuple[Objective, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
-    spans: dict[str, tuple[int, int]] = {}
+    spans: dict[str, tuple[int, int]] = {}  # indicators whose every minute is read (timeslices)
+    hour_spans: dict[str, tuple[int, int]] = {}
+    minute_spans: dict[str, list[Interval]] = {}
     rules: RuleMemo = {}
     for objective, agreement in objectives:
         terms = stored_terms(objective.id, agreement.spec, objective.spec, rules)
         status = statuses.get(objective.id)
         instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
         planned.append((objective, terms, status, instant))
-        if instant is not None:
-            start, end = minute_of(instant) + 1 - lookback_minutes(terms), minute_of(instant) + 1
-            known = spans.get(objective.indicator_key)
-            spans[objective.indicator_key] = (min(start, known[0]), max(end, known[1])) if known else (start, end)
+        if instant is None:
+            continue
+        key, end = objective.indicator_key, minute_of(instant) + 1
+        needed = needed_minutes(terms, instant)
+        if needed is None:
+            start = end - lookback_minutes(terms)
+            known = spans.get(key)
+            spans[key] = (min(start, known[0]), max(end, known[1])) if known else (start, end)
+            continue
+        # Whole hours from the roll-ups, minutes only at the windows' edges and around exclusions.
+        first, last = earliest_minute(terms, instant) // 60, end // 60 + 1
+        known = hour_spans.get(key)
+        hour_spans[key] = (min(first, known[0]), max(last, known[1])) if known else (first, last)
+        minute_spans.setdefault(key, []).extend(needed)
     loaded: dict[str, IndicatorBuckets] = {}
     for indicator, (start, end) in spans.items():
         loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
+    merged = {key: merge_intervals(found) for key, found in minute_spans.items()}
+    hour_cells, minute_cells = await repo.rolled_up(
+        session,
+        [(key, a, b) for key, (a, b) in hour_spans.items()],
+        [(key, a, b) for key, found in merged.items() for a, b in found],
+    )
+
+    def planned_source(key: str, group: SeriesGroup) -> PlannedSource:
+        hours: dict[int, Counts] = {}
+        minutes: dict[int, Counts] = {}
+        for into, cells in ((hours, hour_cells.get(key, {})), (minutes, minute_cells.get(key, {}))):
+            for series, found in cells.items():
+                if selects(group, series):
+                    for at, good, total in found:
+                        into[at] = into.get(at, ZERO) + Counts(good, total)
+        return PlannedSource(hours, minutes, merged.get(key, []))
 
     def compute() -> list[Reading]:
-        sources: dict[tuple[str, SeriesGroup], PrefixCounts] = {}
+        sources: dict[tuple[str, SeriesGroup], CountSource] = {}
         out = []
         for objective, terms, status, instant in planned:
             evaluation = None
             if instant is not None:
-                group = (objective.indicator_key, series_group(terms))
+                key = objective.indicator_key
+                group = (key, series_group(terms))
                 source = sources.get(group)
                 if source is None:
-                    source = sources[group] = combine(loaded[objective.indicator_key], group[1])
+                    full = terms.budgeting is Budgeting.TIMESLICES
+                    source = combine(loaded[key], group[1]) if full else planned_source(key, group[1])
+                    sources[group] = source
                 evaluation = evaluate(terms, source, instant)
             out.append(Reading(objective, terms, status, evaluation))
         return out

@@ -63,3 +63,40 @@ async def live_statuses(session: AsyncSession) -> Sequence[tuple[ObjectiveStatus
         .where(Agreement.archived_at.is_(None))
     )
     return [(s, o, a) for s, o, a in (await session.execute(query)).all()]
+
+
+Cells = dict[str, dict[SeriesKey, list[Bucket]]]
+"""Per indicator and series: (minute or hour, good, total) cells."""
+
+
+async def rolled_up(
+    session: AsyncSession, hours: Sequence[tuple[str, int, int]], minutes: Sequence[tuple[str, int, int]]
+) -> tuple[Cells, Cells]:
+    """Hour roll-ups in [first, end) hours and minute buckets in [start, end) minute spans of many indicators:
+    two statements whatever the number of indicators, each series as one row of arrays (docs/evaluator.md)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+
+    async def fetch(table: str, column: str, spans: Sequence[tuple[str, int, int]]) -> Cells:
+        if not spans:
+            return {}
+        keys, starts, ends = (list(c) for c in zip(*spans, strict=True))
+        rows = await driver.fetch(
+            f"""
+            SELECT t.indicator_key, t.series, array_agg(t.{column} ORDER BY t.{column}),
+                   array_agg(t.good ORDER BY t.{column}), array_agg(t.total ORDER BY t.{column})
+            FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(k, a, b)
+            JOIN {table} t ON t.indicator_key = u.k AND t.{column} >= u.a AND t.{column} < u.b
+            GROUP BY 1, 2
+            """,
+            keys,
+            starts,
+            ends,
+        )
+        out: Cells = {}
+        for key, name, at, good, total in rows:
+            out.setdefault(key, {})[series_key(name)] = list(zip(at, good, total, strict=True))
+        return out
+
+    return await fetch("series_hours", "hour", hours), await fetch("series_buckets", "minute", minutes)
