@@ -170,6 +170,8 @@ class Engine:
         self._statuses: dict[str, StatusRow] = {}
         self._quiet: dict[str, tuple[ObjectiveConfig, Measured, int]] = {}
         self._events: list[EventRow] = []
+        # The cadence: the event-time second of each indicator's last evaluation (see `_must_evaluate`).
+        self._evaluated_second: dict[str, int] = {}
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -186,6 +188,9 @@ class Engine:
         self._periods: dict[tuple[PeriodKind, str], Period] = {}
         self._reporting: dict[str, set[tuple[PeriodKind, str]]] = {}
         self.rules = {k: sorted(v.values(), key=lambda r: r.key) for k, v in rules.items()}
+        # Indicators where good events alone can start an alert: a page tier waits for enough events.
+        self._eager = {k for k, objs in by_indicator.items() if any(o.terms.min_events_for_page > 0 for o in objs)}
+        self._evaluated_second = {}
 
     def history_minutes(self, indicator: str) -> int:
         """Minutes of history any objective of `indicator` can still look at."""
@@ -242,6 +247,7 @@ class Engine:
         objectives = {o.id for key in gone for o in self.objectives.get(key, ())}
         for key in gone:
             del self.indicators[key]
+            self._evaluated_second.pop(key, None)
         for oid in objectives:
             self.alert_states.pop(oid, None)
             self._quiet.pop(oid, None)
@@ -284,6 +290,7 @@ class Engine:
         dedup_from = (state.watermark_ms or 0) // MINUTE_MS - self.dedup_horizon_minutes
         # Sum the record per (series, minute) first: one bucket update per pair, not per measurement.
         sums: dict[tuple[Labels, int], list[int]] = {}
+        bad = False
         seen = state.seen
         rules = self.rules.get(indicator, ())
         for m in measurements:
@@ -309,20 +316,44 @@ class Engine:
             else:
                 for rule in rules:
                     c = classify(rule, m.value, m.weight)
+                    bad = bad or c.good < c.total
                     state.counts((m.labels, rule.key)).add(minute, c.good, c.total)
                     self._dirty_buckets.add((indicator, (m.labels, rule.key), minute))
                     self._add_hour(indicator, (m.labels, rule.key), minute, c.good, c.total)
             result.applied += 1
         for (labels, minute), (good, total) in sums.items():
+            bad = bad or good < total
             key = (labels, "")
             state.counts(key).add(minute, good, total)
             self._dirty_buckets.add((indicator, key, minute))
             self._add_hour(indicator, key, minute, good, total)
         self._dirty_indicators.add(indicator)
-        if result.applied and state.watermark_ms is not None:
+        if result.applied and state.watermark_ms is not None and self._must_evaluate(indicator, state, bad):
             last = newest if newest is not None else state.watermark_ms
             result.events = self._evaluate(indicator, state, last, before_ms)
+            self._evaluated_second[indicator] = state.watermark_ms // 1000
         return result
+
+    def _must_evaluate(self, indicator: str, state: IndicatorCounts, bad: bool) -> bool:
+        """Whether this record's evaluation could differ from skipping it: evaluate at most once per second of
+        the indicator's event time, plus every record that could change an alert state.
+
+        A record counted but not evaluated has only good events, arrived within the second of the last
+        evaluation (same watermark second, so the same windows and period), while no objective of the
+        indicator has an alert on and none waits for a minimum of events to page. More good events then only
+        lower every burn rate and the budget consumed: no alert can start, and none is on to end. So the
+        alert transitions, and the events and their ids, are those of evaluating every record; only the
+        stored status numbers may lag, by less than one second of event time.
+        """
+        assert state.watermark_ms is not None
+        if bad or indicator in self._eager or self._evaluated_second.get(indicator) != state.watermark_ms // 1000:
+            return True
+        states = self.alert_states
+        for o in self.objectives.get(indicator, ()):
+            found = states.get(o.id)
+            if found is not None and (found.firing or found.exhausted):
+                return True
+        return False
 
     def _add_hour(self, indicator: str, key: SeriesKey, minute: int, good: int, total: int) -> None:
         cell = (indicator, key, minute // 60)
