@@ -11,7 +11,8 @@ plus 10 objectives per indicator (30-day windows; N agreements of 10 objectives,
 per customer), the indicators' watermarks and, when the schema has them, the hour roll-ups.
 Then, with the services of `--code` as real processes:
 
-- the evaluator starts and gets ready (time to ready);
+- the evaluator starts and gets ready (time to ready); one good measurement per indicator gives
+  every objective a stored status;
 - it is SIGKILLed; a new one starts at once, and a record exhausting the budgets of indicator 0
   is published right after the kill: SIGKILL → first breach event stored (the dead member's
   session, the state load and the evaluation);
@@ -209,11 +210,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await first.wait_ready(timeout=1800)
         out["first_ready_s"] = time.perf_counter() - started
         print(f"    first evaluator ready in {out['first_ready_s']:.1f}s", flush=True)
-        # SIGKILL, restart at once, and publish a record that exhausts indicator 0's budgets.
+        # One good measurement per indicator, so that every objective has a stored status (the api's
+        # readings and per-objective gauges), then SIGKILL, restart at once, and publish a record that
+        # exhausts indicator 0's budgets.
         conn = await asyncpg.connect(url)
         producer = make_producer(broker.bootstrap, client_id="bench-history")
         await producer.start()
         try:
+            for n in range(args.indicators):
+                good = Measurement(key_of(n), now_minute * 60_000, 1, 1, id=f"bench-history-warm-{n}")
+                await producer.send(TOPIC, encode_record(key_of(n), [good]), key=key_of(n).encode())
+            await producer.flush()
+            objectives = args.indicators * OBJECTIVES_PER_INDICATOR
+            while await conn.fetchval("SELECT count(*) FROM objective_status") < objectives:
+                first.check()
+                await asyncio.sleep(0.2)
             killed = time.perf_counter()
             first.kill()
             second = service("accord-evaluator", "services.evaluator.main", env, "second")
