@@ -78,25 +78,40 @@ async def rolled_up(
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
 
-    async def fetch(table: str, column: str, spans: Sequence[tuple[str, int, int]]) -> Cells:
+    async def fetch(
+        table: str, column: str, spans: Sequence[tuple[str, str | None, int, int]]
+    ) -> dict[str, dict[str, list[Bucket]]]:
         if not spans:
             return {}
-        keys, starts, ends = (list(c) for c in zip(*spans, strict=True))
+        keys, series, starts, ends = (list(c) for c in zip(*spans, strict=True))
         rows = await driver.fetch(
             f"""
             SELECT t.indicator_key, t.series, array_agg(t.{column} ORDER BY t.{column}),
                    array_agg(t.good ORDER BY t.{column}), array_agg(t.total ORDER BY t.{column})
-            FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(k, a, b)
-            JOIN {table} t ON t.indicator_key = u.k AND t.{column} >= u.a AND t.{column} < u.b
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(k, s, a, b)
+            JOIN {table} t ON t.indicator_key = u.k AND (u.s IS NULL OR t.series = u.s)
+                          AND t.{column} >= u.a AND t.{column} < u.b
             GROUP BY 1, 2
             """,
             keys,
+            series,
             starts,
             ends,
         )
-        out: Cells = {}
+        out: dict[str, dict[str, list[Bucket]]] = {}
         for key, name, at, good, total in rows:
-            out.setdefault(key, {})[series_key(name)] = list(zip(at, good, total, strict=True))
+            out.setdefault(key, {})[name] = list(zip(at, good, total, strict=True))
         return out
 
-    return await fetch("series_hours", "hour", hours), await fetch("series_buckets", "minute", minutes)
+    hour_cells = await fetch("series_hours", "hour", [(k, None, a, b) for k, a, b in hours])
+    # The minutes are fetched per series, so that every primary-key column bounds the index range: without
+    # the series, each span would filter every minute of the indicator. A minute at an edge lies in an hour
+    # of the hour spans, and its hour row is written with it, so the hours name every series needed.
+    minute_cells = await fetch(
+        "series_buckets", "minute", [(k, name, a, b) for k, a, b in minutes for name in hour_cells.get(k, {})]
+    )
+
+    def keyed(cells: dict[str, dict[str, list[Bucket]]]) -> Cells:
+        return {k: {series_key(name): found for name, found in by_name.items()} for k, by_name in cells.items()}
+
+    return keyed(hour_cells), keyed(minute_cells)
