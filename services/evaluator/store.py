@@ -103,15 +103,17 @@ async def load_partition(
         "SELECT indicator_key, watermark_ms FROM indicator_state WHERE topic = $1 AND partition = $2", topic, partition
     )
     # A few statements per partition, not a few per indicator and one per objective: buckets come as one
-    # array triple per series (decoded in C), not as a row object per minute.
+    # array triple per series (decoded in C), not as a row object per minute. No ORDER BY (a third of the
+    # query's time): the primary-key scan yields minutes in order, which SeriesCounts.load copies a whole
+    # day at a time; in any other order it adds them one by one, with the same result.
     keys = [ind["indicator_key"] for ind in indicators]
     watermarks = {ind["indicator_key"]: ind["watermark_ms"] for ind in indicators}
     oldest = [watermarks[k] // 60_000 - engine.history_minutes(k) for k in keys]
     horizons = [watermarks[k] // 60_000 - engine.dedup_horizon_minutes for k in keys]
     series_rows = await conn.fetch(
         """
-        SELECT b.indicator_key, b.series, array_agg(b.minute ORDER BY b.minute) AS minutes,
-               array_agg(b.good ORDER BY b.minute) AS goods, array_agg(b.total ORDER BY b.minute) AS totals
+        SELECT b.indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
+               array_agg(b.total) AS totals
         FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
         JOIN series_buckets b ON b.indicator_key = u.k AND b.minute >= u.since
         GROUP BY 1, 2
