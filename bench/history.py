@@ -260,9 +260,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             out["agreement_status_p50_s"] = await timed_get(client, f"/v1/agreements/{ids['agreement']}/status", n)
             out["customer_status_p50_s"] = await timed_get(client, f"/v1/customers/{ids['customer']}/status", n)
             end = now_minute * 60_000
+            # History needs an agreement revision in force over the range: one made through the api,
+            # back-dated 61 days (the seeded agreements have no revision rows).
+            r = await client.post(
+                "/v1/agreements",
+                json={
+                    "name": "History probe",
+                    "provider": "Bench Platform",
+                    "customer": "History",
+                    "objectives": [{"name": "availability", "indicator": key_of(0), "target": 0.999, "window": "30d"}],
+                },
+            )
+            if r.status_code != 201:
+                raise RuntimeError(f"POST /v1/agreements: {r.status_code} {r.text[:300]}")
+            history_objective = r.json()["objectives"][0]["id"]
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(
+                    "UPDATE agreement_revisions SET valid_from = now() - interval '61 days' WHERE agreement_id = $1",
+                    uuid.UUID(r.json()["id"]),
+                )
+            finally:
+                await conn.close()
             out["history_30d_1h_p50_s"] = await timed_get(
                 client,
-                f"/v1/objectives/{ids['objective']}/history",
+                f"/v1/objectives/{history_objective}/history",
                 n,
                 **{"from": str((end - DAYS * 86_400_000) // 1000), "to": str(end // 1000), "step": "1h"},
             )
