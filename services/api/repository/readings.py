@@ -83,18 +83,19 @@ async def rolled_up(
     ) -> dict[str, dict[str, list[Bucket]]]:
         if not spans:
             return {}
-        keys, series, starts, ends = (list(c) for c in zip(*spans, strict=True))
+        keys, names, starts, ends = (list(c) for c in zip(*spans, strict=True))
+        # A plain equality on the series when it is given, so that it bounds the index range (an OR would not).
+        series = "t.series = u.s" if names[0] is not None else "u.s IS NULL"
         rows = await driver.fetch(
             f"""
             SELECT t.indicator_key, t.series, array_agg(t.{column} ORDER BY t.{column}),
                    array_agg(t.good ORDER BY t.{column}), array_agg(t.total ORDER BY t.{column})
             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(k, s, a, b)
-            JOIN {table} t ON t.indicator_key = u.k AND (u.s IS NULL OR t.series = u.s)
-                          AND t.{column} >= u.a AND t.{column} < u.b
+            JOIN {table} t ON t.indicator_key = u.k AND {series} AND t.{column} >= u.a AND t.{column} < u.b
             GROUP BY 1, 2
             """,
             keys,
-            series,
+            names,
             starts,
             ends,
         )
