@@ -84,14 +84,18 @@ async def rolled_up(
         if not spans:
             return {}
         keys, names, starts, ends = (list(c) for c in zip(*spans, strict=True))
-        # A plain equality on the series when it is given, so that it bounds the index range (an OR would not).
+        # LATERAL: one index range scan per span. A plain join let the planner scan the whole table (≈ 0.3 s
+        # for 20 indicators of 30 days); a plain equality on the series when it is given bounds the range.
         series = "t.series = u.s" if names[0] is not None else "u.s IS NULL"
         rows = await driver.fetch(
             f"""
-            SELECT t.indicator_key, t.series, array_agg(t.{column} ORDER BY t.{column}),
+            SELECT u.k, t.series, array_agg(t.{column} ORDER BY t.{column}),
                    array_agg(t.good ORDER BY t.{column}), array_agg(t.total ORDER BY t.{column})
             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(k, s, a, b)
-            JOIN {table} t ON t.indicator_key = u.k AND {series} AND t.{column} >= u.a AND t.{column} < u.b
+            CROSS JOIN LATERAL (
+                SELECT t.series, t.{column}, t.good, t.total FROM {table} t
+                WHERE t.indicator_key = u.k AND {series} AND t.{column} >= u.a AND t.{column} < u.b
+            ) AS t
             GROUP BY 1, 2
             """,
             keys,
