@@ -84,8 +84,9 @@ async def rolled_up(
         if not spans:
             return {}
         keys, names, starts, ends = (list(c) for c in zip(*spans, strict=True))
-        # LATERAL: one index range scan per span. A plain join let the planner scan the whole table (≈ 0.3 s
-        # for 20 indicators of 30 days); a plain equality on the series when it is given bounds the range.
+        # One index range scan per span: LATERAL with OFFSET 0 (not pulled up into a join). Otherwise the planner,
+        # which cannot see how narrow the spans are, hash-joins a scan of the whole table (≈ 0.5 s for 20
+        # indicators of 30 days). A plain equality on the series when it is given bounds the range.
         series = "t.series = u.s" if names[0] is not None else "u.s IS NULL"
         rows = await driver.fetch(
             f"""
@@ -95,6 +96,7 @@ async def rolled_up(
             CROSS JOIN LATERAL (
                 SELECT t.series, t.{column}, t.good, t.total FROM {table} t
                 WHERE t.indicator_key = u.k AND {series} AND t.{column} >= u.a AND t.{column} < u.b
+                OFFSET 0
             ) AS t
             GROUP BY 1, 2
             """,
