@@ -149,32 +149,44 @@ async def load_partition(
     return PartitionLoad(next_offset, len(indicators), total_buckets)
 
 
-async def delete_expired(conn: asyncpg.Connection, cutoffs: list[tuple[str, int, int]]) -> tuple[int, int]:
-    """Delete minute buckets and hour roll-ups past retention; returns how many of each went.
+RETENTION_BATCH = 50_000
+"""Most rows one retention statement deletes: each batch is its own short transaction."""
+
+
+async def delete_expired(
+    conn: asyncpg.Connection, cutoffs: list[tuple[str, int, int]], *, batch: int = RETENTION_BATCH
+) -> tuple[int, int]:
+    """Delete minute buckets and hour roll-ups past retention, `batch` rows at a time; returns how many of each went.
 
     Outside the checkpoint transaction: nothing deleted is read again (loads and late data stay
     inside the indicator's history, which retention always keeps), so it cannot race a checkpoint.
+    The first run on a large table takes many batches; an interrupted run resumes the next time.
     """
     if not cutoffs:
         return 0, 0
     keys, minutes, hours = (list(c) for c in zip(*cutoffs, strict=True))
-    minutes_gone = await conn.execute(
-        """
-        DELETE FROM series_buckets b USING unnest($1::text[], $2::bigint[]) AS u(k, cut)
-        WHERE b.indicator_key = u.k AND b.minute < u.cut
-        """,
-        keys,
-        minutes,
-    )
-    hours_gone = await conn.execute(
-        """
-        DELETE FROM series_hours h USING unnest($1::text[], $2::bigint[]) AS u(k, cut)
-        WHERE h.indicator_key = u.k AND h.hour < u.cut
-        """,
-        keys,
-        hours,
-    )
-    return int(minutes_gone.split()[-1]), int(hours_gone.split()[-1])
+    gone = []
+    for table, column, cuts in (("series_buckets", "minute", minutes), ("series_hours", "hour", hours)):
+        total = 0
+        while True:
+            status = await conn.execute(
+                f"""
+                DELETE FROM {table} WHERE ctid IN (
+                    SELECT t.ctid FROM unnest($1::text[], $2::bigint[]) AS u(k, cut)
+                    JOIN {table} t ON t.indicator_key = u.k AND t.{column} < u.cut
+                    LIMIT $3
+                )
+                """,
+                keys,
+                cuts,
+                batch,
+            )
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < batch:
+                break
+        gone.append(total)
+    return gone[0], gone[1]
 
 
 def _tier_json(r: TierReading, state: AlertState) -> dict[str, object]:

@@ -22,7 +22,7 @@ async def test_hour_deltas_add_up_and_retention_deletes_only_past_its_cutoffs(da
         await conn.execute(
             "INSERT INTO series_hours (indicator_key, series, hour, good, total) VALUES ('a', '{}|', 9, 1, 1)"
         )
-        gone = await delete_expired(conn, [("a", 600, 10)])  # b is not held here: untouched
+        gone = await delete_expired(conn, [("a", 600, 10)], batch=1)  # b is not held here: untouched
         assert gone == (2, 1)
         minutes = await conn.fetch("SELECT indicator_key, minute FROM series_buckets ORDER BY 1, 2")
         assert [tuple(r) for r in minutes] == [("a", 600), ("a", 700), ("b", 100), ("b", 599), ("b", 600), ("b", 700)]
