@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +39,6 @@ from shared.budget import (
     evaluate,
     minute_of,
 )
-from shared.budget.counts import Counts
 from shared.budget.evaluate import CountSource
 from shared.budget.exclusions import Interval, merge_intervals
 from shared.budget.model import tier_name
@@ -48,6 +47,7 @@ from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, ru
 from shared.db import Agreement, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
+    Bucket,
     HistoryPoint,
     IndicatorBuckets,
     TermsInForce,
@@ -56,7 +56,7 @@ from shared.history import (
     history,
     lookback_minutes,
 )
-from shared.series import SeriesGroup, selects, series_group
+from shared.series import SeriesGroup, SeriesKey, selects, series_group
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -126,13 +126,12 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     )
 
     def planned_source(key: str, group: SeriesGroup) -> PlannedSource:
-        hours: dict[int, Counts] = {}
-        minutes: dict[int, Counts] = {}
-        for into, cells in ((hours, hour_cells.get(key, {})), (minutes, minute_cells.get(key, {}))):
+        def rows(cells: dict[SeriesKey, list[Bucket]]) -> Iterator[Bucket]:
             for series, found in cells.items():
                 if selects(group, series):
-                    for at, good, total in found:
-                        into[at] = into.get(at, ZERO) + Counts(good, total)
+                    yield from found
+
+        hours, minutes = rows(hour_cells.get(key, {})), rows(minute_cells.get(key, {}))
         return PlannedSource(hours, minutes, merged.get(key, []))
 
     def compute() -> list[Reading]:

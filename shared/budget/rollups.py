@@ -187,11 +187,19 @@ class PlannedSource:
 
     __slots__ = ("_good", "_hours", "_loaded", "_minutes", "_total")
 
-    def __init__(self, hours: dict[int, Counts], minutes: dict[int, Counts], loaded: Sequence[Interval]) -> None:
-        self._hours = sorted(h for h, c in hours.items())
-        self._good = [0, *accumulate(hours[h].good for h in self._hours)]
-        self._total = [0, *accumulate(hours[h].total for h in self._hours)]
-        self._minutes = minutes
+    def __init__(
+        self,
+        hours: Iterable[tuple[int, int, int]],
+        minutes: Iterable[tuple[int, int, int]],
+        loaded: Sequence[Interval],
+    ) -> None:
+        """`hours` and `minutes` are (hour or minute, good, total) cells, summed when one comes more than once
+        (several series); `loaded` the minute spans the minutes cover (every bucket of them that has counts)."""
+        cells = _summed(hours)
+        self._hours = sorted(cells)
+        self._good = [0, *accumulate(cells[h][0] for h in self._hours)]
+        self._total = [0, *accumulate(cells[h][1] for h in self._hours)]
+        self._minutes = _summed(minutes)
         self._loaded = _merge(list(loaded))
 
     def _hour_sum(self, first: int, end: int) -> Counts:
@@ -207,10 +215,22 @@ class PlannedSource:
         for minute in range(a, b):
             c = get(minute)
             if c is not None:
-                good += c.good
-                total += c.total
+                good += c[0]
+                total += c[1]
         return Counts(good, total)
 
     def range(self, start: int, end: int) -> Counts:
         p = plan([(start, end)])
         return sum_plan(p, self._minute_sum, lambda _size, first, stop: self._hour_sum(first, stop))
+
+
+def _summed(cells: Iterable[tuple[int, int, int]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for at, good, total in cells:
+        acc = out.get(at)
+        if acc is None:
+            out[at] = [good, total]
+        else:
+            acc[0] += good
+            acc[1] += total
+    return out

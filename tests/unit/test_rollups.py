@@ -156,13 +156,16 @@ def test_measuring_from_hour_cells_and_the_needed_minutes_equals_measuring_every
         return
     buckets = buckets_of(case)
     hours = roll_up((k, c.good, c.total) for k, c in buckets.items())
-    minutes = {k: c for k, c in buckets.items() if any(a <= k < b for a, b in needed)}
-    planned = PlannedSource(hours, minutes, needed)
+    minutes = [(k, c.good, c.total) for k, c in buckets.items() if any(a <= k < b for a, b in needed)]
+    # split in two "series", to check that cells given twice are summed
+    hour_rows = [(h, c.good // 2, c.total // 2) for h, c in hours.items()]
+    hour_rows += [(h, c.good - c.good // 2, c.total - c.total // 2) for h, c in hours.items()]
+    planned = PlannedSource(hour_rows, minutes, needed)
     assert measure(case.terms, planned, case.now_ms) == measure(case.terms, full, case.now_ms)
 
 
 def test_a_planned_source_refuses_minutes_it_was_not_given() -> None:
-    source = PlannedSource({}, {}, [(60, 70)])
+    source = PlannedSource([], [], [(60, 70)])
     assert source.range(60, 70) == ZERO
     assert source.range(0, 240) == ZERO  # whole hours
     with pytest.raises(LookupError):
