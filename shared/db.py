@@ -165,6 +165,23 @@ class SeriesBucket(Base):
     total: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class SeriesHour(Base):
+    """Hour roll-ups of series_buckets: the sum of minutes [60·hour, 60·hour + 60), written with them.
+
+    Kept longer than the minutes (docs/evaluator.md, retention); a sum over a long range reads
+    whole hours from here and only the minutes at its edges and around exclusions
+    (shared/budget/rollups.py).
+    """
+
+    __tablename__ = "series_hours"
+
+    indicator_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    series: Mapped[str] = mapped_column(Text, primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    good: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class ObjectiveStatus(Base):
     """The evaluator's latest reading of an objective, and its announced alert state."""
 

@@ -69,10 +69,12 @@ def make_consumer(
     client_id: str,
     session_timeout_ms: int = 10_000,
     fetch_max_wait_ms: int = 500,
+    group_instance_id: str | None = None,
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         **client_options(connection),
         group_id=group_id,
+        group_instance_id=group_instance_id,  # static membership (KIP-345) when set
         client_id=client_id,
         enable_auto_commit=False,
         # Positions come from Postgres: the owner seeks every assigned partition itself, and a stored

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,21 +43,24 @@ from shared.budget import (
     minute_of,
     thresholds_announced,
 )
+from shared.budget.evaluate import CountSource
+from shared.budget.exclusions import Interval, merge_intervals
 from shared.budget.model import tier_name
+from shared.budget.rollups import PlannedSource, earliest_minute, needed_minutes
 from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
 from shared.db import Agreement, AgreementRevision, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
+    Bucket,
     HistoryPoint,
     IndicatorBuckets,
-    PrefixCounts,
     TermsInForce,
     bucket_span,
     combine,
     history,
     lookback_minutes,
 )
-from shared.series import SeriesGroup, series_group
+from shared.series import SeriesGroup, SeriesKey, selects, series_group
 from shared.spec import AgreementSpec, ObjectiveSpec
 from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
@@ -92,7 +95,9 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
         },
     )
     planned: list[tuple[Objective, ObjectiveSpec, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
-    spans: dict[str, tuple[int, int]] = {}
+    spans: dict[str, tuple[int, int]] = {}  # indicators whose every minute is read (timeslices)
+    hour_spans: dict[str, tuple[int, int]] = {}
+    minute_spans: dict[str, list[Interval]] = {}
     rules: RuleMemo = {}
     for objective, agreement in objectives:
         status = statuses.get(objective.id)
@@ -104,24 +109,52 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
         terms = stored_terms(objective.id, agreement_spec, spec, rules)
         instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
         planned.append((objective, spec, terms, status, instant))
-        if instant is not None:
-            start, end = minute_of(instant) + 1 - lookback_minutes(terms), minute_of(instant) + 1
-            known = spans.get(objective.indicator_key)
-            spans[objective.indicator_key] = (min(start, known[0]), max(end, known[1])) if known else (start, end)
+        if instant is None:
+            continue
+        key, end = objective.indicator_key, minute_of(instant) + 1
+        needed = needed_minutes(terms, instant)
+        if needed is None:
+            start = end - lookback_minutes(terms)
+            known = spans.get(key)
+            spans[key] = (min(start, known[0]), max(end, known[1])) if known else (start, end)
+            continue
+        # Whole hours from the roll-ups, minutes only at the windows' edges and around exclusions.
+        first, last = earliest_minute(terms, instant) // 60, end // 60 + 1
+        known = hour_spans.get(key)
+        hour_spans[key] = (min(first, known[0]), max(last, known[1])) if known else (first, last)
+        minute_spans.setdefault(key, []).extend(needed)
     loaded: dict[str, IndicatorBuckets] = {}
     for indicator, (start, end) in spans.items():
         loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
+    merged = {key: merge_intervals(found) for key, found in minute_spans.items()}
+    hour_cells, minute_cells = await repo.rolled_up(
+        session,
+        [(key, a, b) for key, (a, b) in hour_spans.items()],
+        [(key, a, b) for key, found in merged.items() for a, b in found],
+    )
+
+    def planned_source(key: str, group: SeriesGroup) -> PlannedSource:
+        def rows(cells: dict[SeriesKey, list[Bucket]]) -> Iterator[Bucket]:
+            for series, found in cells.items():
+                if selects(group, series):
+                    yield from found
+
+        hours, minutes = rows(hour_cells.get(key, {})), rows(minute_cells.get(key, {}))
+        return PlannedSource(hours, minutes, merged.get(key, []))
 
     def compute() -> list[Reading]:
-        sources: dict[tuple[str, SeriesGroup], PrefixCounts] = {}
+        sources: dict[tuple[str, SeriesGroup], CountSource] = {}
         out = []
         for objective, spec, terms, status, instant in planned:
             evaluation = None
             if instant is not None:
-                group = (objective.indicator_key, series_group(terms))
+                key = objective.indicator_key
+                group = (key, series_group(terms))
                 source = sources.get(group)
                 if source is None:
-                    source = sources[group] = combine(loaded[objective.indicator_key], group[1])
+                    full = terms.budgeting is Budgeting.TIMESLICES
+                    source = combine(loaded[key], group[1]) if full else planned_source(key, group[1])
+                    sources[group] = source
                 evaluation = evaluate(terms, source, instant)
             out.append(Reading(objective, spec, terms, status, evaluation, exhausted.get(objective.id)))
         return out

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.evaluator.engine import Engine
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.store import DeadLetter, load_partition, write_checkpoint
+from services.evaluator.store import DeadLetter, delete_expired, load_partition, write_checkpoint
 from shared.budget.evaluate import TransitionType
 
 log = logging.getLogger("accord.evaluator")
@@ -159,6 +159,7 @@ class Checkpoint:
         now = time.monotonic()
         self.last_attempt = now
         self.last_prune = now
+        self.last_expiry = now
         self.stored_at = now  # when Postgres last held everything applied
         self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
         self.lag_partitions: set[int] = set()  # partitions with a consumer lag sample
@@ -276,10 +277,30 @@ class Checkpoint:
             self.events_waiting.set()
         return True
 
+    async def expire(self) -> None:
+        """Delete stored buckets and roll-ups past retention for the indicators held here, when it is time."""
+        now = time.monotonic()
+        if now - self.last_expiry < self.settings.retention_interval_seconds or not self.healthy:
+            return
+        self.last_expiry = now
+        async with self.lock:
+            cutoffs = self.engine.retention(self.settings.minute_retention_days, self.settings.hour_retention_days)
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS), self.pool.acquire() as conn:
+                minutes, hours = await delete_expired(conn, cutoffs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # retried next time; checkpoints notice a Postgres outage themselves
+            log.warning("deleting buckets past retention failed: %r", exc)
+            return
+        if minutes or hours:
+            log.info("retention: deleted %d minute buckets and %d hour roll-ups", minutes, hours)
+
     # --- partitions ------------------------------------------------------------------------------
 
     async def assign(self, assigned: Iterable[TopicPartition]) -> None:
-        """Load the state of newly assigned partitions and seek to their stored offsets."""
+        """Take newly assigned partitions, paused: the loop loads them one at a time (`recover`), and each
+        is consumed as soon as its own state is loaded, not after every partition's."""
         async with self.lock:
             new = {tp.partition for tp in assigned if tp.topic == self.topic} - self.owned
             self.owned |= new
@@ -287,7 +308,7 @@ class Checkpoint:
             self.metrics.partitions.set(len(self.owned))
             if new:
                 log.info("partitions %s assigned", sorted(new))
-                await self._load(new)
+                self._pause(TopicPartition(self.topic, p) for p in new)
 
     async def revoke(self, revoked: Iterable[TopicPartition]) -> None:
         """Commit what was applied, then forget the partitions that move away.
@@ -310,12 +331,13 @@ class Checkpoint:
                 log.info("partitions %s revoked %s", sorted(gone), how)
 
     async def recover(self) -> None:
-        """Reload partitions whose state was thrown away, once their backoff is over."""
+        """Load one partition that waits for its state (newly assigned, or thrown away after a failure), once
+        the backoff is over; the loop polls between two loads, so loaded partitions are consumed meanwhile."""
         if not self.stale or time.monotonic() < self.retry_at:
             return
         async with self.lock:
             if stale := self.stale:
-                await self._load(stale)
+                await self._load({min(stale)})
 
     def rebase(self, partition: int) -> None:
         """The stored offset is outside the log: the partition reads the log from its beginning."""

@@ -18,7 +18,7 @@ exactly what the next Postgres transaction must write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,11 +47,12 @@ from shared.budget import (
     quiet,
     shape_of,
 )
+from shared.budget.rollups import retention_cutoffs
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.objective_config import ObjectiveConfig
 from shared.series import Labels, SeriesGroup, SeriesKey, selects, series_group, series_key, series_name
-from shared.timeutil import MINUTE_MS
+from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY
 
 NO_ALERTS = AlertState()  # an objective nothing has been announced for (built once: hot path)
 
@@ -130,13 +131,16 @@ class Changes:
     """What the next checkpoint writes; all of it or none of it."""
 
     buckets: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    # (indicator, series, hour, good added, total added) since the last drain: added to series_hours
+    # in the same transaction as the minutes and offsets, so each delta is stored exactly once.
+    hours: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     indicators: list[tuple[str, int, int]] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.buckets or self.seen or self.indicators or self.statuses or self.events)
+        return bool(self.buckets or self.hours or self.seen or self.indicators or self.statuses or self.events)
 
 
 @dataclass
@@ -159,6 +163,7 @@ class Engine:
         self.rules: dict[str, list[ThresholdRule]] = {}
         self.set_objectives(objectives)
         self._dirty_buckets: set[tuple[str, SeriesKey, int]] = set()
+        self._hour_deltas: dict[tuple[str, SeriesKey, int], list[int]] = {}
         # One entry per (indicator, id): an id repeated past the dedup horizon within one drain is
         # written once, with the minute memory holds (the last one counted), never twice in one upsert.
         self._new_seen: dict[tuple[str, str], int] = {}
@@ -166,6 +171,8 @@ class Engine:
         self._statuses: dict[str, StatusRow] = {}
         self._quiet: dict[str, tuple[ObjectiveConfig, Measured, int]] = {}
         self._events: list[EventRow] = []
+        # The cadence: the event-time second of each indicator's last evaluation (see `_must_evaluate`).
+        self._evaluated_second: dict[str, int] = {}
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -182,6 +189,9 @@ class Engine:
         self._periods: dict[tuple[PeriodKind, str], Period] = {}
         self._reporting: dict[str, set[tuple[PeriodKind, str]]] = {}
         self.rules = {k: sorted(v.values(), key=lambda r: r.key) for k, v in rules.items()}
+        # Indicators where good events alone can start an alert: a page tier waits for enough events.
+        self._eager = {k for k, objs in by_indicator.items() if any(o.terms.min_events > 0 for o in objs)}
+        self._evaluated_second = {}
 
     def history_minutes(self, indicator: str) -> int:
         """Minutes of history any objective of `indicator` can still look at."""
@@ -209,6 +219,21 @@ class Engine:
         state.seen = dict(seen)
         self.indicators[key] = state
 
+    def load_indicator_series(
+        self,
+        key: str,
+        partition: int,
+        watermark_ms: int,
+        series: Iterable[tuple[str, Sequence[int], Sequence[int], Sequence[int]]],
+        seen: Iterable[tuple[str, int]],
+    ) -> None:
+        """`load_indicator` from (series name, minutes, goods, totals) columns, as the store reads them."""
+        state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms)
+        for name, minutes, goods, totals in series:
+            state.counts(series_key(name)).load(minutes, goods, totals)
+        state.seen = dict(seen)
+        self.indicators[key] = state
+
     def load_alert_state(self, objective_id: str, state: AlertState) -> None:
         self.alert_states[objective_id] = state
 
@@ -223,19 +248,28 @@ class Engine:
         objectives = {o.id for key in gone for o in self.objectives.get(key, ())}
         for key in gone:
             del self.indicators[key]
+            self._evaluated_second.pop(key, None)
         for oid in objectives:
             self.alert_states.pop(oid, None)
             self._quiet.pop(oid, None)
             self._statuses.pop(oid, None)
         if gone:
             self._dirty_buckets = {d for d in self._dirty_buckets if d[0] not in gone}
+            self._hour_deltas = {d: v for d, v in self._hour_deltas.items() if d[0] not in gone}
             self._new_seen = {k: m for k, m in self._new_seen.items() if k[0] not in gone}
             self._dirty_indicators -= gone
             self._events = [e for e in self._events if e.objective_id not in objectives]
 
     def pending(self) -> bool:
         """Whether anything waits for a checkpoint (tests and assertions)."""
-        return bool(self._dirty_buckets or self._new_seen or self._dirty_indicators or self._statuses or self._events)
+        return bool(
+            self._dirty_buckets
+            or self._hour_deltas
+            or self._new_seen
+            or self._dirty_indicators
+            or self._statuses
+            or self._events
+        )
 
     # --- the hot path ----------------------------------------------------------------------------
 
@@ -257,6 +291,7 @@ class Engine:
         dedup_from = (state.watermark_ms or 0) // MINUTE_MS - self.dedup_horizon_minutes
         # Sum the record per (series, minute) first: one bucket update per pair, not per measurement.
         sums: dict[tuple[Labels, int], list[int]] = {}
+        bad = False
         seen = state.seen
         rules = self.rules.get(indicator, ())
         for m in measurements:
@@ -282,18 +317,53 @@ class Engine:
             else:
                 for rule in rules:
                     c = classify(rule, m.value, m.weight)
+                    bad = bad or c.good < c.total
                     state.counts((m.labels, rule.key)).add(minute, c.good, c.total)
                     self._dirty_buckets.add((indicator, (m.labels, rule.key), minute))
+                    self._add_hour(indicator, (m.labels, rule.key), minute, c.good, c.total)
             result.applied += 1
         for (labels, minute), (good, total) in sums.items():
+            bad = bad or good < total
             key = (labels, "")
             state.counts(key).add(minute, good, total)
             self._dirty_buckets.add((indicator, key, minute))
+            self._add_hour(indicator, key, minute, good, total)
         self._dirty_indicators.add(indicator)
-        if result.applied and state.watermark_ms is not None:
+        if result.applied and state.watermark_ms is not None and self._must_evaluate(indicator, state, bad):
             last = newest if newest is not None else state.watermark_ms
             result.events = self._evaluate(indicator, state, last, before_ms)
+            self._evaluated_second[indicator] = state.watermark_ms // 1000
         return result
+
+    def _must_evaluate(self, indicator: str, state: IndicatorCounts, bad: bool) -> bool:
+        """Whether this record's evaluation could differ from skipping it: evaluate at most once per second of
+        the indicator's event time, plus every record that could change an alert state.
+
+        A record counted but not evaluated has only good events, arrived within the second of the last
+        evaluation (same watermark second, so the same windows and period), while no objective of the
+        indicator has an alert on and none waits for a minimum of events to page. More good events then only
+        lower every burn rate and the budget consumed: no alert can start, and none is on to end. So the
+        alert transitions, and the events and their ids, are those of evaluating every record; only the
+        stored status numbers may lag, by less than one second of event time.
+        """
+        assert state.watermark_ms is not None
+        if bad or indicator in self._eager or self._evaluated_second.get(indicator) != state.watermark_ms // 1000:
+            return True
+        states = self.alert_states
+        for o in self.objectives.get(indicator, ()):
+            found = states.get(o.id)
+            if found is not None and (found.firing or found.exhausted):
+                return True
+        return False
+
+    def _add_hour(self, indicator: str, key: SeriesKey, minute: int, good: int, total: int) -> None:
+        cell = (indicator, key, minute // 60)
+        acc = self._hour_deltas.get(cell)
+        if acc is None:
+            self._hour_deltas[cell] = [good, total]
+        else:
+            acc[0] += good
+            acc[1] += total
 
     def _evaluate(self, indicator: str, state: IndicatorCounts, last_measurement_ms: int, before_ms: int | None) -> int:
         """Evaluate `indicator`'s objectives at its watermark; close reporting periods it moved past."""
@@ -400,6 +470,11 @@ class Engine:
                 continue
             c = state.counts(key).bucket(minute)
             changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
+        changes.hours = [
+            (indicator, series_name(key), hour, good, total)
+            for (indicator, key, hour), (good, total) in self._hour_deltas.items()
+            if indicator in self.indicators
+        ]
         changes.seen = [(indicator, mid, minute) for (indicator, mid), minute in self._new_seen.items()]
         for indicator in self._dirty_indicators:
             state = self.indicators.get(indicator)
@@ -408,6 +483,7 @@ class Engine:
         changes.statuses = list(self._statuses.values())
         changes.events = self._events
         self._dirty_buckets = set()
+        self._hour_deltas = {}
         self._new_seen = {}
         self._dirty_indicators = set()
         self._statuses = {}
@@ -430,6 +506,22 @@ class Engine:
             state.seen = {i: m for i, m in state.seen.items() if m >= horizon}
             cut.append((key, horizon))
         return cut
+
+    def retention(self, minute_days: int, hour_days: int) -> list[tuple[str, int, int]]:
+        """(indicator, first minute kept, first hour kept) for the stored buckets and roll-ups of the indicators
+        held here: minutes for `minute_days` but never less than the indicator's history plus a day (its windows
+        slide minute by minute, so a restart loads their minutes), hours for `hour_days` and at least as long."""
+        out: list[tuple[str, int, int]] = []
+        for key, state in self.indicators.items():
+            if state.watermark_ms is None:
+                continue
+            need = -(-(self.history_minutes(key) + MINUTES_PER_DAY) // MINUTES_PER_DAY)
+            minutes = max(minute_days, need)
+            first_minute, first_hour = retention_cutoffs(
+                minute_of(state.watermark_ms), minutes, max(hour_days, minutes)
+            )
+            out.append((key, first_minute, first_hour))
+        return out
 
     def stats(self) -> Mapping[str, int]:
         return {

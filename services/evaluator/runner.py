@@ -106,6 +106,7 @@ class Evaluator:
             client_id="accord-evaluator",
             session_timeout_ms=settings.session_timeout_ms,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            group_instance_id=settings.group_instance_id or None,
         )
         checkpoint.consumer = consumer
         await consumer.start()
@@ -134,6 +135,7 @@ class Evaluator:
                     self._apply(tp, records)
                 if checkpoint.due():
                     await checkpoint.commit()
+                    await checkpoint.expire()
         finally:
             # Shutting down: commit what was applied; if that fails nothing moves, and the next
             # owner replays from the stored offsets.

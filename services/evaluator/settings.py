@@ -26,11 +26,31 @@ class EvaluatorSettings(CommonSettings):
         default=100, gt=0, description="Longest time the broker holds a fetch when no data is there."
     )
     session_timeout_ms: int = Field(default=6000, gt=0, description="Kafka consumer session timeout.")
+    group_instance_id: str = Field(
+        default="",
+        max_length=249,
+        description="Static group membership (e.g. the pod name of a StatefulSet): a restarted evaluator with the "
+        "same id takes its partitions back without waiting for its old session to expire. Empty: dynamic.",
+    )
     dedup_horizon_minutes: int = Field(
         default=24 * 60, gt=0, description="How long (in measurement time) a measurement id is remembered."
     )
     max_age_minutes: int = Field(
         default=400 * 24 * 60, gt=0, description="History kept for indicators with no objective yet."
+    )
+    minute_retention_days: int = Field(
+        default=8,
+        gt=0,
+        description="Days of minute buckets kept behind each indicator's watermark, at least (never less than "
+        "the longest window, tier window or reporting period of its objectives, plus a day).",
+    )
+    hour_retention_days: int = Field(
+        default=400,
+        gt=0,
+        description="Days of hour roll-ups kept behind each indicator's watermark (at least as long as the minutes).",
+    )
+    retention_interval_seconds: float = Field(
+        default=600.0, gt=0, description="How often the evaluator deletes buckets and roll-ups past retention."
     )
     relay_interval_ms: int = Field(default=500, gt=0, description="Outbox relay poll period for unpublished events.")
     config_refresh_seconds: float = Field(default=30.0, gt=0, description="Fallback reload period of objectives.")

@@ -100,33 +100,91 @@ async def load_partition(
     indicators = await conn.fetch(
         "SELECT indicator_key, watermark_ms FROM indicator_state WHERE topic = $1 AND partition = $2", topic, partition
     )
+    # A few statements per partition, not a few per indicator and one per objective: buckets come as one
+    # array triple per series (decoded in C), not as a row object per minute. No ORDER BY (a third of the
+    # query's time): the primary-key scan yields minutes in order, which SeriesCounts.load copies a whole
+    # day at a time; in any other order it adds them one by one, with the same result.
+    keys = [ind["indicator_key"] for ind in indicators]
+    watermarks = {ind["indicator_key"]: ind["watermark_ms"] for ind in indicators}
+    oldest = [watermarks[k] // MINUTE_MS - engine.history_minutes(k) for k in keys]
+    horizons = [watermarks[k] // MINUTE_MS - engine.dedup_horizon_minutes for k in keys]
+    series_rows = await conn.fetch(
+        """
+        SELECT b.indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
+               array_agg(b.total) AS totals
+        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
+        JOIN series_buckets b ON b.indicator_key = u.k AND b.minute >= u.since
+        GROUP BY 1, 2
+        """,
+        keys,
+        oldest,
+    )
+    seen_rows = await conn.fetch(
+        """
+        SELECT s.indicator_key, array_agg(s.measurement_id) AS ids, array_agg(s.minute) AS minutes
+        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
+        JOIN seen_measurements s ON s.indicator_key = u.k AND s.minute >= u.since
+        GROUP BY 1
+        """,
+        keys,
+        horizons,
+    )
+    series_of: dict[str, list[tuple[str, list[int], list[int], list[int]]]] = {}
+    for r in series_rows:
+        series_of.setdefault(r["indicator_key"], []).append((r["series"], r["minutes"], r["goods"], r["totals"]))
+    seen_of = {r["indicator_key"]: zip(r["ids"], r["minutes"], strict=True) for r in seen_rows}
     total_buckets = 0
-    for ind in indicators:
-        key, watermark = ind["indicator_key"], ind["watermark_ms"]
-        oldest = watermark // MINUTE_MS - engine.history_minutes(key)
-        buckets = await conn.fetch(
-            "SELECT series, minute, good, total FROM series_buckets WHERE indicator_key = $1 AND minute >= $2",
-            key,
-            oldest,
-        )
-        seen = await conn.fetch(
-            "SELECT measurement_id, minute FROM seen_measurements WHERE indicator_key = $1 AND minute >= $2",
-            key,
-            watermark // MINUTE_MS - engine.dedup_horizon_minutes,
-        )
-        engine.load_indicator(
-            key,
-            partition,
-            watermark,
-            ((b["series"], b["minute"], b["good"], b["total"]) for b in buckets),
-            ((s["measurement_id"], s["minute"]) for s in seen),
-        )
-        total_buckets += len(buckets)
-        for o in engine.objectives.get(key, ()):
-            doc = await conn.fetchval("SELECT alert_state FROM objective_status WHERE objective_id = $1", o.id)
-            if doc is not None:
-                engine.load_alert_state(o.id, AlertState.from_json(orjson.loads(doc)))
+    for key in keys:
+        loaded = series_of.get(key, [])
+        engine.load_indicator_series(key, partition, watermarks[key], loaded, seen_of.get(key, ()))
+        total_buckets += sum(len(minutes) for _, minutes, _, _ in loaded)
+    objective_ids = [o.id for key in keys for o in engine.objectives.get(key, ())]
+    for r in await conn.fetch(
+        "SELECT objective_id::text AS id, alert_state FROM objective_status WHERE objective_id = ANY($1::uuid[])",
+        objective_ids,
+    ):
+        engine.load_alert_state(r["id"], AlertState.from_json(orjson.loads(r["alert_state"])))
     return PartitionLoad(next_offset, len(indicators), total_buckets)
+
+
+RETENTION_BATCH = 50_000
+"""Most rows one retention statement deletes: each batch is its own short transaction."""
+
+
+async def delete_expired(
+    conn: asyncpg.Connection, cutoffs: list[tuple[str, int, int]], *, batch: int = RETENTION_BATCH
+) -> tuple[int, int]:
+    """Delete minute buckets and hour roll-ups past retention, `batch` rows at a time; returns how many of each went.
+
+    Outside the checkpoint transaction: nothing deleted is read again (loads and late data stay
+    inside the indicator's history, which retention always keeps), so it cannot race a checkpoint.
+    The first run on a large table takes many batches; an interrupted run resumes the next time.
+    """
+    if not cutoffs:
+        return 0, 0
+    keys, minutes, hours = (list(c) for c in zip(*cutoffs, strict=True))
+    gone = []
+    for table, column, cuts in (("series_buckets", "minute", minutes), ("series_hours", "hour", hours)):
+        total = 0
+        while True:
+            status = await conn.execute(
+                f"""
+                DELETE FROM {table} WHERE ctid IN (
+                    SELECT t.ctid FROM unnest($1::text[], $2::bigint[]) AS u(k, cut)
+                    JOIN {table} t ON t.indicator_key = u.k AND t.{column} < u.cut
+                    LIMIT $3
+                )
+                """,
+                keys,
+                cuts,
+                batch,
+            )
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < batch:
+                break
+        gone.append(total)
+    return gone[0], gone[1]
 
 
 def _tier_json(r: TierReading, state: AlertState) -> dict[str, object]:
@@ -160,6 +218,20 @@ async def write_checkpoint(
                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
                 ON CONFLICT (indicator_key, series, minute)
                 DO UPDATE SET good = EXCLUDED.good, total = EXCLUDED.total
+                """,
+                *cols,
+            )
+        if changes.hours:
+            # Deltas, not absolute values: the engine may not hold every minute of an hour (pruned past its
+            # windows). Exactly once because the offsets past the records that added them move in this
+            # transaction; a failed one adds nothing and the records are applied again.
+            cols = list(zip(*changes.hours, strict=True))
+            await conn.execute(
+                """
+                INSERT INTO series_hours (indicator_key, series, hour, good, total)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                ON CONFLICT (indicator_key, series, hour)
+                DO UPDATE SET good = series_hours.good + EXCLUDED.good, total = series_hours.total + EXCLUDED.total
                 """,
                 *cols,
             )

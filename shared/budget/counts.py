@@ -9,8 +9,12 @@ of 43,200 lookups.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 from array import array
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY, MINUTES_PER_HOUR
@@ -191,6 +195,70 @@ class SeriesCounts:
                 return True
         self.add(minute, good, total)  # to a dense day now
         return False
+
+    def load(self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
+        """`add` each (minute, good, total), faster for the days that will be dense (a state load)."""
+        if len(minutes) != len(goods) or len(minutes) != len(totals):
+            raise ValueError("minutes, goods and totals must have the same length")
+        if not self._days and all(map(operator.lt, minutes, itertools.islice(minutes, 1, None))):
+            minutes, goods, totals = self._load_full_days(minutes, goods, totals)
+        per_day = Counter(m // DAY for m in minutes)
+        days = self._days
+        for minute, good, total in zip(minutes, goods, totals, strict=True):
+            d = minute // DAY
+            if not total or per_day[d] <= self.DENSE_AT or not 0 <= good <= total:
+                self.add(minute, good, total)  # the general path (and its checks)
+                continue
+            day = days.get(d)
+            if day is None:
+                day = days[d] = _Dense()
+            elif isinstance(day, _Sparse):
+                day = days[d] = _Dense(day)
+            k = minute - d * DAY
+            cells = day.minutes
+            was = cells[2 * k + 1]
+            cells[2 * k + 1] = was + total
+            cells[2 * k] += good
+            sums = day.sums
+            sums[0] += good
+            sums[1] += total
+            h = 2 + k // HOUR * 2
+            sums[h] += good
+            sums[h + 1] += total
+            if not was:
+                self._filled += 1
+                if self._zeros:
+                    self._zeros.discard(minute)
+        self._ranges.clear()
+
+    def _load_full_days(
+        self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]
+    ) -> tuple[Sequence[int], Sequence[int], Sequence[int]]:
+        """Load the days whose 1,440 minutes all hold events from ascending `minutes` with array copies
+        (C speed, no per-minute Python); return the buckets left for the general path."""
+        rest: tuple[list[int], list[int], list[int]] = ([], [], [])
+        i, n = 0, len(minutes)
+        while i < n:
+            d = minutes[i] // DAY
+            j = bisect.bisect_left(minutes, (d + 1) * DAY, i)
+            gs, ts = goods[i:j], totals[i:j]
+            if j - i == DAY and min(gs) >= 0 and 0 not in ts and all(map(operator.le, gs, ts)):
+                day = _Dense()
+                day.minutes[0::2] = array("q", gs)
+                day.minutes[1::2] = array("q", ts)
+                sums = day.sums
+                for h in range(24):
+                    sums[2 + 2 * h] = sum(gs[h * HOUR : (h + 1) * HOUR])
+                    sums[3 + 2 * h] = sum(ts[h * HOUR : (h + 1) * HOUR])
+                sums[0], sums[1] = sum(sums[2::2]), sum(sums[3::2])
+                self._days[d] = day
+                self._filled += DAY
+            else:
+                rest[0].extend(minutes[i:j])
+                rest[1].extend(gs)
+                rest[2].extend(ts)
+            i = j
+        return rest
 
     def bucket(self, minute: int) -> Counts:
         d = minute // DAY

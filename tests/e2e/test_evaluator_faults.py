@@ -81,13 +81,22 @@ async def reference(conn: asyncpg.Connection, records: list[Record]) -> dict[str
         decoded = decode_record(value)
         engine.apply(0, decoded.indicator, decoded.measurements)
     changes = engine.drain(quiet_statuses=None)
-    return {"buckets": {tuple(b) for b in changes.buckets}, "events": {e.id for e in changes.events}}
+    return {
+        "buckets": {tuple(b) for b in changes.buckets},
+        "hours": {tuple(h) for h in changes.hours},  # one drain: the deltas are the hours' sums
+        "events": {e.id for e in changes.events},
+    }
 
 
 async def stored(conn: asyncpg.Connection) -> dict[str, set[Any]]:
     buckets = await conn.fetch("SELECT indicator_key, series, minute, good, total FROM series_buckets")
+    hours = await conn.fetch("SELECT indicator_key, series, hour, good, total FROM series_hours")
     events = await conn.fetch("SELECT id FROM breach_events")
-    return {"buckets": {tuple(r) for r in buckets}, "events": {r["id"] for r in events}}
+    return {
+        "buckets": {tuple(r) for r in buckets},
+        "hours": {tuple(r) for r in hours},
+        "events": {r["id"] for r in events},
+    }
 
 
 async def stored_offsets(conn: asyncpg.Connection, topics: Topics) -> dict[int, int]:

@@ -115,6 +115,8 @@ async def _wait_done(conn: asyncpg.Connection, run: Run) -> None:
 
 async def _outcome(conn: asyncpg.Connection) -> dict[str, Any]:
     buckets = await conn.fetch("SELECT indicator_key, minute, good, total FROM series_buckets ORDER BY 1, 2")
+    # hour roll-ups are added as deltas: one applied twice (or lost) shows here, against the baseline
+    hours = await conn.fetch("SELECT indicator_key, series, hour, good, total FROM series_hours ORDER BY 1, 2, 3")
     statuses = await conn.fetch(
         "SELECT objective_id, good, total, sli, budget_consumed, burn_rate, alert_state::text, evaluated_at"
         " FROM objective_status ORDER BY 1"
@@ -122,6 +124,7 @@ async def _outcome(conn: asyncpg.Connection) -> dict[str, Any]:
     events = await conn.fetch("SELECT id, type, objective_id, seq, time FROM breach_events ORDER BY id")
     return {
         "buckets": [tuple(r) for r in buckets],
+        "hours": [tuple(r) for r in hours],
         "statuses": [tuple(r) for r in statuses],
         "events": [tuple(r) for r in events],
     }

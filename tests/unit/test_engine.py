@@ -118,3 +118,43 @@ def test_pruning_forgets_what_no_window_reaches_and_changes_no_reading() -> None
     e.apply(0, "api.availability", [Measurement("api.availability", start + (24 * 40 - 1) * 3_600_000, 0, 0)])
     after = {s.objective_id: s.evaluation for s in e.drain().statuses}
     assert after["o1"].counts == before["o1"].counts
+
+
+def test_hour_deltas_drained_over_several_checkpoints_add_up_to_the_hours_of_the_minutes() -> None:
+    e = engine(objective("o1"), objective("t1", threshold=ThresholdRule(Comparison.LE, 0.3)))
+    start = ms("2026-03-10T09:58:00")
+    hours: dict[tuple[str, str, int], list[int]] = {}
+    minutes: dict[tuple[str, str, int], tuple[int, int]] = {}
+    for i in range(12):
+        batch = [
+            Measurement("api.availability", start + i * 37_000, 3, 4),
+            Measurement("api.availability", start - i * 61_000, 1, 1, labels=(("region", "eu"),)),
+            Measurement("api.availability", start + i * 11_000, value=0.1 * i, weight=2),
+        ]
+        e.apply(0, "api.availability", batch)
+        if i % 3 == 2:  # a checkpoint now and then: minutes are absolute, hours deltas
+            changes = e.drain()
+            for ind, series, minute, good, total in changes.buckets:
+                minutes[(ind, series, minute)] = (good, total)
+            for ind, series, hour, good, total in changes.hours:
+                acc = hours.setdefault((ind, series, hour), [0, 0])
+                acc[0] += good
+                acc[1] += total
+    rolled: dict[tuple[str, str, int], list[int]] = {}
+    for (ind, series, minute), (good, total) in minutes.items():
+        acc = rolled.setdefault((ind, series, minute // 60), [0, 0])
+        acc[0] += good
+        acc[1] += total
+    assert hours == rolled
+    assert len({h for _, _, h in hours}) == 2  # the data crosses an hour
+
+
+def test_retention_keeps_minutes_for_the_longest_window_and_hours_longer() -> None:
+    e = engine(objective("o1"))
+    now = ms("2026-03-10T10:00:00")
+    e.apply(0, "api.availability", [Measurement("api.availability", now, 1, 1)])
+    ((key, first_minute, first_hour),) = e.retention(minute_days=2, hour_days=400)
+    assert key == "api.availability"
+    # the 30-day window and the month's reporting period (at most 32 days) need their minutes: 33 days
+    assert now // 60_000 - first_minute == 33 * 24 * 60
+    assert now // 60_000 // 60 - first_hour == 400 * 24

@@ -23,6 +23,13 @@ from shared.objective_config import ObjectiveConfig
 INDICATOR = "svc.sli"
 
 
+class EveryRecord(Engine):
+    """The engine evaluating after every record, as before the once-a-second cadence: the reference for it."""
+
+    def _must_evaluate(self, indicator: str, state: object, bad: bool) -> bool:
+        return True
+
+
 def _measurement(raw: Raw, mid: str) -> Measurement:
     labels = label_pairs(raw.labels)
     if raw.value is not None:
@@ -39,7 +46,8 @@ def test_the_engine_fed_record_by_record_equals_the_reference(case: Case, data: 
     for n in data.draw(st.lists(st.integers(0, len(stream) - 1), max_size=5)):
         stream.insert(data.draw(st.integers(n + 1, len(stream))), stream[n])
     objective = ObjectiveConfig("o1", "o1", "a1", "A", "Acme", "Shop", INDICATOR, "w", case.terms)
-    engine = Engine([objective], dedup_horizon_minutes=10**9, max_age_minutes=10**9)
+    # Every record evaluated, so the last status is that of the last record (the cadence's own test follows).
+    engine = EveryRecord([objective], dedup_horizon_minutes=10**9, max_age_minutes=10**9)
     last = None
     position = 0
     while position < len(stream):
@@ -57,3 +65,37 @@ def test_the_engine_fed_record_by_record_equals_the_reference(case: Case, data: 
     unique = list({m.id: r for m, r in reversed(stream)}.values())
     expected = reference(replace(case, now_ms=watermark, measurements=unique))
     assert last.evaluation == expected
+
+
+@given(cases(), st.data())
+def test_the_cadence_announces_exactly_what_evaluating_every_record_announces(case: Case, data: st.DataObject) -> None:
+    """Records within one second of event time, mostly good: the engine skips evaluations, yet its events
+    (ids, types, sequence numbers, payloads) are those of evaluating every record; after a record in a later
+    second, its status is the same too."""
+    raws = data.draw(st.permutations(case.measurements))
+    assume(raws)
+    base = max(r.timestamp_ms for r in raws)
+    # squeeze many into the watermark's second, so the cadence has something to skip
+    squeezed = [replace(r, timestamp_ms=base - base % 1000 + n % 1000) if n % 2 else r for n, r in enumerate(raws)]
+    stream = [_measurement(r, f"m{n}") for n, r in enumerate(squeezed)]
+    objective = ObjectiveConfig("o1", "o1", "a1", "A", "Acme", "Shop", INDICATOR, "w", case.terms)
+    cadence = Engine([objective], dedup_horizon_minutes=10**9, max_age_minutes=10**9)
+    every = EveryRecord([objective], dedup_horizon_minutes=10**9, max_age_minutes=10**9)
+    events: dict[str, list[object]] = {"cadence": [], "every": []}
+    position = 0
+    while position < len(stream):
+        size = data.draw(st.integers(1, 3))
+        record = stream[position : position + size]
+        position += size
+        for name, engine in (("cadence", cadence), ("every", every)):
+            engine.apply(0, INDICATOR, record)
+            events[name].extend((e.id, e.type, e.seq, e.event) for e in engine.drain().events)
+    assert events["cadence"] == events["every"]
+    later = max(m.timestamp_ms for m in stream) + 1000
+    final = {}
+    for name, engine in (("cadence", cadence), ("every", every)):
+        engine.apply(0, INDICATOR, [Measurement(INDICATOR, later, good=0, total=0, id="last")])
+        final[name] = {
+            s.objective_id: (s.evaluation, s.alert_state) for s in engine.drain(quiet_statuses=None).statuses
+        }
+    assert final["cadence"] == final["every"]

@@ -31,7 +31,14 @@ from services.api.repository.indicators import (
     update_indicator,
 )
 from services.api.repository.objectives import get_objective, list_objectives, objectives_of
-from services.api.repository.readings import exhausted_since, live_statuses, series_buckets, statuses_of, watermarks
+from services.api.repository.readings import (
+    exhausted_since,
+    live_statuses,
+    rolled_up,
+    series_buckets,
+    statuses_of,
+    watermarks,
+)
 from services.api.repository.reviews import add_review, get_review, list_reviews
 from services.api.repository.session import announce_config_change, now, read_snapshot
 
@@ -63,6 +70,7 @@ __all__ = [
     "objectives_of",
     "read_snapshot",
     "revision_documents",
+    "rolled_up",
     "save_revision",
     "series_buckets",
     "statuses_of",
