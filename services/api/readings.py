@@ -64,6 +64,9 @@ from shared.series import SeriesGroup, SeriesKey, selects, series_group
 from shared.spec import AgreementSpec, ObjectiveSpec
 from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
+Planned = tuple[Objective, ObjectiveSpec, ObjectiveTerms, ObjectiveStatus | None, int | None]
+Plan = tuple[list[Planned], dict[str, tuple[int, int]], dict[str, tuple[int, int]], dict[str, list[Interval]]]
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -94,39 +97,45 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
             if (s := statuses.get(o.id)) is not None and s.revision is not None and s.revision != a.revision
         },
     )
-    planned: list[tuple[Objective, ObjectiveSpec, ObjectiveTerms, ObjectiveStatus | None, int | None]] = []
-    spans: dict[str, tuple[int, int]] = {}  # indicators whose every minute is read (timeslices)
-    hour_spans: dict[str, tuple[int, int]] = {}
-    minute_spans: dict[str, list[Interval]] = {}
-    rules: RuleMemo = {}
-    for objective, agreement in objectives:
-        status = statuses.get(objective.id)
-        agreement_spec: AgreementSpec = agreement.spec
-        spec: ObjectiveSpec = objective.spec
-        document = earlier.get((agreement.id, status.revision)) if status and status.revision else None
-        if document is not None and (evaluated := document.objective(objective.id)) is not None:
-            agreement_spec, spec = document, evaluated
-        terms = stored_terms(objective.id, agreement_spec, spec, rules)
-        instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
-        planned.append((objective, spec, terms, status, instant))
-        if instant is None:
-            continue
-        key, end = objective.indicator_key, minute_of(instant) + 1
-        needed = needed_minutes(terms, instant)
-        if needed is None:
-            start = end - lookback_minutes(terms)
-            known = spans.get(key)
-            spans[key] = (min(start, known[0]), max(end, known[1])) if known else (start, end)
-            continue
-        # Whole hours from the roll-ups, minutes only at the windows' edges and around exclusions.
-        first, last = earliest_minute(terms, instant) // 60, end // 60 + 1
-        known = hour_spans.get(key)
-        hour_spans[key] = (min(first, known[0]), max(last, known[1])) if known else (first, last)
-        minute_spans.setdefault(key, []).extend(needed)
+
+    def plan() -> Plan:
+        planned: list[Planned] = []
+        spans: dict[str, tuple[int, int]] = {}  # indicators whose every minute is read (timeslices)
+        hour_spans: dict[str, tuple[int, int]] = {}
+        minute_spans: dict[str, list[Interval]] = {}
+        rules: RuleMemo = {}
+        for objective, agreement in objectives:
+            status = statuses.get(objective.id)
+            agreement_spec: AgreementSpec = agreement.spec
+            spec: ObjectiveSpec = objective.spec
+            document = earlier.get((agreement.id, status.revision)) if status and status.revision else None
+            if document is not None and (evaluated := document.objective(objective.id)) is not None:
+                agreement_spec, spec = document, evaluated
+            terms = stored_terms(objective.id, agreement_spec, spec, rules)
+            instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
+            planned.append((objective, spec, terms, status, instant))
+            if instant is None:
+                continue
+            key, end = objective.indicator_key, minute_of(instant) + 1
+            needed = needed_minutes(terms, instant)
+            if needed is None:
+                start = end - lookback_minutes(terms)
+                known = spans.get(key)
+                spans[key] = (min(start, known[0]), max(end, known[1])) if known else (start, end)
+                continue
+            # Whole hours from the roll-ups, minutes only at the windows' edges and around exclusions.
+            first, last = earliest_minute(terms, instant) // 60, end // 60 + 1
+            known = hour_spans.get(key)
+            hour_spans[key] = (min(first, known[0]), max(last, known[1])) if known else (first, last)
+            minute_spans.setdefault(key, []).extend(needed)
+        merged = {key: merge_intervals(found) for key, found in minute_spans.items()}
+        return planned, spans, hour_spans, merged
+
+    # Terms (recurring maintenance expanded) and the minutes the windows need are math too: off the loop.
+    planned, spans, hour_spans, merged = await asyncio.to_thread(plan)
     loaded: dict[str, IndicatorBuckets] = {}
     for indicator, (start, end) in spans.items():
         loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
-    merged = {key: merge_intervals(found) for key, found in minute_spans.items()}
     hour_cells, minute_cells = await repo.rolled_up(
         session,
         [(key, a, b) for key, (a, b) in hour_spans.items()],
