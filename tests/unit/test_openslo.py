@@ -12,19 +12,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.api import openslo_rules as rules
 from services.api.openslo import export_documents, export_yaml, import_documents, parse_yaml
 from services.api.schemas import AgreementIn
 from shared.errors import Invalid
-
-
-def check(doc: dict[str, Any]) -> None:
-    """The v1 rules an exported document must follow (replaced by services/api/openslo_rules when it lands)."""
-    name = doc["metadata"]["name"]
-    assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name), name
-    if doc["kind"] == "AlertPolicy":
-        assert len(doc["spec"]["conditions"]) == 1
-        assert doc["spec"]["notificationTargets"]
-
 
 TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,:-_/()%", min_size=1, max_size=30).filter(
     str.strip  # names may not be blank (the api refuses whitespace-only names)
@@ -126,8 +117,7 @@ def test_objectives_round_trip_exactly_through_openslo(agreement: dict[str, Any]
     again = canonical(import_documents(parse_yaml(export_yaml(imported))).document)
     assert again == imported
     assert export_yaml(again) == export_yaml(imported)
-    for doc in parse_yaml(exported):
-        check(doc)
+    assert rules.check(parse_yaml(exported)) == []
 
 
 def test_an_export_holds_the_five_kinds_with_names_unique_per_kind() -> None:
@@ -297,8 +287,7 @@ def test_a_list_of_documents_imports_with_everything_kept_and_exports_by_the_rul
     assert (fast["severity"], fast["alert_after"], fast["alert_when_resolved"]) == ("page", None, False)
     assert (slow["severity"], slow["alert_when_breaching"], slow["short_window"]) == ("ticket", False, "2h")
     docs = parse_yaml(export_yaml(document))
-    for doc in docs:
-        check(doc)
+    assert rules.check(docs) == []
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
