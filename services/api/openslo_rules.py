@@ -120,9 +120,9 @@ class _Check:
             if method == "Timeslices":
                 if "timeSliceTarget" not in entry:
                     self.add(f"{at}.timeSliceTarget", "required with Timeslices")
-                window = entry.get("timeSliceWindow")
-                if not (isinstance(window, int) and not isinstance(window, bool) and window > 0):
-                    self.duration(f"{at}.timeSliceWindow", window)
+                length = entry.get("timeSliceWindow")
+                if not (isinstance(length, int) and not isinstance(length, bool) and length > 0):
+                    self.duration(f"{at}.timeSliceWindow", length)
         for n, ref in enumerate(spec.get("alertPolicies") or []):
             at = f"{where}.spec.alertPolicies.{n}"
             if isinstance(ref, str):
