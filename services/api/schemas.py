@@ -568,8 +568,10 @@ class ReviewOut(BaseModel):
 
 
 class ImportOut(BaseModel):
-    agreement: AgreementOut
-    created_indicators: list[str]
+    agreement: AgreementOut | None = Field(description="The agreement as imported; null on a dry run.")
+    action: Literal["created", "updated", "unchanged", "would create", "would update"]
+    changes: list[str] = Field(description="What the import changes (or would, on a dry run), one line each.")
+    created_indicators: list[str] = Field(description="Indicators registered (or that would be, on a dry run).")
     notes: list[str] = Field(description="What the import did not keep (metric source queries, ...).")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,73 +207,7 @@ def test_a_foreign_threshold_slo_imports_with_its_calendar_and_slices() -> None:
     assert yaml.safe_load(export_yaml(canonical(imported.document)).split("---")[0])["kind"] == "Service"
 
 
-FOREIGN = """
-- apiVersion: openslo/v1
-  kind: Service
-  metadata:
-    name: checkout
-    displayName: Checkout
-    labels: {team: [payments, web], tier: "1"}
-    annotations: {owner: jane}
-- apiVersion: openslo/v1
-  kind: SLI
-  metadata: {name: checkout-requests, displayName: Checkout requests}
-  spec:
-    ratioMetric:
-      counter: true
-      good: {metricSource: {metricSourceRef: prom, spec: {query: 'sum(rate(ok[5m]))'}}}
-      total: {metricSource: {metricSourceRef: prom, spec: {query: 'sum(rate(all[5m]))'}}}
-- apiVersion: openslo/v1
-  kind: DataSource
-  metadata: {name: prom}
-  spec: {type: Prometheus, connectionDetails: {url: 'http://prometheus:9090'}}
-- apiVersion: openslo/v1
-  kind: SLO
-  metadata:
-    name: checkout-availability-with-a-rather-long-name-that-goes-on-and
-    displayName: Checkout availability
-    labels: {env: [prod]}
-    annotations: {runbook: 'https://example.com'}
-  spec:
-    service: checkout
-    indicatorRef: checkout-requests
-    timeWindow: [{duration: 1w, isRolling: false, calendar: {startTime: 2024-01-01 00:00:00, timeZone: UTC}}]
-    budgetingMethod: Timeslices
-    objectives:
-      - {displayName: strict, targetPercent: 99.9, timeSliceTarget: 0.95, timeSliceWindow: 5}
-      - {displayName: loose, targetPercent: 99, timeSliceTarget: 0.9, timeSliceWindow: 5}
-    alertPolicies: [fast-burn, slow-burn]
-- apiVersion: openslo/v1
-  kind: AlertPolicy
-  metadata: {name: fast-burn, displayName: Fast burn}
-  spec:
-    alertWhenBreaching: true
-    alertWhenResolved: false
-    conditions: [{conditionRef: fast}]
-    notificationTargets: [{targetRef: on-call}]
-- apiVersion: openslo/v1
-  kind: AlertPolicy
-  metadata: {name: slow-burn}
-  spec:
-    alertWhenBreaching: false
-    conditions:
-      - kind: AlertCondition
-        metadata: {name: slow}
-        spec:
-          severity: warning
-          condition: {kind: burnrate, op: gte, threshold: 1, lookbackWindow: 1d}
-    notificationTargets: [{target: slack, description: inline}]
-- apiVersion: openslo/v1
-  kind: AlertCondition
-  metadata: {name: fast}
-  spec:
-    severity: critical
-    condition: {kind: burnrate, op: gt, threshold: 14.4, lookbackWindow: 1h, alertAfter: 0m}
-- apiVersion: openslo/v1
-  kind: AlertNotificationTarget
-  metadata: {name: on-call}
-  spec: {target: pagerduty, description: the on-call rota}
-"""
+FOREIGN = (Path(__file__).parents[1] / "data" / "openslo" / "accepted" / "list-every-v1-field.yaml").read_text()
 
 
 def test_a_list_of_documents_imports_with_everything_kept_and_exports_by_the_rules() -> None:
