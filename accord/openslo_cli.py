@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.api.openslo import import_documents, parse_yaml
+from services.api.openslo import parse_yaml
+from services.api.openslo_foreign import import_any, translate
 from services.api.openslo_rules import check
 from services.api.schemas import AgreementIn
 from shared.errors import Invalid
@@ -37,9 +38,13 @@ def problems_of(text: str, customer: str | None = None, provider: str | None = N
         docs = parse_yaml(text)
     except Invalid as exc:
         return [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], []
-    found = [f"{p['field']}: {p['reason']} (OpenSLO v1 rule)" for p in check(docs)]
     try:
-        imported = import_documents(docs, customer=customer or "(customer)", provider=provider or "(provider)")
+        translated, _ = translate(docs)  # Sloth and Pyrra files as the OpenSLO v1 documents they import as
+    except Invalid as exc:
+        return [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], []
+    found = [f"{p['field']}: {p['reason']} (OpenSLO v1 rule)" for p in check(translated)]
+    try:
+        imported = import_any(docs, customer=customer or "(customer)", provider=provider or "(provider)")
     except Invalid as exc:
         return found + [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], []
     try:

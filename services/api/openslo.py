@@ -216,7 +216,7 @@ def _export_slo(
         if window in CALENDAR:
             time_window["calendar"] = {**time_window.get("calendar", {}), "timeZone": timezone}
     policy = first.get("alert_policy") or {}
-    display = slo_kept.get("displayName") if "displayName" in slo_kept else first["name"]
+    display = slo_kept.get("displayName") if "slo" in kept else first["name"]
     meta: Doc = {"name": name}
     if display:
         meta["displayName"] = display
@@ -228,7 +228,11 @@ def _export_slo(
         f"{A}budget-thresholds": json.dumps(policy.get("budget_thresholds", list(DEFAULT_BUDGET_THRESHOLDS))),
         f"{A}business-hours-only": "true" if first.get("business_hours_only") else "false",
     }
-    if len(group) > 1 or "displayName" in slo_kept:
+    shown = str(display or name)
+    derived = [
+        f"{shown} {entry.get('displayName') or n + 1}" if len(group) > 1 else shown for n, entry in enumerate(entries)
+    ]
+    if [o["name"] for o in group] != derived:  # names import would not derive from the SLO
         meta["annotations"][f"{A}objective-names"] = json.dumps([o["name"] for o in group])
     slo: Doc = {
         "apiVersion": API_VERSION,
@@ -474,6 +478,10 @@ def import_documents(
             )
     agreement.setdefault("timezone", "UTC")
     agreement["objectives"] = objectives
+    if not services and agreement.get("name"):
+        service_refs = {str(_as_dict(s.get("spec")).get("service") or "") for _, s in slos.values()}
+        if len(service_refs) == 1 and NAME.fullmatch(ref := service_refs.pop()):
+            agreement["openslo"] = {"name": ref}  # exported as the Service the SLOs name
     if kept_documents:
         agreement.setdefault("openslo", {})["documents"] = kept_documents
     if problems.items:

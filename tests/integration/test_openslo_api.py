@@ -54,3 +54,16 @@ async def test_importing_again_updates_the_agreement_in_a_new_revision_and_a_dry
     exported = (await api.get(f"/v1/agreements/{agreement['id']}/openslo")).text
     assert "targetPercent: 99.95" in exported
     assert "query: sum(rate(ok[5m]))" in exported
+
+
+async def test_sloth_and_pyrra_files_import_through_the_api(api: httpx.AsyncClient) -> None:
+    corpus = Path(__file__).parents[1] / "data" / "openslo" / "accepted"
+    r = await api.post("/v1/openslo", content=(corpus / "sloth-prometheus-v1.yaml").read_text(), params=PARAMS,
+                       headers=YAML)  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert [o["name"] for o in r.json()["agreement"]["objectives"]] == ["requests-availability", "refunds-availability"]
+    assert any("Sloth's default, 30d" in n for n in r.json()["notes"])
+    refused = (Path(__file__).parents[1] / "data" / "openslo" / "refused" / "pyrra-bool-gauge.yaml").read_text()
+    r = await api.post("/v1/openslo", content=refused, params=PARAMS, headers=YAML)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "documents.0.spec.indicator.bool_gauge"

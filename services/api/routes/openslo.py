@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from services.api import agreement_changes
 from services.api import repository as repo
 from services.api.deps import Session
-from services.api.openslo import export_yaml, import_documents, parse_yaml
+from services.api.openslo import export_yaml, parse_yaml
+from services.api.openslo_foreign import import_any
 from services.api.params import INSTANT, At, Author, Revision, Text
 from services.api.schemas import AgreementIn, ImportOut, QueryInstant
 from shared import contract
@@ -116,7 +117,7 @@ async def import_openslo(
         text = (await request.body()).decode()
     except UnicodeDecodeError:
         raise Invalid("The body is not UTF-8.", [{"field": "(body)", "reason": "not UTF-8 text"}]) from None
-    imported = import_documents(parse_yaml(text), customer=customer, provider=provider, name=name)
+    imported = import_any(parse_yaml(text), customer=customer, provider=provider, name=name)
     if effective_from is not None:
         imported.document["effective_from"] = effective_from.isoformat()
     reason = reason or "imported from OpenSLO"
