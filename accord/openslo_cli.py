@@ -15,10 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.api.agreement_changes import new_document
 from services.api.openslo import parse_yaml
 from services.api.openslo_foreign import import_any, translate
 from services.api.openslo_rules import check
 from services.api.schemas import AgreementIn
+from shared import contract
 from shared.errors import Invalid
 from shared.http import validation_errors
 
@@ -48,9 +50,11 @@ def problems_of(text: str, customer: str | None = None, provider: str | None = N
     except Invalid as exc:
         return found + [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], []
     try:
-        AgreementIn.model_validate(imported.document)
+        body = AgreementIn.model_validate(imported.document)
     except ValidationError as exc:
-        found += [f"{e['field']}: {e['reason']}" for e in validation_errors(exc.errors())]
+        return found + [f"{e['field']}: {e['reason']}" for e in validation_errors(exc.errors())], []
+    document = new_document(body)  # the agreement's cross-field rules, as the api checks them
+    found += [f"{p['field']}: {p['reason']}" for p in contract.document_problems(document, imported.indicators)]
     return found, imported.notes
 
 
