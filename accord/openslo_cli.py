@@ -3,8 +3,9 @@
 For each file: the YAML is read as the api reads it (lists, multi-document streams, single
 documents), checked against the OpenSLO v1 spec's rules (services/api/openslo_rules.py), and
 imported as POST /v1/openslo would (services/api/openslo.py, then the agreement's field and
-cross-field rules), without creating anything. Exit status 0 when every file would import, 1 when
-one would not (its problems printed, one per line), 2 when a file cannot be read.
+cross-field rules), without creating anything. Exit status 0 when every file would import and
+follows the v1 rules, 1 when one would not import or breaks a rule (the api imports such a file
+all the same; each problem printed, one per line), 2 when a file cannot be read.
 """
 
 from __future__ import annotations
@@ -34,28 +35,28 @@ def add_parser(sub: Any) -> None:
     validate.add_argument("--provider", help="as ?provider= (default: the Service's, else a placeholder)")
 
 
-def problems_of(text: str, customer: str | None = None, provider: str | None = None) -> tuple[list[str], list[str]]:
-    """The problems an import of `text` would have (`field: reason`), and its notes."""
+def problems_of(
+    text: str, customer: str | None = None, provider: str | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """What an import of `text` would refuse (`field: reason`), the OpenSLO v1 rules it breaks
+    (the api imports such files all the same), and the import's notes."""
     try:
         docs = parse_yaml(text)
-    except Invalid as exc:
-        return [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], []
-    try:
         translated, _ = translate(docs)  # Sloth and Pyrra files as the OpenSLO v1 documents they import as
     except Invalid as exc:
-        return [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], []
-    found = [f"{p['field']}: {p['reason']} (OpenSLO v1 rule)" for p in check(translated)]
+        return [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], [], []
+    rules = [f"{p['field']}: {p['reason']}" for p in check(translated)]
     try:
         imported = import_any(docs, customer=customer or "(customer)", provider=provider or "(provider)")
     except Invalid as exc:
-        return found + [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], []
+        return [f"{e['field']}: {e['reason']}" for e in exc.extra.get("errors", [])], rules, []
     try:
         body = AgreementIn.model_validate(imported.document)
     except ValidationError as exc:
-        return found + [f"{e['field']}: {e['reason']}" for e in validation_errors(exc.errors())], []
+        return [f"{e['field']}: {e['reason']}" for e in validation_errors(exc.errors())], rules, []
     document = new_document(body)  # the agreement's cross-field rules, as the api checks them
-    found += [f"{p['field']}: {p['reason']}" for p in contract.document_problems(document, imported.indicators)]
-    return found, imported.notes
+    refused = [f"{p['field']}: {p['reason']}" for p in contract.document_problems(document, imported.indicators)]
+    return refused, rules, imported.notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,14 +71,19 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             print(f"{path}: cannot be read: {exc}", file=sys.stderr)
             return 2
-        found, notes = problems_of(text, args.customer, args.provider)
-        if found:
-            status = 1
+        refused, rules, notes = problems_of(text, args.customer, args.provider)
+        if refused:
             print(f"{path}: would be refused")
-            for line in found:
-                print(f"  {line}")
+        elif rules:
+            print(f"{path}: would import, but breaks OpenSLO v1 rules")
         else:
             print(f"{path}: ok")
-            for note in notes:
-                print(f"  note: {note}")
+        for line in refused:
+            print(f"  {line}")
+        for line in rules:
+            print(f"  {line} (OpenSLO v1 rule)")
+        for note in notes:
+            print(f"  note: {note}")
+        if refused or rules:
+            status = 1
     return status

@@ -447,9 +447,9 @@ def import_documents(
             problems.add(f"{where}.metadata.name", f"a second {kind} named {doc_name!r}")
             continue
         by_kind.setdefault(kind, {})[doc_name] = (where, doc)
-        if kind in ("DataSource", "AlertNotificationTarget"):
-            if not (kind == "AlertNotificationTarget" and doc_name == BREACH_EVENTS_TARGET):
-                kept_documents.append(doc)
+        ours = kind == "AlertNotificationTarget" and doc_name == BREACH_EVENTS_TARGET  # exported again anyway
+        if kind in ("DataSource", "AlertNotificationTarget") and not ours:
+            kept_documents.append(doc)
             notes.append(f"{kind} {doc_name!r} is kept for export; Accord does not use it")
 
     services = by_kind.get("Service", {})

@@ -23,7 +23,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.api.openslo import API_VERSION, Doc, Imported, _as_dict, _minutes, dns_label, import_documents, slug
+from services.api.openslo import (
+    API_VERSION,
+    BREACH_EVENTS_TARGET,
+    Doc,
+    Imported,
+    _as_dict,
+    _minutes,
+    dns_label,
+    import_documents,
+    slug,
+)
 from shared.budget.model import tier_name
 from shared.errors import Invalid
 
@@ -68,6 +78,12 @@ def translate(docs: list[Any]) -> tuple[list[Any], list[str]]:
             out.append(d)
     if problems:
         raise Invalid("The SLO files cannot be represented in Accord.", problems)
+    targets = {
+        _as_dict(d.get("metadata")).get("name") for d in out if _as_dict(d).get("kind") == "AlertNotificationTarget"
+    }
+    if len(out) != len(docs) and BREACH_EVENTS_TARGET not in targets:  # what the translated policies notify
+        out.append(_doc("AlertNotificationTarget", BREACH_EVENTS_TARGET,
+                        {"target": "accord", "description": "Accord's breach events"}))  # fmt: skip
     return out, notes
 
 

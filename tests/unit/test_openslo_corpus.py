@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from accord.openslo_cli import problems_of
 from services.api import openslo_rules
 from services.api.openslo import export_yaml, parse_yaml
 from services.api.openslo_foreign import import_any
@@ -55,6 +56,7 @@ def test_an_accepted_file_imports_exports_by_the_rules_and_round_trips(path: Pat
          "objectives": [{**o, "id": f"00000000-0000-0000-0000-{n:012d}"} for n, o in enumerate(document["objectives"])]}
     )  # fmt: skip
     assert contract.document_problems(stored, imported.indicators) == []
+    assert problems_of(path.read_text(), **WHO)[:2] == ([], [])  # accord openslo validate: ok
     exported = export_yaml(document)
     assert openslo_rules.check(parse_yaml(exported)) == []
     again = canonical(import_any(parse_yaml(exported), **WHO).document)
