@@ -13,6 +13,7 @@ accord migrate        apply database migrations (alembic upgrade head)
 accord topics         create the Kafka topics with the configured partitions and replication factor
 accord events tail    print breach events from the breach topic as they arrive
 accord tokens         create, list and revoke bearer tokens, straight in the database (accord/tokens.py)
+accord openslo validate FILE...  check OpenSLO files as the api's import would, offline (accord/openslo_cli.py)
 
 Every command finds the local stack as `make run` started it: DATABASE_URL and
 KAFKA_BOOTSTRAP_SERVERS when set, else the local PostgreSQL on ACCORD_PG_PORT and the local
@@ -41,6 +42,7 @@ import asyncpg
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from accord import openslo_cli
 from accord import tokens as token_commands
 from accord.localstack import (
     PG_USER,
@@ -748,7 +750,10 @@ def main(argv: list[str] | None = None) -> int:
     tail = events_sub.add_parser("tail", help="print breach events as they arrive (JSON lines)")
     tail.add_argument("-n", "--limit", type=int, default=None, help="stop after this many events")
     token_commands.add_parser(sub)
+    openslo_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "openslo":  # offline: no settings, no stack
+        return openslo_cli.run(args)
     command = " ".join(filter(None, [args.command, getattr(args, "events_command", None)]))
     try:
         settings = StackSettings()

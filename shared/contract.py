@@ -152,6 +152,9 @@ def tiers_of(window: Window, alert_policy: AlertPolicy) -> tuple[BurnRateTier, .
             long_minutes=parse_minutes(t.long_window),
             short_minutes=parse_minutes(t.short_window),
             factor=t.factor,
+            alert_after_minutes=parse_minutes(t.alert_after) if t.alert_after else 0,
+            announce_firing=t.alert_when_breaching,
+            announce_resolved=t.alert_when_resolved,
         )
         for t in alert_policy.tiers
     )
@@ -164,6 +167,9 @@ def tier_json(tier: BurnRateTier) -> dict[str, Any]:
         "long_window": tier_name(tier.long_minutes),
         "short_window": tier_name(tier.short_minutes),
         "factor": tier.factor,
+        "alert_after": tier_name(tier.alert_after_minutes) if tier.alert_after_minutes else None,
+        "alert_when_breaching": tier.announce_firing,
+        "alert_when_resolved": tier.announce_resolved,
     }
 
 

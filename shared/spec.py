@@ -8,6 +8,10 @@ the one place defaults are applied: a stored spec is complete (migration 0002 co
 older ones), so no field here has a default and no reader re-applies one. Field-by-field
 rules are checked on the request bodies, cross-field rules in shared/contract.py.
 
+Exceptions, added later with a default so older stored specs stay readable without a migration:
+`AlertTier.alert_after` / `alert_when_breaching` / `alert_when_resolved` and the `openslo` blobs
+(OpenSLO metadata an import keeps for export: names, labels, annotations, queries, targets).
+
 Field names are the api's JSON names (the wire format): `threshold.value`, `alert_policy.min_events`,
 `slice_length`; the budget math's `ObjectiveTerms` is built from these by shared/contract.py.
 """
@@ -45,6 +49,10 @@ class AlertTier(Frozen):
     long_window: str
     short_window: str
     factor: float
+    alert_after: str | None = None
+    """How long the condition must hold before the tier fires (OpenSLO `alertAfter`); None: at once."""
+    alert_when_breaching: bool = True
+    alert_when_resolved: bool = True
 
 
 class AlertPolicy(Frozen):
@@ -77,6 +85,8 @@ class ObjectiveSpec(Frozen):
     threshold: Threshold | None
     business_hours_only: bool
     alert_policy: AlertPolicy
+    openslo: dict[str, Any] | None = None
+    """What an OpenSLO import kept for export (services/api/openslo.py); None: derived from the terms."""
 
 
 class StoredObjective(ObjectiveSpec):
@@ -128,6 +138,8 @@ class AgreementSpec(Frozen):
     credit_tiers: tuple[CreditTier, ...]
     """Sorted by `below`, descending."""
     labels: dict[str, str]
+    openslo: dict[str, Any] | None = None
+    """The OpenSLO Service's metadata an import kept for export; None: derived from the terms."""
 
 
 class AgreementDocument(AgreementSpec):

@@ -1,17 +1,23 @@
 """OpenSLO v1 (https://github.com/OpenSLO/OpenSLO) to and from Accord's agreement documents.
 
-Mapping (export, then what import accepts):
-- the agreement is a `Service` (name in `displayName`, provider, customer, timezone and the
-  contract terms OpenSLO has no field for in `accord.dev/*` annotations, labels as labels);
-- each objective is an `SLO` with one entry in `spec.objectives` and its own `SLI`
-  (`ratioMetric` good/total or `thresholdMetric`, metric source `type: accord` naming the
-  indicator and label matchers); a threshold is the entry's `op`/`value`;
+Mapping (export, then what import accepts; docs/openslo.md has the full table):
+- the agreement is a `Service` (provider, customer, timezone and the contract terms OpenSLO has
+  no field for in `accord.dev/*` annotations);
+- each objective is one entry of an `SLO`'s `spec.objectives`; an SLO with several entries is
+  several Accord objectives that remember their SLO (the `openslo` data), and export as one SLO
+  again; its `SLI` is `ratioMetric` good/total or `thresholdMetric`; the Accord indicator and
+  matchers are the SLI's `accord.dev/indicator` / `accord.dev/matchers` annotations (an SLI Accord
+  wrote itself uses a metric source `type: accord` instead); imported metric queries are kept;
 - `timeWindow`: rolling `30d`, `12h`, `90m`; calendar `1w`, `1M`, `1Q` in the agreement's timezone;
 - `budgetingMethod`: `Occurrences`, or `Timeslices` with `timeSliceTarget` and `timeSliceWindow`;
-- explicit burn-rate tiers are an `AlertPolicy` with one `AlertCondition` per tier
-  (`kind: burnrate`, `op: gte`, `threshold` = factor, `lookbackWindow` = long window,
-  `alertAfter` = short window, `severity` page or ticket); default tiers export no policy;
-- the low-traffic guard, budget thresholds and business-hours flag are `accord.dev/*` annotations.
+- each explicit burn-rate tier is one `AlertPolicy` with one `AlertCondition` (`kind: burnrate`,
+  `op: gt` since Accord fires strictly above the factor, `threshold` = factor, `lookbackWindow` = long
+  window, `alertAfter` = how long the condition must hold (default `0m`), the short window in the
+  `accord.dev/short-window` annotation) and its notification targets (Accord's breach events,
+  an `AlertNotificationTarget`, when the tier names none); default tiers export no policy;
+- the low-traffic guard, budget thresholds and business-hours flag are `accord.dev/*` annotations;
+- names, display names, labels, annotations, queries, data sources and notification targets of an
+  imported file are kept (the `openslo` data of the agreement and its objectives) and exported again.
 Import names what it cannot represent (422) and lists what it did not keep (notes).
 """
 
@@ -21,7 +27,8 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
@@ -38,13 +45,25 @@ CALENDAR = {"week": "1w", "month": "1M", "quarter": "1Q"}
 CALENDAR_BACK = {v: k for k, v in CALENDAR.items()}
 CALENDAR_START = "2024-01-01 00:00:00"  # a Monday that starts a month and a quarter
 KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+SEVERITIES = {"page": "page", "critical": "page", "high": "page", "ticket": "ticket", "warning": "ticket",
+              "medium": "ticket", "low": "ticket", "info": "ticket"}  # fmt: skip
+"""OpenSLO severities (free text in the spec) Accord maps onto its two; the original is kept for export."""
+BREACH_EVENTS_TARGET = "accord-breach-events"
+MAX_NAME = 63
+NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+"""`metadata.name` in OpenSLO v1: an RFC 1123 label."""
 
 Doc = dict[str, Any]
 
 
+def dns_label(text: str, limit: int = MAX_NAME) -> str:
+    """An RFC 1123 label: lower-case alphanumerics and '-', at most `limit` characters, no '-' at either end."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower())[:limit].strip("-") or "x"
+
+
 def slug(text: str) -> str:
-    """An RFC 1123 label for `metadata.name`."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:55] or "x"
+    """A base for generated `metadata.name`s: short enough that `-alert-NN` style suffixes still fit 63."""
+    return dns_label(text, 45)
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -56,18 +75,40 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """YAML values as JSON: timestamps and dates (unquoted in YAML) as ISO text, recursively."""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def percent(target: float) -> float:
+    """`target` × 100 without binary noise (0.999 -> 99.9)."""
+    return float(Decimal(repr(target)) * 100)
+
+
 # --- export -----------------------------------------------------------------------------------------
 
 
 def export_documents(document: Mapping[str, Any]) -> list[Doc]:
     """The OpenSLO documents of an agreement's revision document."""
-    service = slug(document["name"])
-    annotations = {
-        f"{A}provider": document["provider"],
-        f"{A}customer": document["customer"],
-        f"{A}timezone": document["timezone"],
-        f"{A}reporting-period": document["reporting_period"],
-    }
+    kept = document.get("openslo") or {}
+    service = str(kept.get("name") or slug(document["name"]))
+    annotations = dict(kept.get("annotations") or {})
+    annotations.update(
+        {
+            f"{A}provider": document["provider"],
+            f"{A}customer": document["customer"],
+            f"{A}timezone": document["timezone"],
+            f"{A}reporting-period": document["reporting_period"],
+        }
+    )
     for key, name in (("effective_from", "effective-from"), ("effective_until", "effective-until")):
         if document.get(key):
             annotations[f"{A}{name}"] = document[key]
@@ -75,32 +116,69 @@ def export_documents(document: Mapping[str, Any]) -> list[Doc]:
                       ("credit_tiers", "credit-tiers")):  # fmt: skip
         if document.get(key):
             annotations[f"{A}{name}"] = json.dumps(document[key], separators=(",", ":"))
+    labels = kept.get("labels") if "labels" in kept else dict(document.get("labels") or {})
     docs: list[Doc] = [
         {
             "apiVersion": API_VERSION,
             "kind": "Service",
-            "metadata": {
-                "name": service,
-                "displayName": document["name"],
-                "labels": dict(document.get("labels") or {}),
-                "annotations": annotations,
-            },
+            "metadata": {"name": service, "displayName": document["name"], "labels": labels,
+                         "annotations": annotations},
             "spec": {"description": document.get("description", "")},
         }
-    ]
+    ]  # fmt: skip
+    docs.extend(kept.get("documents") or ())  # DataSource and AlertNotificationTarget documents, as imported
+    target_names = {d["metadata"]["name"] for d in docs if d.get("kind") == "AlertNotificationTarget"}
+    # Objectives of one imported SLO (several `objectives` entries) export as that SLO again.
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     objectives = list(document.get("objectives", ()))
-    for name, objective in zip(_unique([slug(o["name"]) for o in objectives]), objectives, strict=True):
-        docs.extend(_export_objective(service, name, objective, document["timezone"]))
+    generated = iter(_unique([slug(o["name"]) for o in objectives]))
+    for objective in objectives:
+        name = next(generated)
+        slo_name = str(((objective.get("openslo") or {}).get("slo") or {}).get("name") or name)
+        groups.setdefault(slo_name, []).append(objective)
+    used: set[str] = set()
+    for slo_name, group in groups.items():
+        docs.extend(_export_slo(service, slo_name, group, document["timezone"], used))
+    if used - target_names:
+        docs.append(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "AlertNotificationTarget",
+                "metadata": {"name": BREACH_EVENTS_TARGET},
+                "spec": {
+                    "target": "accord",
+                    "description": "Accord's breach events (accord.burnrate.firing / resolved on the events topic).",
+                },
+            }
+        )
     return docs
 
 
-def _export_objective(service: str, name: str, objective: Mapping[str, Any], timezone: str) -> list[Doc]:
-    source: Doc = {"indicator": objective["indicator"]}
-    if objective.get("matchers"):
-        source["matchers"] = dict(objective["matchers"])
-    threshold = objective.get("threshold")
-    if threshold is None:
-        metric: Doc = {
+def _export_slo(
+    service: str, name: str, group: list[Mapping[str, Any]], timezone: str, used_targets: set[str]
+) -> list[Doc]:
+    first = group[0]
+    kept: Doc = first.get("openslo") or {}
+    slo_kept: Doc = kept.get("slo") or {}
+    sli_kept: Doc = kept.get("sli") or {}
+    source: Doc = {"indicator": first["indicator"]}
+    if first.get("matchers"):
+        source["matchers"] = dict(first["matchers"])
+    threshold = first.get("threshold")
+    sli_name = str(sli_kept.get("name") or dns_label(f"{name}-sli"))
+    sli_meta: Doc = {"name": sli_name}
+    for key in ("displayName", "labels"):
+        if sli_kept.get(key):
+            sli_meta[key] = sli_kept[key]
+    if sli_kept.get("spec"):
+        metric = dict(sli_kept["spec"])
+        sli_meta["annotations"] = {
+            **(sli_kept.get("annotations") or {}),
+            f"{A}indicator": first["indicator"],
+            f"{A}matchers": json.dumps(dict(first.get("matchers") or {}), sort_keys=True),
+        }
+    elif threshold is None:
+        metric = {
             "ratioMetric": {
                 "counter": True,
                 "good": {"metricSource": {"type": "accord", "spec": {**source, "field": "good"}}},
@@ -109,87 +187,118 @@ def _export_objective(service: str, name: str, objective: Mapping[str, Any], tim
         }
     else:
         metric = {"thresholdMetric": {"metricSource": {"type": "accord", "spec": source}}}
-    sli = {"apiVersion": API_VERSION, "kind": "SLI", "metadata": {"name": f"{name}-sli"}, "spec": metric}
+    sli = {"apiVersion": API_VERSION, "kind": "SLI", "metadata": sli_meta, "spec": metric}
 
-    entry: Doc = {"target": objective["target"]}
-    if threshold is not None:
-        entry["op"], entry["value"] = OPS[threshold["op"]], threshold["value"]
-    timeslices = objective.get("budgeting") == "timeslices"
-    if timeslices:
-        entry["timeSliceTarget"], entry["timeSliceWindow"] = objective["slice_target"], objective["slice_length"]
-    window = objective["window"]
+    entries = []
+    for objective in group:
+        entry_kept: Doc = (objective.get("openslo") or {}).get("entry") or {}
+        entry: Doc = {}
+        if entry_kept.get("displayName"):
+            entry["displayName"] = entry_kept["displayName"]
+        if entry_kept.get("targetPercent"):
+            entry["targetPercent"] = percent(objective["target"])
+        else:
+            entry["target"] = objective["target"]
+        if objective.get("threshold") is not None:
+            entry["op"], entry["value"] = OPS[objective["threshold"]["op"]], objective["threshold"]["value"]
+        if objective.get("budgeting") == "timeslices":
+            entry["timeSliceTarget"], entry["timeSliceWindow"] = objective["slice_target"], objective["slice_length"]
+        entries.append(entry)
+    window = first["window"]
     time_window: Doc = (
-        {
-            "duration": CALENDAR[window],
-            "isRolling": False,
-            "calendar": {"startTime": CALENDAR_START, "timeZone": timezone},
-        }
+        {"duration": CALENDAR[window], "isRolling": False,
+         "calendar": {"startTime": CALENDAR_START, "timeZone": timezone}}
         if window in CALENDAR
         else {"duration": window, "isRolling": True}
-    )
-    policy = objective.get("alert_policy") or {}
+    )  # fmt: skip
+    if kept.get("timeWindow") and kept.get("window") == window:
+        time_window = dict(kept["timeWindow"])  # as written, when it still means the same window
+        if window in CALENDAR:
+            time_window["calendar"] = {**time_window.get("calendar", {}), "timeZone": timezone}
+    policy = first.get("alert_policy") or {}
+    display = slo_kept.get("displayName") if "slo" in kept else first["name"]
+    meta: Doc = {"name": name}
+    if display:
+        meta["displayName"] = display
+    if slo_kept.get("labels"):
+        meta["labels"] = slo_kept["labels"]
+    meta["annotations"] = {
+        **(slo_kept.get("annotations") or {}),
+        f"{A}min-events": str(policy.get("min_events", 0)),
+        f"{A}budget-thresholds": json.dumps(policy.get("budget_thresholds", list(DEFAULT_BUDGET_THRESHOLDS))),
+        f"{A}business-hours-only": "true" if first.get("business_hours_only") else "false",
+    }
+    shown = str(display or name)
+    derived = [
+        f"{shown} {entry.get('displayName') or n + 1}" if len(group) > 1 else shown for n, entry in enumerate(entries)
+    ]
+    if [o["name"] for o in group] != derived:  # names import would not derive from the SLO
+        meta["annotations"][f"{A}objective-names"] = json.dumps([o["name"] for o in group])
     slo: Doc = {
         "apiVersion": API_VERSION,
         "kind": "SLO",
-        "metadata": {
-            "name": name,
-            "displayName": objective["name"],
-            "annotations": {
-                f"{A}min-events": str(policy.get("min_events", 0)),
-                f"{A}budget-thresholds": json.dumps(policy.get("budget_thresholds", list(DEFAULT_BUDGET_THRESHOLDS))),
-                f"{A}business-hours-only": "true" if objective.get("business_hours_only") else "false",
-            },
-        },
+        "metadata": meta,
         "spec": {
-            "description": objective.get("description", ""),
+            "description": first.get("description", ""),
             "service": service,
-            "indicatorRef": f"{name}-sli",
+            "indicatorRef": sli_name,
             "timeWindow": [time_window],
-            "budgetingMethod": "Timeslices" if timeslices else "Occurrences",
-            "objectives": [entry],
+            "budgetingMethod": "Timeslices" if first.get("budgeting") == "timeslices" else "Occurrences",
+            "objectives": entries,
         },
     }
-    docs = [sli, slo]
+    docs: list[Doc] = [sli, slo]
     tiers = policy.get("tiers")
     if tiers is not None:
-        conditions: list[Doc] = []
+        alerts_kept: list[Doc] = list(kept.get("alerts") or [])
+        refs = []
         for n, tier in enumerate(tiers):
-            meta: Doc = {"name": f"{name}-burn-{n + 1}"}
+            k: Doc = alerts_kept[n] if n < len(alerts_kept) else {}
+            policy_name = str(k.get("policy") or dns_label(f"{name}-alert-{n + 1}"))
+            condition_name = str(k.get("condition") or dns_label(f"{name}-burn-{n + 1}"))
+            condition_meta: Doc = {"name": condition_name,
+                                   "annotations": {f"{A}short-window": tier["short_window"]}}  # fmt: skip
             if tier.get("name") is not None:
-                meta["displayName"] = tier["name"]
-            conditions.append(
+                condition_meta["displayName"] = tier["name"]
+            severity = k.get("severity") if SEVERITIES.get(str(k.get("severity"))) == tier["severity"] else None
+            targets = k.get("targets") or [{"targetRef": BREACH_EVENTS_TARGET}]
+            used_targets.update(str(t["targetRef"]) for t in targets if isinstance(t, dict) and "targetRef" in t)
+            policy_meta: Doc = {"name": policy_name}
+            if k.get("policyDisplayName"):
+                policy_meta["displayName"] = k["policyDisplayName"]
+            refs.append(policy_name)
+            docs.append(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "AlertPolicy",
+                    "metadata": policy_meta,
+                    "spec": {
+                        "alertWhenBreaching": tier.get("alert_when_breaching", True),
+                        "alertWhenResolved": tier.get("alert_when_resolved", True),
+                        "alertWhenNoData": bool(k.get("alertWhenNoData", False)),
+                        "conditions": [{"conditionRef": condition_name}],
+                        "notificationTargets": targets,
+                    },
+                }
+            )
+            docs.append(
                 {
                     "apiVersion": API_VERSION,
                     "kind": "AlertCondition",
-                    "metadata": meta,
+                    "metadata": condition_meta,
                     "spec": {
-                        "severity": tier["severity"],
+                        "severity": severity or tier["severity"],
                         "condition": {
                             "kind": "burnrate",
-                            "op": "gte",
+                            "op": "gt",
                             "threshold": tier["factor"],
                             "lookbackWindow": tier["long_window"],
-                            "alertAfter": tier["short_window"],
+                            "alertAfter": tier.get("alert_after") or "0m",
                         },
                     },
                 }
             )
-        slo["spec"]["alertPolicies"] = [f"{name}-alerts"]
-        docs.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": "AlertPolicy",
-                "metadata": {"name": f"{name}-alerts"},
-                "spec": {
-                    "alertWhenBreaching": True,
-                    "alertWhenResolved": True,
-                    "alertWhenNoData": False,
-                    "conditions": [{"conditionRef": c["metadata"]["name"]} for c in conditions],
-                    "notificationTargets": [],
-                },
-            }
-        )
-        docs.extend(conditions)
+        slo["spec"]["alertPolicies"] = refs
     return docs
 
 
@@ -274,12 +383,19 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def parse_yaml(text: str) -> list[Doc]:
-    """The documents of an OpenSLO body: safe YAML, no aliases, at most 64 levels deep, at most 1000 documents."""
+    """The documents of an OpenSLO body: safe YAML, no aliases, at most 64 levels deep, at most 1000 documents.
+
+    A body is one document, a multi-document stream, or a top-level list of documents (what the
+    OpenSLO go-sdk, oslo, sloctl and nobl9-openslo write), or a stream of such lists. YAML timestamps
+    and dates become ISO text.
+    """
     try:
-        docs = []
+        docs: list[Any] = []
         for d in yaml.load_all(text, Loader=_BoundedLoader):
-            if d is not None:
-                docs.append(d)
+            if isinstance(d, list):
+                docs.extend(_plain(item) for item in d if item is not None)
+            elif d is not None:
+                docs.append(_plain(d))
             if len(docs) > MAX_YAML_DOCUMENTS:
                 raise Invalid(
                     "Too many OpenSLO documents.",
@@ -293,6 +409,11 @@ def parse_yaml(text: str) -> list[Doc]:
     return docs
 
 
+def _own(annotations: Any) -> Doc:
+    """Annotations other than Accord's own (`accord.dev/*`, which Accord reads and writes itself)."""
+    return {str(k): v for k, v in _as_dict(annotations).items() if not str(k).startswith(A)}
+
+
 def import_documents(
     docs: list[Any], *, customer: str | None = None, provider: str | None = None, name: str | None = None
 ) -> Imported:
@@ -300,30 +421,36 @@ def import_documents(
     problems = _Problems()
     by_kind: dict[str, dict[str, tuple[str, Doc]]] = {}
     notes: list[str] = []
+    kept_documents: list[Doc] = []
     for n, doc in enumerate(docs):
         where = f"documents.{n}"
         if not isinstance(doc, dict):
             problems.add(where, "not a YAML mapping")
             continue
         if doc.get("apiVersion") != API_VERSION:
-            problems.add(f"{where}.apiVersion", f"{doc.get('apiVersion')!r} is not supported; only {API_VERSION}")
+            problems.add(f"{where}.apiVersion", f"{_show(doc.get('apiVersion'))} is not supported; only {API_VERSION}")
             continue
         kind = doc.get("kind")
         meta: Doc = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
         doc_name = str(meta.get("name") or "")
-        if kind in ("DataSource", "AlertNotificationTarget"):
-            notes.append(f"{kind} {doc_name!r} was not kept: Accord receives measurements and emits breach events")
-            continue
-        if kind not in ("Service", "SLI", "SLO", "AlertPolicy", "AlertCondition"):
-            problems.add(f"{where}.kind", f"kind {kind!r} cannot be represented in Accord")
+        if kind not in ("Service", "SLI", "SLO", "AlertPolicy", "AlertCondition", "DataSource",
+                        "AlertNotificationTarget"):  # fmt: skip
+            problems.add(f"{where}.kind", f"kind {_show(kind)} cannot be represented in Accord")
             continue
         if not doc_name:
             problems.add(f"{where}.metadata.name", "missing")
+            continue
+        if not NAME.fullmatch(doc_name):
+            problems.add(f"{where}.metadata.name", f"{doc_name!r} is not an RFC 1123 label (a-z, 0-9, '-', at most 63)")
             continue
         if doc_name in by_kind.get(kind, {}):
             problems.add(f"{where}.metadata.name", f"a second {kind} named {doc_name!r}")
             continue
         by_kind.setdefault(kind, {})[doc_name] = (where, doc)
+        ours = kind == "AlertNotificationTarget" and doc_name == BREACH_EVENTS_TARGET  # exported again anyway
+        if kind in ("DataSource", "AlertNotificationTarget") and not ours:
+            kept_documents.append(doc)
+            notes.append(f"{kind} {doc_name!r} is kept for export; Accord does not use it")
 
     services = by_kind.get("Service", {})
     if len(services) > 1:
@@ -351,10 +478,23 @@ def import_documents(
             )
     agreement.setdefault("timezone", "UTC")
     agreement["objectives"] = objectives
+    if not services and agreement.get("name"):
+        service_refs = {str(_as_dict(s.get("spec")).get("service") or "") for _, s in slos.values()}
+        if len(service_refs) == 1 and NAME.fullmatch(ref := service_refs.pop()):
+            agreement["openslo"] = {"name": ref}  # exported as the Service the SLOs name
+    if kept_documents:
+        agreement.setdefault("openslo", {})["documents"] = kept_documents
     if problems.items:
         raise Invalid("The OpenSLO documents cannot be represented in Accord.", problems.items)
     result.document = agreement
     return result
+
+
+def _show(value: Any) -> str:
+    """A value in an error message: as YAML would show it, never a Python repr."""
+    if isinstance(value, str):
+        return repr(value)
+    return json.dumps(value, default=str)
 
 
 def _as_dict(value: Any) -> Doc:
@@ -382,14 +522,20 @@ def _import_service(service: Doc, where: str, agreement: Doc, problems: _Problem
             except (TypeError, ValueError):
                 problems.add(f"{where}.metadata.annotations.{A}{annotation}", "not JSON")
     labels: Doc = {}
-    for key, value in (meta.get("labels") or {}).items():
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        if not isinstance(value, str):
-            problems.add(f"{where}.metadata.labels.{key}", "Accord labels hold one string value")
+    raw_labels = _as_dict(meta.get("labels"))
+    for key, value in raw_labels.items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
+            problems.add(f"{where}.metadata.labels.{key}", "a label holds a string or a list of strings")
             continue
-        labels[str(key)] = value
+        labels[str(key)] = ",".join(str(v) for v in values)  # Accord labels hold one string: values joined
     agreement["labels"] = labels
+    kept: Doc = {"name": str(meta.get("name"))}
+    if raw_labels != labels:
+        kept["labels"] = raw_labels
+    if _own(annotations):
+        kept["annotations"] = _own(annotations)
+    agreement["openslo"] = kept
 
 
 def _import_slo(
@@ -401,8 +547,8 @@ def _import_slo(
     problems: _Problems,
     result: Imported,
 ) -> list[Doc]:
-    meta, spec = slo.get("metadata") or {}, slo.get("spec")
-    annotations = meta.get("annotations") or {}
+    meta, spec = _as_dict(slo.get("metadata")), slo.get("spec")
+    annotations = _as_dict(meta.get("annotations"))
     if not isinstance(spec, dict):
         problems.add(f"{where}.spec", "missing")
         return []
@@ -410,7 +556,7 @@ def _import_slo(
     if "indicatorRef" in spec:
         found = by_kind.get("SLI", {}).get(str(spec["indicatorRef"]))
         if found is None:
-            problems.add(f"{where}.spec.indicatorRef", f"no SLI named {spec['indicatorRef']!r} in the documents")
+            problems.add(f"{where}.spec.indicatorRef", f"no SLI named {_show(spec['indicatorRef'])} in the documents")
             return []
         sli_where, sli = found
     elif isinstance(spec.get("indicator"), dict):
@@ -421,7 +567,7 @@ def _import_slo(
     indicator = _import_sli(sli, sli_where, problems, result)
     if indicator is None:
         return []
-    key, kind, matchers = indicator
+    key, kind, matchers, sli_kept = indicator
 
     windows = spec.get("timeWindow")
     window: str | None = None
@@ -433,27 +579,39 @@ def _import_slo(
     if spec.get("objectives") is None or not isinstance(spec["objectives"], list) or not spec["objectives"]:
         problems.add(f"{where}.spec.objectives", "an SLO needs at least one objective")
         return []
-    tiers = _import_alerts(spec.get("alertPolicies"), f"{where}.spec.alertPolicies", by_kind, problems, result)
+    alerts = _import_alerts(spec.get("alertPolicies"), f"{where}.spec.alertPolicies", by_kind, problems, result)
     method = spec.get("budgetingMethod")
     if method not in ("Occurrences", "Timeslices"):
-        problems.add(f"{where}.spec.budgetingMethod", f"{method!r} cannot be represented (Occurrences or Timeslices)")
+        problems.add(
+            f"{where}.spec.budgetingMethod",
+            f"{_show(method)} cannot be represented (Occurrences or Timeslices; RatioTimeslices is not supported yet)",
+        )
         return []
     try:
         policy = {
-            "tiers": tiers,
+            "tiers": None if alerts is None else [tier for tier, _ in alerts],
             "min_events": int(annotations.get(f"{A}min-events", 0)),
             "budget_thresholds": json.loads(
                 annotations.get(f"{A}budget-thresholds", json.dumps(DEFAULT_BUDGET_THRESHOLDS))
             ),
         }
+        names = json.loads(annotations[f"{A}objective-names"]) if f"{A}objective-names" in annotations else None
     except (TypeError, ValueError):
-        problems.add(f"{where}.metadata.annotations", f"{A}min-events or {A}budget-thresholds is malformed")
+        problems.add(f"{where}.metadata.annotations", f"an {A} annotation is malformed")
         return []
     if spec.get("compositeWeight") is not None or any(
         "compositeWeight" in e for e in spec["objectives"] if isinstance(e, dict)
     ):
         problems.add(f"{where}.spec.objectives", "composite SLOs (compositeWeight) cannot be represented")
     display = str(meta.get("displayName") or slo_name)
+    slo_kept: Doc = {"name": slo_name}
+    if "displayName" in meta:
+        slo_kept["displayName"] = meta["displayName"]
+    for part in ("labels",):
+        if meta.get(part):
+            slo_kept[part] = meta[part]
+    if _own(annotations):
+        slo_kept["annotations"] = _own(annotations)
     out = []
     many = len(spec["objectives"]) > 1
     for n, entry in enumerate(spec["objectives"]):
@@ -461,8 +619,16 @@ def _import_slo(
         if not isinstance(entry, dict):
             problems.add(at, "not a mapping")
             continue
+        if isinstance(names, list) and n < len(names):
+            objective_name = str(names[n])
+        else:
+            objective_name = f"{display} {entry.get('displayName') or n + 1}" if many else display
+        entry_kept: Doc = {}
+        if entry.get("displayName"):
+            entry_kept["displayName"] = entry["displayName"]
+        kept: Doc = {"slo": slo_kept, "sli": sli_kept, "entry": entry_kept}
         objective: Doc = {
-            "name": f"{display} {entry.get('displayName') or n + 1}" if many else display,
+            "name": objective_name,
             "description": spec.get("description") or "",
             "indicator": key,
             "matchers": matchers,
@@ -470,11 +636,17 @@ def _import_slo(
             "budgeting": method.lower(),
             "business_hours_only": annotations.get(f"{A}business-hours-only") == "true",
             "alert_policy": policy,
+            "openslo": kept,
         }
+        if alerts:
+            kept["alerts"] = [k for _, k in alerts]
+        if isinstance(windows, list) and windows and isinstance(windows[0], dict):
+            kept["timeWindow"], kept["window"] = windows[0], window
         if "target" in entry:
-            objective["target"] = entry["target"]
+            objective["target"] = _exact(entry["target"], 1, f"{at}.target", problems)
         elif "targetPercent" in entry:
-            objective["target"] = float(entry["targetPercent"]) / 100
+            objective["target"] = _exact(entry["targetPercent"], 100, f"{at}.targetPercent", problems)
+            entry_kept["targetPercent"] = True
         else:
             problems.add(f"{at}.target", "missing (target or targetPercent)")
         if kind == "threshold":
@@ -485,7 +657,10 @@ def _import_slo(
         elif "op" in entry or "value" in entry:
             problems.add(f"{at}.op", "a ratio SLI's objective takes no op or value")
         if method == "Timeslices":
-            length = _accord_duration(entry.get("timeSliceWindow"))
+            slice_window = entry.get("timeSliceWindow")
+            if isinstance(slice_window, int) and not isinstance(slice_window, bool):
+                slice_window = f"{slice_window}m"  # the spec: a bare number is minutes
+            length = _accord_duration(slice_window)
             if length is None:
                 problems.add(f"{at}.timeSliceWindow", "Timeslices needs a timeSliceWindow of whole minutes")
             if "timeSliceTarget" not in entry:
@@ -495,30 +670,58 @@ def _import_slo(
     return out
 
 
-def _import_sli(sli: Doc, where: str, problems: _Problems, result: Imported) -> tuple[str, str, Doc] | None:
-    meta, spec = sli.get("metadata") or {}, sli.get("spec") or {}
+def _exact(value: Any, scale: int, where: str, problems: _Problems) -> float | None:
+    """A target as the nearest float to the decimal written (99.9 % -> 0.999 exactly as 0.999 reads)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        problems.add(where, "not a number")
+        return None
+    try:
+        return float(Decimal(str(value)) / scale)
+    except InvalidOperation:
+        problems.add(where, "not a number")
+        return None
+
+
+def _import_sli(
+    sli: Doc, where: str, problems: _Problems, result: Imported
+) -> tuple[str, str, dict[str, str], Doc] | None:
+    meta, spec = _as_dict(sli.get("metadata")), _as_dict(sli.get("spec"))
+    annotations = _as_dict(meta.get("annotations"))
     name = str(meta.get("name") or "")
     if "ratioMetric" in spec:
-        kind, ratio = "ratio", spec["ratioMetric"] or {}
+        kind, ratio = "ratio", _as_dict(spec["ratioMetric"])
         if "raw" in ratio or "rawType" in ratio:
             problems.add(f"{where}.spec.ratioMetric.raw", "raw (precomputed) ratios cannot be represented")
             return None
-        sources = [(ratio.get(p) or {}).get("metricSource") or {} for p in ("good", "bad", "total")]
+        sources = [_as_dict(_as_dict(ratio.get(p)).get("metricSource")) for p in ("good", "bad", "total")]
     elif "thresholdMetric" in spec:
         kind = "threshold"
-        sources = [(spec["thresholdMetric"] or {}).get("metricSource") or {}]
+        sources = [_as_dict(_as_dict(spec["thresholdMetric"]).get("metricSource"))]
     else:
         problems.add(f"{where}.spec", "an SLI needs a ratioMetric or a thresholdMetric")
         return None
-    accord = [s.get("spec") or {} for s in sources if s.get("type") == "accord"]
+    accord = [_as_dict(s.get("spec")) for s in sources if s.get("type") == "accord"]
+    kept: Doc = {"name": name}
+    for part in ("displayName", "labels"):
+        if meta.get(part):
+            kept[part] = meta[part]
+    if _own(annotations):
+        kept["annotations"] = _own(annotations)
     if accord:
         key = str(accord[0].get("indicator") or name)
-        matchers = {str(k): str(v) for k, v in (accord[0].get("matchers") or {}).items()}
+        matchers = {str(k): str(v) for k, v in _as_dict(accord[0].get("matchers")).items()}
     else:
-        key, matchers = name, {}
-        if any(sources):
+        key = str(annotations.get(f"{A}indicator") or name)
+        try:
+            matchers = {str(k): str(v) for k, v in json.loads(annotations.get(f"{A}matchers", "{}")).items()}
+        except (TypeError, ValueError, AttributeError):
+            problems.add(f"{where}.metadata.annotations.{A}matchers", "not a JSON object")
+            return None
+        kept["spec"] = spec  # the queries: how the SLO is measured elsewhere, exported again
+        if f"{A}indicator" not in annotations:
             result.notes.append(
-                f"SLI {name!r}: metric source queries are not kept; send measurements for indicator {key!r}"
+                f"SLI {name!r}: its metric queries are kept for export; Accord evaluates the measurements "
+                f"sent for indicator {key!r}"
             )
     if not KEY.match(key):
         problems.add(f"{where}.metadata.name", f"{key!r} is not a valid indicator key")
@@ -528,7 +731,7 @@ def _import_sli(sli: Doc, where: str, problems: _Problems, result: Imported) -> 
         return None
     result.indicators[key] = kind
     result.descriptions.setdefault(key, str(spec.get("description") or ""))
-    return key, kind, matchers
+    return key, kind, matchers, kept
 
 
 def _import_window(window: Doc, where: str, agreement: Doc, problems: _Problems) -> str | None:
@@ -542,7 +745,7 @@ def _import_window(window: Doc, where: str, agreement: Doc, problems: _Problems)
     if kind is None:
         problems.add(f"{where}.duration", f"calendar window {duration!r} cannot be represented (1w, 1M or 1Q)")
         return None
-    calendar = window.get("calendar") or {}
+    calendar = _as_dict(window.get("calendar"))
     tz = calendar.get("timeZone")
     if tz is not None and agreement.setdefault("timezone", tz) != tz:
         problems.add(f"{where}.calendar.timeZone", f"{tz!r} differs from the agreement's {agreement['timezone']!r}")
@@ -551,7 +754,7 @@ def _import_window(window: Doc, where: str, agreement: Doc, problems: _Problems)
         try:
             begin = datetime.fromisoformat(str(start))
         except ValueError:
-            problems.add(f"{where}.calendar.startTime", f"{start!r} is not a date and time")
+            problems.add(f"{where}.calendar.startTime", f"{str(start)!r} is not a date and time")
             return kind
         aligned = begin.time().isoformat() == "00:00:00" and (
             (kind == "week" and begin.weekday() == 0)
@@ -561,23 +764,28 @@ def _import_window(window: Doc, where: str, agreement: Doc, problems: _Problems)
         if not aligned:
             problems.add(
                 f"{where}.calendar.startTime",
-                f"Accord's {kind}s start at local midnight of the first day (weeks on Monday); {start!r} does not",
+                f"Accord's {kind}s start at local midnight of the first day (weeks on Monday); "
+                f"{str(start)!r} does not (other anchors are not supported yet)",
             )
     return kind
 
 
 def _import_alerts(
     refs: Any, where: str, by_kind: dict[str, dict[str, tuple[str, Doc]]], problems: _Problems, result: Imported
-) -> list[Doc] | None:
-    if not refs:
+) -> list[tuple[Doc, Doc]] | None:
+    """The tiers of the SLO's alert policies, each with what is kept of its policy for export."""
+    if refs is None:
+        return None  # Accord's default tiers; `alertPolicies: []` is no tiers at all
+    if not isinstance(refs, list):
+        problems.add(where, "a list of alert policies or references")
         return None
-    tiers: list[Doc] = []
+    tiers: list[tuple[Doc, Doc]] = []
     for n, ref in enumerate(refs):
         if isinstance(ref, str) or (isinstance(ref, dict) and "alertPolicyRef" in ref):
             policy_name = ref if isinstance(ref, str) else ref["alertPolicyRef"]
             found = by_kind.get("AlertPolicy", {}).get(str(policy_name))
             if found is None:
-                problems.add(f"{where}.{n}", f"no AlertPolicy named {policy_name!r} in the documents")
+                problems.add(f"{where}.{n}", f"no AlertPolicy named {_show(policy_name)} in the documents")
                 continue
             policy_where, policy = found
         elif isinstance(ref, dict):
@@ -585,20 +793,53 @@ def _import_alerts(
         else:
             problems.add(f"{where}.{n}", "not an alert policy or a reference to one")
             continue
-        spec = policy.get("spec") or {}
+        meta, spec = _as_dict(policy.get("metadata")), _as_dict(policy.get("spec"))
+        conditions = spec.get("conditions")
+        if not isinstance(conditions, list) or len(conditions) != 1:
+            problems.add(f"{policy_where}.spec.conditions", "OpenSLO v1 allows exactly one condition per AlertPolicy")
+            continue
+        condition = conditions[0]
+        at = f"{policy_where}.spec.conditions.0"
+        condition_name = None
+        if isinstance(condition, dict) and "conditionRef" in condition:
+            condition_name = str(condition["conditionRef"])
+            found_condition = by_kind.get("AlertCondition", {}).get(condition_name)
+            if found_condition is None:
+                problems.add(at, f"no AlertCondition named {_show(condition['conditionRef'])} in the documents")
+                continue
+            at, condition = found_condition
+        elif isinstance(condition, dict):
+            condition_name = str(_as_dict(condition.get("metadata")).get("name") or "") or None
+        tier = _import_condition(condition, at, problems)
+        if tier is None:
+            continue
+        tier["alert_when_breaching"] = bool(spec.get("alertWhenBreaching", True))
+        tier["alert_when_resolved"] = bool(spec.get("alertWhenResolved", True))
+        targets = spec.get("notificationTargets") or []
+        if not isinstance(targets, list):
+            problems.add(f"{policy_where}.spec.notificationTargets", "a list of targets or references")
+            continue
+        for m, target in enumerate(targets):
+            ref = target.get("targetRef") if isinstance(target, dict) else None
+            if (
+                ref is not None
+                and str(ref) not in by_kind.get("AlertNotificationTarget", {})
+                and (ref != BREACH_EVENTS_TARGET)
+            ):
+                problems.add(
+                    f"{policy_where}.spec.notificationTargets.{m}",
+                    f"no AlertNotificationTarget named {_show(ref)} in the documents",
+                )
+        kept: Doc = {"policy": str(meta.get("name") or "") or None, "condition": condition_name,
+                     "severity": _as_dict(condition.get("spec")).get("severity")}  # fmt: skip
+        if meta.get("displayName"):
+            kept["policyDisplayName"] = meta["displayName"]
         if spec.get("alertWhenNoData"):
-            result.notes.append(f"AlertPolicy {policy_where}: alertWhenNoData is not kept")
-        for m, condition in enumerate(spec.get("conditions") or []):
-            at = f"{policy_where}.spec.conditions.{m}"
-            if isinstance(condition, dict) and "conditionRef" in condition:
-                found_condition = by_kind.get("AlertCondition", {}).get(str(condition["conditionRef"]))
-                if found_condition is None:
-                    problems.add(at, f"no AlertCondition named {condition['conditionRef']!r} in the documents")
-                    continue
-                at, condition = found_condition
-            tier = _import_condition(condition, at, problems)
-            if tier is not None:
-                tiers.append(tier)
+            kept["alertWhenNoData"] = True
+            result.notes.append(f"AlertPolicy {policy_where}: alertWhenNoData is kept for export, not evaluated")
+        if targets != [{"targetRef": BREACH_EVENTS_TARGET}]:
+            kept["targets"] = targets
+        tiers.append((tier, kept))
     return tiers
 
 
@@ -606,31 +847,43 @@ def _import_condition(condition: Any, where: str, problems: _Problems) -> Doc | 
     if not isinstance(condition, dict):
         problems.add(where, "not an AlertCondition")
         return None
-    meta, spec = condition.get("metadata") or {}, condition.get("spec") or {}
-    rule = spec.get("condition") or {}
+    meta, spec = _as_dict(condition.get("metadata")), _as_dict(condition.get("spec"))
+    annotations = _as_dict(meta.get("annotations"))
+    rule = _as_dict(spec.get("condition"))
     ok = True
     if rule.get("kind") != "burnrate":
-        problems.add(f"{where}.spec.condition.kind", f"{rule.get('kind')!r} cannot be represented (only burnrate)")
+        problems.add(f"{where}.spec.condition.kind", f"{_show(rule.get('kind'))} cannot be represented (only burnrate)")
         ok = False
-    if rule.get("op", "gte") != "gte":
-        problems.add(f"{where}.spec.condition.op", "Accord fires when the burn rate reaches the factor (op: gte)")
+    if rule.get("op") not in ("gt", "gte"):
+        problems.add(
+            f"{where}.spec.condition.op",
+            f"{_show(rule.get('op'))}: Accord fires when the burn rate is above the threshold (op: gt)",
+        )
         ok = False
-    severity = spec.get("severity")
-    if severity not in ("page", "ticket"):
-        problems.add(f"{where}.spec.severity", f"{severity!r} cannot be represented (page or ticket)")
+    severity = SEVERITIES.get(str(spec.get("severity")).lower())
+    if severity is None:
+        problems.add(
+            f"{where}.spec.severity",
+            f"{_show(spec.get('severity'))} cannot be mapped (page, critical, high -> page; "
+            "ticket, warning, medium, low, info -> ticket)",
+        )
         ok = False
     long_window = _accord_duration(rule.get("lookbackWindow"))
     if long_window is None:
         problems.add(f"{where}.spec.condition.lookbackWindow", "needs a duration of whole minutes")
         ok = False
-    short_window = _accord_duration(rule.get("alertAfter")) if "alertAfter" in rule else None
-    if short_window is None and long_window is not None:
-        if "alertAfter" in rule:
-            problems.add(f"{where}.spec.condition.alertAfter", "needs a duration of whole minutes")
+    alert_after: str | None = None
+    if "alertAfter" in rule:
+        after_ms = duration_ms(str(rule["alertAfter"]).strip(), "smhdw")
+        if after_ms is None or after_ms % MINUTE_MS:
+            problems.add(f"{where}.spec.condition.alertAfter", "needs a duration of whole minutes (0m: at once)")
             ok = False
-        else:
-            minutes = _minutes(long_window) or 12
-            short_window = f"{max(1, minutes // 12)}m"
+        elif after_ms:
+            alert_after = tier_name(after_ms // MINUTE_MS)
+    short_window = _accord_duration(annotations.get(f"{A}short-window")) if f"{A}short-window" in annotations else None
+    if short_window is None and long_window is not None:
+        minutes = _minutes(long_window) or 12
+        short_window = tier_name(max(1, minutes // 12))
     threshold = rule.get("threshold")
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or threshold <= 0:
         problems.add(f"{where}.spec.condition.threshold", "the burn-rate factor must be a positive number")
@@ -643,4 +896,5 @@ def _import_condition(condition: Any, where: str, problems: _Problems) -> Doc | 
         "long_window": long_window,
         "short_window": short_window,
         "factor": threshold,
+        "alert_after": alert_after,
     }

@@ -174,6 +174,14 @@ Matchers = Annotated[
 Finite = Annotated[float, AfterValidator(_finite)]
 
 
+OpenSLOData = Annotated[dict[str, Any], Field(max_length=64)]
+OPENSLO_DATA = (
+    "OpenSLO metadata an import keeps so that an export gives the documents back (names, display names, "
+    "labels, annotations, metric queries, alert policy names and notification targets); Accord does not "
+    "evaluate it. Null: derived from the terms."
+)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -224,6 +232,11 @@ class AlertTierIn(Strict):
     long_window: Duration = Field(examples=["1h"])
     short_window: Duration = Field(examples=["5m"])
     factor: float = Field(gt=0, le=1e6, allow_inf_nan=False, examples=[14.4])
+    alert_after: Duration | None = Field(
+        default=None, description="Fire only once the condition has held this long (OpenSLO alertAfter); null: at once."
+    )
+    alert_when_breaching: bool = Field(default=True, description="Announce the tier firing.")
+    alert_when_resolved: bool = Field(default=True, description="Announce the tier resolving.")
 
 
 class AlertPolicyIn(Strict):
@@ -285,6 +298,7 @@ class ObjectiveIn(Strict):
     )
     business_hours_only: bool = Field(default=False, description="Count only business hours of the agreement.")
     alert_policy: AlertPolicyIn = Field(default_factory=AlertPolicyIn)
+    openslo: OpenSLOData | None = Field(default=None, description=OPENSLO_DATA)
 
 
 class ObjectiveItem(ObjectiveIn):
@@ -308,6 +322,7 @@ class ObjectivePatch(Strict):
     threshold: ThresholdIn | None = None
     business_hours_only: bool | None = None
     alert_policy: AlertPolicyIn | None = None
+    openslo: OpenSLOData | None = Field(default=None, description=OPENSLO_DATA)
 
 
 class ObjectiveChange(ObjectivePatch):
@@ -326,6 +341,9 @@ class AlertTierOut(BaseModel):
     long_window: str
     short_window: str
     factor: float
+    alert_after: str | None
+    alert_when_breaching: bool
+    alert_when_resolved: bool
 
 
 class ObjectiveOut(ObjectiveIn):
@@ -433,6 +451,7 @@ class AgreementTerms(Strict):
     maintenance: list[MaintenanceIn] = Field(default_factory=list, max_length=c.MAX_MAINTENANCE)
     credit_tiers: list[CreditTierIn] = Field(default_factory=list, max_length=c.MAX_CREDIT_TIERS)
     labels: Labels = Field(default_factory=dict, examples=[{"team": "payments"}])
+    openslo: OpenSLOData | None = Field(default=None, description=OPENSLO_DATA)
 
     @field_validator("credit_tiers")
     @classmethod
@@ -471,6 +490,7 @@ class AgreementPatch(Strict):
     maintenance: list[MaintenanceIn] | None = Field(default=None, max_length=c.MAX_MAINTENANCE)
     credit_tiers: list[CreditTierIn] | None = Field(default=None, max_length=c.MAX_CREDIT_TIERS)
     labels: Labels | None = None
+    openslo: OpenSLOData | None = Field(default=None, description=OPENSLO_DATA)
     objectives: list[ObjectiveItem] | None = Field(default=None, max_length=c.MAX_OBJECTIVES)
 
     @field_validator("credit_tiers")
@@ -548,8 +568,10 @@ class ReviewOut(BaseModel):
 
 
 class ImportOut(BaseModel):
-    agreement: AgreementOut
-    created_indicators: list[str]
+    agreement: AgreementOut | None = Field(description="The agreement as imported; null on a dry run.")
+    action: Literal["created", "updated", "unchanged", "would create", "would update"]
+    changes: list[str] = Field(description="What the import changes (or would, on a dry run), one line each.")
+    created_indicators: list[str] = Field(description="Indicators registered (or that would be, on a dry run).")
     notes: list[str] = Field(description="What the import did not keep (metric source queries, ...).")
 
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from shared.budget.counts import ZERO, Counts, SeriesCounts, minute_of
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
 from shared.budget.model import Budgeting, CalendarWindow, ObjectiveTerms, Severity, Window, error_budget
+from shared.timeutil import MINUTE_MS
 
 
 @runtime_checkable
@@ -345,7 +346,8 @@ class AlertState:
     """What has already been announced for an objective.
 
     `period_start` is the first bucket of the calendar period the budget flags belong to
-    (None for rolling windows, or before the first evaluation).
+    (None for rolling windows, or before the first evaluation). `pending` holds, for each tier
+    with an `alert_after` whose condition holds but has not held that long yet, since when (ms).
     """
 
     firing: frozenset[str] = frozenset()
@@ -353,6 +355,7 @@ class AlertState:
     exhausted: bool = False
     seq: int = 0
     period_start: int | None = None
+    pending: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form (sorted lists), for storage next to the objective's status."""
@@ -362,6 +365,7 @@ class AlertState:
             "exhausted": self.exhausted,
             "seq": self.seq,
             "period_start": self.period_start,
+            "pending": {name: since for name, since in self.pending},
         }
 
     @classmethod
@@ -374,6 +378,7 @@ class AlertState:
             exhausted=bool(doc.get("exhausted", False)),
             seq=int(doc.get("seq", 0)),
             period_start=None if period_start is None else int(period_start),
+            pending=tuple(sorted((str(k), int(v)) for k, v in dict(doc.get("pending") or {}).items())),
         )
 
 
@@ -385,6 +390,7 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
     """
     budget = error_budget(terms.target)
     firing = state.firing
+    pending = dict(state.pending)
     # Written out rather than through burn_rate(): same operations in the same order, so the same
     # floats as judge(), without a call and a property per window.
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
@@ -395,7 +401,11 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
             burning = (long_total - long_units.good) / long_total / budget > factor and (
                 short_total - short_units.good
             ) / short_total / budget > factor
-        if burning != (tier.name in firing):
+        if burning and tier.name not in firing:
+            since = pending.get(tier.name)  # waiting out alert_after changes nothing until it has passed
+            if since is None or m.now_ms - since >= tier.alert_after_minutes * MINUTE_MS:
+                return False
+        elif not burning and (tier.name in firing or tier.name in pending):
             return False
     if state.period_start != (m.window_start if isinstance(terms.window, CalendarWindow) else None):
         return False
@@ -412,8 +422,9 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
 def decide(terms: ObjectiveTerms, state: AlertState, ev: Evaluation) -> tuple[AlertState, list[Transition]]:
     """The transitions from `state` that `ev` causes, and the state after them.
 
-    A tier fires when both its windows burn over the factor and resolves when that
-    clears; a budget threshold is announced when first crossed and re-armed when
+    A tier fires when both its windows burn over the factor (and have, at every evaluation
+    since, for its `alert_after`) and resolves when that clears; a tier that does not announce
+    firing or resolving changes state silently; a budget threshold is announced when first crossed and re-armed when
     consumption falls back below it; exhausted at 100 % consumed, recovered below it.
 
     Budget thresholds and exhaustion belong to a window: when a calendar window's period
@@ -433,13 +444,21 @@ def decide(terms: ObjectiveTerms, state: AlertState, ev: Evaluation) -> tuple[Al
         out.append(Transition(kind, seq, tier, threshold, reason))
 
     firing = set(state.firing)
-    for reading in ev.tiers:
+    pending = dict(state.pending)
+    for tier, reading in zip(terms.tiers, ev.tiers, strict=True):
         if reading.burning and reading.name not in firing:
-            firing.add(reading.name)
-            emit(TransitionType.BURNRATE_FIRING, tier=reading.name)
-        elif not reading.burning and reading.name in firing:
-            firing.discard(reading.name)
-            emit(TransitionType.BURNRATE_RESOLVED, tier=reading.name)
+            since = pending.setdefault(reading.name, ev.now_ms)
+            if ev.now_ms - since >= tier.alert_after_minutes * MINUTE_MS:
+                del pending[reading.name]
+                firing.add(reading.name)
+                if tier.announce_firing:
+                    emit(TransitionType.BURNRATE_FIRING, tier=reading.name)
+        elif not reading.burning:
+            pending.pop(reading.name, None)
+            if reading.name in firing:
+                firing.discard(reading.name)
+                if tier.announce_resolved:
+                    emit(TransitionType.BURNRATE_RESOLVED, tier=reading.name)
 
     previous_crossed = state.crossed
     exhausted = state.exhausted
@@ -471,5 +490,6 @@ def decide(terms: ObjectiveTerms, state: AlertState, ev: Evaluation) -> tuple[Al
         exhausted=exhausted,
         seq=seq,
         period_start=period_start,
+        pending=tuple(sorted(pending.items())),
     )
     return new_state, out

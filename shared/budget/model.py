@@ -44,19 +44,29 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BurnRateTier:
-    """Fire when both windows burn faster than `factor` times the sustainable rate."""
+    """Fire when both windows burn faster than `factor` times the sustainable rate, and have done so
+    for `alert_after_minutes` (OpenSLO's `alertAfter`; 0: at once).
+
+    `announce_firing` / `announce_resolved` (OpenSLO's `alertWhenBreaching` / `alertWhenResolved`):
+    whether the firing / resolved transitions are announced; the tier's state is tracked either way.
+    """
 
     name: str
     severity: Severity
     long_minutes: int
     short_minutes: int
     factor: float
+    alert_after_minutes: int = 0
+    announce_firing: bool = True
+    announce_resolved: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.short_minutes <= self.long_minutes:
             raise ValueError("a burn-rate tier needs 0 < short window <= long window")
         if self.factor <= 0:
             raise ValueError("a burn-rate factor must be positive")
+        if self.alert_after_minutes < 0:
+            raise ValueError("alert_after cannot be negative")
 
 
 # (severity, share of the budget burnt, long window in minutes): docs/design.md §3.3 / SRE Workbook table 5-8.

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.api import openslo_rules as rules
 from services.api.openslo import export_documents, export_yaml, import_documents, parse_yaml
 from services.api.schemas import AgreementIn
 from shared.errors import Invalid
@@ -37,6 +41,9 @@ def tiers(draw: st.DrawFn) -> dict[str, Any]:
         "long_window": "3d",
         "short_window": draw(DURATIONS),
         "factor": draw(st.floats(min_value=0.01, max_value=100, allow_nan=False)),
+        "alert_after": draw(st.none() | DURATIONS),
+        "alert_when_breaching": draw(st.booleans()),
+        "alert_when_resolved": draw(st.booleans()),
     }
 
 
@@ -91,13 +98,27 @@ def canonical(document: dict[str, Any]) -> dict[str, Any]:
     return AgreementIn.model_validate(document).model_dump(mode="json", exclude={"author", "reason"})
 
 
+def terms(document: dict[str, Any]) -> dict[str, Any]:
+    """The agreement's terms without the OpenSLO data an import keeps."""
+    out = {k: v for k, v in document.items() if k != "openslo"}
+    out["objectives"] = [{k: v for k, v in o.items() if k != "openslo"} for o in document["objectives"]]
+    return out
+
+
+@settings(max_examples=60)
 @given(agreements())
 def test_objectives_round_trip_exactly_through_openslo(agreement: dict[str, Any]) -> None:
     original = canonical(agreement)
-    imported = import_documents(parse_yaml(export_yaml(original)))
-    assert canonical(imported.document) == original
+    exported = export_yaml(original)
+    imported = canonical(import_documents(parse_yaml(exported)).document)
+    assert terms(imported) == terms(original)
     kinds = {o["indicator"]: ("threshold" if o["threshold"] else "ratio") for o in original["objectives"]}
-    assert imported.indicators == kinds
+    assert import_documents(parse_yaml(exported)).indicators == kinds
+    # import -> export -> import: everything survives, the OpenSLO data too, and the documents are the same
+    again = canonical(import_documents(parse_yaml(export_yaml(imported))).document)
+    assert again == imported
+    assert export_yaml(again) == export_yaml(imported)
+    assert rules.check(parse_yaml(exported)) == []
 
 
 def test_an_export_holds_the_five_kinds_with_names_unique_per_kind() -> None:
@@ -114,7 +135,9 @@ def test_an_export_holds_the_five_kinds_with_names_unique_per_kind() -> None:
         }
     )  # fmt: skip
     docs = export_documents(agreement)
-    assert [d["kind"] for d in docs] == ["Service", "SLI", "SLO", "AlertPolicy", "AlertCondition", "SLI", "SLO"]
+    assert [d["kind"] for d in docs] == [
+        "Service", "SLI", "SLO", "AlertPolicy", "AlertCondition", "SLI", "SLO", "AlertNotificationTarget"
+    ]  # fmt: skip
     slo_names = [d["metadata"]["name"] for d in docs if d["kind"] == "SLO"]
     assert slo_names == ["availability", "availability-2"]
     assert all(d["apiVersion"] == "openslo/v1" for d in docs)
@@ -144,11 +167,24 @@ UNREPRESENTABLE = [
      "documents.0.spec.timeWindow.0.calendar.startTime"),
     ("ratio timeslices", ("budgetingMethod: Timeslices", "budgetingMethod: RatioTimeslices"),
      "documents.0.spec.budgetingMethod"),
+    ("a burn rate below", ("objectives: [", "alertPolicies: [{kind: AlertPolicy, metadata: {name: p}, spec: "
+     "{conditions: [{kind: AlertCondition, metadata: {name: c}, spec: {severity: page, condition: "
+     "{kind: burnrate, op: lt, threshold: 2, lookbackWindow: 1h}}}]}}]\n  objectives: ["),
+     "documents.0.spec.alertPolicies.0.spec.conditions.0.spec.condition.op"),
+    ("two conditions in a policy", ("objectives: [", "alertPolicies: [{kind: AlertPolicy, metadata: {name: p}, "
+     "spec: {conditions: [{conditionRef: a}, {conditionRef: b}]}}]\n  objectives: ["),
+     "documents.0.spec.alertPolicies.0.spec.conditions"),
+    ("an unknown severity", ("objectives: [", "alertPolicies: [{kind: AlertPolicy, metadata: {name: p}, spec: "
+     "{conditions: [{kind: AlertCondition, metadata: {name: c}, spec: {severity: sev9, condition: "
+     "{kind: burnrate, op: gt, threshold: 2, lookbackWindow: 1h}}}]}}]\n  objectives: ["),
+     "documents.0.spec.alertPolicies.0.spec.conditions.0.spec.severity"),
     ("timeslices without a slice target", ("timeSliceTarget: 0.9, ", ""),
      "documents.0.spec.objectives.0.timeSliceTarget"),
     ("threshold without op", ("op: lte, ", ""), "documents.0.spec.objectives.0.op"),
     ("composite", ("target: 0.99,", "target: 0.99, compositeWeight: 2,"), "documents.0.spec.objectives"),
     ("unknown kind", ("kind: SLO", "kind: Dashboard"), "documents.0.kind"),
+    ("a name longer than 63", ("metadata: {name: s}", f"metadata: {{name: {'s' * 64}}}"), "documents.0.metadata.name"),
+    ("a name ending in -", ("metadata: {name: s}", "metadata: {name: s-}"), "documents.0.metadata.name"),
     ("other versions", ("apiVersion: openslo/v1", "apiVersion: openslo/v1alpha"), "documents.0.apiVersion"),
 ]  # fmt: skip
 
@@ -169,3 +205,70 @@ def test_a_foreign_threshold_slo_imports_with_its_calendar_and_slices() -> None:
     assert (objective["window"], objective["budgeting"], objective["slice_length"]) == ("month", "timeslices", "1m")
     assert objective["threshold"] == {"op": "<=", "value": 300}
     assert yaml.safe_load(export_yaml(canonical(imported.document)).split("---")[0])["kind"] == "Service"
+
+
+FOREIGN = (Path(__file__).parents[1] / "data" / "openslo" / "accepted" / "list-every-v1-field.yaml").read_text()
+
+
+def test_a_list_of_documents_imports_with_everything_kept_and_exports_by_the_rules() -> None:
+    imported = import_documents(parse_yaml(FOREIGN), customer="Acme", provider="Shop")
+    document = canonical(imported.document)
+    assert document["labels"] == {"team": "payments,web", "tier": "1"}
+    strict, loose = document["objectives"]
+    assert (strict["name"], loose["name"]) == ("Checkout availability strict", "Checkout availability loose")
+    assert (strict["target"], loose["target"]) == (0.999, 0.99)  # exact decimals
+    assert (strict["window"], strict["slice_length"]) == ("week", "5m")  # a bare timeSliceWindow is minutes
+    fast, slow = strict["alert_policy"]["tiers"]
+    assert (fast["severity"], fast["alert_after"], fast["alert_when_resolved"]) == ("page", None, False)
+    assert (slow["severity"], slow["alert_when_breaching"], slow["short_window"]) == ("ticket", False, "2h")
+    docs = parse_yaml(export_yaml(document))
+    assert rules.check(docs) == []
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    (service,) = by_kind["Service"]
+    assert service["metadata"]["labels"] == {"team": ["payments", "web"], "tier": "1"}
+    assert service["metadata"]["annotations"]["owner"] == "jane"
+    (slo,) = by_kind["SLO"]  # one SLO with its two objectives, as imported
+    assert slo["metadata"]["name"] == "checkout-availability-with-a-rather-long-name-that-goes-on-and"
+    assert [o["targetPercent"] for o in slo["spec"]["objectives"]] == [99.9, 99.0]
+    assert slo["metadata"]["labels"] == {"env": ["prod"]}
+    assert slo["spec"]["alertPolicies"] == ["fast-burn", "slow-burn"]
+    (sli,) = by_kind["SLI"]
+    assert sli["spec"]["ratioMetric"]["good"]["metricSource"]["spec"]["query"] == "sum(rate(ok[5m]))"
+    assert [d["metadata"]["name"] for d in by_kind["DataSource"]] == ["prom"]
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind["AlertPolicy"]}
+    assert policies["fast-burn"]["notificationTargets"] == [{"targetRef": "on-call"}]
+    assert policies["slow-burn"]["alertWhenBreaching"] is False
+    assert {c["spec"]["severity"] for c in by_kind["AlertCondition"]} == {"critical", "warning"}
+    assert {c["spec"]["condition"]["op"] for c in by_kind["AlertCondition"]} == {"gt"}
+    again = canonical(import_documents(docs).document)
+    assert again == document
+
+
+def test_list_multi_document_and_single_forms_are_the_same_documents() -> None:
+    docs = parse_yaml(FOREIGN)
+    multi = yaml.safe_dump_all(docs)
+    assert parse_yaml(multi) == docs
+    assert parse_yaml("---\n" + yaml.safe_dump(docs[:3]) + "---\n" + yaml.safe_dump(docs[3])) == docs[:4]
+    assert parse_yaml(yaml.safe_dump(docs[0])) == docs[:1]
+
+
+def test_an_unquoted_timestamp_is_shown_as_written_not_as_python() -> None:
+    bad = BASE.replace('"2024-01-01 00:00:00"', "2024-01-02 10:00:00")
+    with pytest.raises(Invalid) as raised:
+        import_documents(parse_yaml(bad), customer="c", provider="p")
+    text = json.dumps(raised.value.extra["errors"])
+    assert "datetime" not in text
+    assert "2024-01-02 10:00:00" in text
+
+
+@given(st.text(alphabet=string.printable.strip() + "é -", min_size=1, max_size=200).filter(str.strip))
+def test_generated_names_are_rfc_1123_labels(name: str) -> None:
+    docs = export_documents(
+        canonical({"name": name, "provider": "p", "customer": "c", "objectives": [
+            {"name": name, "indicator": "a", "target": 0.9,
+             "alert_policy": {"tiers": [{"long_window": "1h", "short_window": "5m", "factor": 2}]}}]})
+    )  # fmt: skip
+    for doc in docs:
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", doc["metadata"]["name"]), doc["metadata"]["name"]
