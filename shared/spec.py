@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -112,6 +113,14 @@ class CreditTier(Frozen):
     credit_percent: float
 
 
+class Fee(Frozen):
+    """What the customer pays per reporting period; credits are a percent of it. Decimal, never float
+    (stored as a string)."""
+
+    amount: Decimal
+    currency: str
+
+
 class AgreementSpec(Frozen):
     """An agreement's own terms (`agreements.spec`)."""
 
@@ -128,6 +137,8 @@ class AgreementSpec(Frozen):
     credit_tiers: tuple[CreditTier, ...]
     """Sorted by `below`, descending."""
     labels: dict[str, str]
+    fee: Fee | None = None
+    """Added after migration 0002: older stored specs have none (the one field here with a default)."""
 
 
 class AgreementDocument(AgreementSpec):
