@@ -121,6 +121,7 @@ TABLE: tuple[Rule, ...] = (
     Rule("api", "GET",    "/v1/agreements/{agreement_id}/reports/{period}",        P.CUSTOMER, S.AGREEMENT),
     Rule("api", "POST",   "/v1/agreements/{agreement_id}/reports/{period}/recompute", P.WRITE),
     Rule("api", "GET",    "/v1/customers/{customer:path}/reports/{period}",        P.CUSTOMER, S.CUSTOMER),
+    Rule("api", "GET",    "/v1/objectives/{objective_id}/explain",                 P.CUSTOMER, S.OBJECTIVE),
     # --- api: tokens and audit ---------------------------------------------------------------------
     Rule("api", "POST",   "/v1/tokens",                                            P.ADMIN),
     Rule("api", "GET",    "/v1/tokens",                                            P.ADMIN),

@@ -39,6 +39,7 @@ from shared.series import SeriesGroup, SeriesKey, selects, series_group
 from shared.spec import AgreementDocument, AgreementSpec, StoredObjective
 from shared.timeutil import from_minute, from_ms, to_ms
 
+INSTANT_RULE = "An instant is evaluated under the revision in force at it."
 TERMS_RULE = "A period is judged under the terms in force at its end (docs/reports.md)."
 MAX_BREACHES = 100
 """Breach events listed per objective in a report (the newest are left out past it; `breaches_total` counts all)."""
@@ -498,3 +499,193 @@ async def close_due(session: AsyncSession, grace_ms: int, now_ms: int | None = N
         await freeze(session, agreement, period, now_ms, grace_ms, "accord period closer", "period ended")
         closed.append((agreement.id, period.label))
     return closed
+
+
+# --- explain a number -----------------------------------------------------------------------------------
+
+
+def _hours_around(points: Sequence[int]) -> list[Interval]:
+    """Whole hours around each point: minute detail there answers any range that starts or ends at those points."""
+    return merge_intervals((p // 60 * 60, p // 60 * 60 + 60) for p in points)
+
+
+async def explain(
+    session: AsyncSession, objective_id: uuid.UUID, at_ms: int | None, label: str | None, now_ms: int, grace_ms: int
+) -> dict[str, Any]:
+    """How an objective's figure was reached: at an instant (its window and burn-rate tiers) or over a reporting
+    period (the report's figure and the credit tier). Window bounds in UTC and local time, the terms revision,
+    the series summed, events counted and excluded by reason (each maintenance window by name, outside business
+    hours, before the agreement was effective), and each formula with its numbers."""
+    from shared.budget import CalendarWindow, burn_rate, credit_owed, window_bounds
+    from shared.budget.exclusions import included_intervals
+    from shared.budget.model import error_budget, tier_name
+    from shared.budget.reports import judge_period, period_terms
+    from shared.contract import business_hours, maintenance_exclusions
+    from shared.series import series_name
+
+    objective, agreement = await repo.get_objective(session, objective_id)
+    revisions = await repo.all_revisions(session, agreement.id)
+    period: Period | None = None
+    if label is not None:
+        period = period_of_label(label, agreement, now_ms)
+        instant = min(now_ms, period.end_ms - 1)
+    else:
+        instant = now_ms if at_ms is None else at_ms
+        if instant > now_ms:
+            raise Invalid("No such instant.", [{"field": "query.at", "reason": "the instant lies in the future"}])
+    revision = in_force_at(revisions, instant)
+    if revision is None:
+        raise NotFound(f"Agreement {agreement.id} did not exist at that instant.")
+    document: AgreementDocument = revision.document
+    stored = document.objective(objective_id)
+    if stored is None:
+        raise NotFound(f"Objective {objective_id} was not in force at that instant (revision {revision.revision}).")
+    tz = document.timezone
+    terms = stored_terms(objective_id, document, stored)
+    if period is not None:
+        terms = period_terms(terms, document.reporting_period, tz)
+        start, end = period.start, min(minute_of(now_ms) + 1, period.end)
+    else:
+        start, end = window_bounds(terms.window, instant)
+    lo = min([start, *(end - t.long_minutes for t in terms.tiers)])
+    # Exclusions by reason, each minute under the first that claims it (maintenance in the agreement's order).
+    named: list[tuple[str, str, list[Interval]]] = []
+    windows = maintenance_exclusions(document)
+    entries = [m for m in document.maintenance if (m.rrule and m.duration) or (m.start and m.end)]
+    for entry, excl in zip(entries, windows, strict=True):
+        named.append(("maintenance", entry.reason, excluded_intervals([excl], start, end)))
+    if document.effective_from is not None:
+        eff = minute_of(to_ms(document.effective_from) - 1) + 1
+        named.append(("before_effective", "before effective_from", [(start, min(end, eff))] if start < eff else []))
+    hours = business_hours(document)
+    if stored.business_hours_only and hours is not None:
+        named.append(("business_hours", "outside business hours and holidays", excluded_intervals([hours], start, end)))
+    taken: list[Interval] = []
+    claimed: list[tuple[str, str, list[Interval]]] = []
+    for reason, name, spans in named:
+        fresh = merge_intervals(piece for a, b in spans for piece in included_intervals(a, b, taken))
+        claimed.append((reason, name, fresh))
+        taken = merge_intervals([*taken, *spans])
+    points = [start, end, *(end - t.long_minutes for t in terms.tiers), *(end - t.short_minutes for t in terms.tiers)]
+    points += [p for _, _, spans in claimed for a, b in spans for p in (a, b)]
+    minutes = _hours_around(points)
+    key = objective.indicator_key
+    group = series_group(terms)
+    hour_cells, minute_cells = await repo.rolled_up(
+        session, [(key, lo // 60, end // 60 + 1)], [(key, a, b) for a, b in minutes]
+    )
+    per_series: dict[SeriesKey, PlannedSource] = {}
+    for series, cells in hour_cells.get(key, {}).items():
+        if selects(group, series):
+            per_series[series] = PlannedSource(cells, minute_cells.get(key, {}).get(series, []), minutes)
+    for series, cells in minute_cells.get(key, {}).items():
+        if selects(group, series) and series not in per_series:
+            per_series[series] = PlannedSource([], cells, minutes)
+    if terms.budgeting is Budgeting.TIMESLICES:
+        loaded = await repo.series_buckets(session, key, lo, end)
+        source: CountSource = combine(loaded, group)
+    else:
+        source = PlannedSource(
+            [c for s in per_series for c in hour_cells.get(key, {}).get(s, [])],
+            [c for s in per_series for c in minute_cells.get(key, {}).get(s, [])],
+            minutes,
+        )
+    sources = list(per_series.values())
+
+    def total_in(spans: Sequence[Interval], src: Sequence[CountSource]) -> tuple[int, int]:
+        good = total = 0
+        for a, b in spans:
+            for s in src:
+                c = s.range(a, b)
+                good, total = good + c.good, total + c.total
+        return good, total
+
+    def compute() -> dict[str, Any]:
+        from shared.budget import evaluate
+
+        kept = included_intervals(start, end, taken)
+        series_out = []
+        for series, src in sorted(per_series.items(), key=lambda kv: series_name(kv[0])):
+            g, t = total_in(kept, [src])
+            labels, rule = series
+            series_out.append({"series": series_name(series), "labels": dict(labels), "rule": rule or None,
+                               "good": g, "total": t})  # fmt: skip
+        excluded = []
+        for reason, name, spans in claimed:
+            g, t = total_in(spans, sources)
+            excluded.append({"reason": reason, "name": name, "minutes": sum(b - a for a, b in spans),
+                             "events": t, "good": g, "bad": t - g})  # fmt: skip
+        budget = error_budget(terms.target)
+        out: dict[str, Any] = {
+            "series": series_out,
+            "excluded": excluded,
+        }
+        if period is not None:
+            tiers = [(t.below, t.credit_percent) for t in document.credit_tiers]
+            fee = Fee(document.fee.amount, document.fee.currency) if document.fee is not None else None
+            j = judge_period(terms, source, period, now_ms, tiers, fee)
+            counts, sli_value = j.counts, j.compliance
+            chosen = next(({"below": b, "credit_percent": c} for b, c in sorted(tiers) if sli_value is not None
+                           and sli_value < b), None)  # fmt: skip
+            out["credit"] = {
+                "tiers": [{"below": b, "credit_percent": c} for b, c in tiers],
+                "chosen": chosen,
+                "credit_percent": credit_owed(sli_value, tiers),
+                "formula": "the tier with the lowest `below` the compliance falls under; 0 when none",
+                "amount": _money(j.credit_amount),
+                "amount_formula": None if fee is None else f"{fee.amount} × {j.credit_percent:g} / 100, half up",
+            }
+            tier_rows: list[dict[str, Any]] = []
+        else:
+            ev = evaluate(terms, source, instant)
+            counts, sli_value = ev.counts, ev.sli
+            tier_rows = []
+            for tier, reading in zip(terms.tiers, ev.tiers, strict=True):
+                guard = f" and the long window has ≥ {terms.min_events} events" if tier.severity.value == "page" else ""
+                tier_rows.append({
+                    "name": tier.name, "severity": tier.severity.value, "factor": tier.factor,
+                    "long_window": tier_name(tier.long_minutes), "short_window": tier_name(tier.short_minutes),
+                    "long_burn_rate": reading.long_burn_rate, "short_burn_rate": reading.short_burn_rate,
+                    "burning": reading.burning,
+                    "formula": f"(bad / total) / (1 − target) per window; burning when both exceed the factor{guard}",
+                })  # fmt: skip
+        allowed = budget * counts.total
+        out["formulas"] = {
+            "sli": {"formula": "good / total", "good": counts.good, "total": counts.total, "value": sli_value},
+            "budget_allowed": {"formula": "(1 − target) × total", "target": terms.target, "total": counts.total,
+                               "value": allowed},
+            "budget_consumed": {"formula": "bad / allowed", "bad": counts.bad, "allowed": allowed,
+                                "value": counts.bad / allowed if allowed else 0.0},
+            "burn_rate": {"formula": "(bad / total) / (1 − target)", "value": burn_rate(counts, terms.target)},
+        }  # fmt: skip
+        out["tiers"] = tier_rows
+        return out
+
+    body = await asyncio.to_thread(compute)
+    window = (
+        "period " + period.label
+        if period is not None
+        else (terms.window.label if isinstance(terms.window, CalendarWindow) else stored.window)
+    )
+    return {
+        "objective": {"id": str(objective_id), "name": stored.name, "indicator": stored.indicator},
+        "agreement": {"id": str(agreement.id), "name": document.name, "timezone": tz},
+        "at": from_ms(instant).isoformat().replace("+00:00", "Z"),
+        "terms": {
+            "revision": revision.revision,
+            "valid_from": revision.valid_from.isoformat(),
+            "target": terms.target,
+            "budgeting": terms.budgeting.value,
+            "rule": TERMS_RULE if period is not None else INSTANT_RULE,
+        },
+        "window": {
+            "kind": window,
+            "start": _utc(start),
+            "end": _utc(end),
+            "start_local": _local(start, tz),
+            "end_local": _local(end, tz),
+            "minutes": end - start,
+            "rule": "buckets whose minute starts in [start, end); excluded minutes are left out",
+        },
+        **body,
+    }

@@ -377,3 +377,49 @@ async def test_a_quiet_indicators_period_closes_once_under_two_closers(
         0.9,
         25.0,
     )
+
+
+async def test_explain_a_report_figure_and_a_status_figure(api: httpx.AsyncClient, live: Live) -> None:
+    agreement = await october_agreement(api, live)
+    ids = {o["name"]: o["id"] for o in agreement["objectives"]}
+    r = await api.get(f"/v1/objectives/{ids['Availability']}/explain", params={"period": "2026-10"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["terms"]["revision"] == 2
+    assert body["terms"]["target"] == 0.995
+    assert body["window"]["start"] == "2026-09-30T22:00:00Z"
+    assert body["window"]["end_local"] == "2026-11-01T00:00:00+01:00"
+    assert body["window"]["minutes"] == 44_700
+    assert [(s["labels"], s["good"], s["total"]) for s in body["series"]] == [({}, 4940, 5100)]
+    assert body["excluded"] == [
+        {"reason": "maintenance", "name": "db upgrade", "minutes": 60, "events": 500, "good": 0, "bad": 500},
+        {"reason": "maintenance", "name": "Sunday patching", "minutes": 240, "events": 300, "good": 0, "bad": 300},
+        {"reason": "before_effective", "name": "before effective_from", "minutes": 0, "events": 0, "good": 0, "bad": 0},
+    ]
+    f = body["formulas"]
+    assert (f["sli"]["good"], f["sli"]["total"], f["sli"]["value"]) == (4940, 5100, 4940 / 5100)
+    assert f["budget_allowed"]["value"] == pytest.approx(25.5)
+    assert f["budget_consumed"]["value"] == pytest.approx(160 / 25.5)
+    assert body["credit"]["chosen"] == {"below": 0.98, "credit_percent": 30.0}
+    assert (body["credit"]["credit_percent"], body["credit"]["amount"]) == (30.0, "360.00")
+
+    business = (
+        await api.get(f"/v1/objectives/{ids['Business availability']}/explain", params={"period": "2026-10"})
+    ).json()
+    outside = next(e for e in business["excluded"] if e["reason"] == "business_hours")
+    # Wednesday evening, the DST Sunday and the holiday: 1000 + 1000 + 100 events, 900 + 1000 + 50 good.
+    assert (outside["minutes"], outside["events"], outside["good"]) == (34_380, 2100, 1950)
+    assert business["credit"]["chosen"] is None
+
+    # At an instant: the window and the burn-rate tiers under the revision in force then.
+    r = await api.get(f"/v1/objectives/{ids['Availability']}/explain", params={"at": "2026-10-10T12:00:00Z"})
+    assert r.status_code == 200, r.text
+    early = r.json()
+    assert early["terms"]["revision"] == 1
+    assert early["terms"]["target"] == 0.99
+    assert early["window"]["end"] == "2026-10-10T12:01:00Z"
+    assert (early["formulas"]["sli"]["good"], early["formulas"]["sli"]["total"]) == (990, 1000)
+    assert [t["name"] for t in early["tiers"]] == ["1h", "6h", "1d", "3d"]
+    assert all(t["long_burn_rate"] is None for t in early["tiers"])  # nothing in the last 3 days
+    r = await api.get(f"/v1/objectives/{ids['Availability']}/explain", params={"at": "2099-01-01T00:00:00Z"})
+    assert r.status_code == 422

@@ -15,16 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api import repository as repo
 from services.api.deps import Session, State
-from services.api.params import CustomerPath
+from services.api.params import INSTANT, CustomerPath
 from services.api.report_html import to_html
 from services.api.reports import (
+    explain,
     freeze,
     frozen_versions,
     period_of_label,
     report_of,
     to_csv,
 )
-from services.api.schemas import Name, Reason
+from services.api.schemas import Name, QueryInstant, Reason
 from shared.budget import PeriodKind, period_bounds, previous_period
 from shared.errors import Invalid, NotFound
 from shared.timeutil import from_minute, to_ms
@@ -227,4 +228,31 @@ async def recompute_report(
     found = period_of_label(_period_param(period), agreement, now_ms)
     return await freeze(
         session, agreement, found, now_ms, state.settings.report_grace_seconds * 1000, body.author, body.reason
+    )
+
+
+@router.get("/v1/objectives/{objective_id}/explain", summary="How an objective's figure was reached")
+async def explain_objective(
+    objective_id: uuid.UUID,
+    session: Session,
+    state: State,
+    at: Annotated[
+        QueryInstant | None, Query(description=f"Explain the window at this instant (default now). {INSTANT}")
+    ] = None,
+    period: Annotated[
+        str | None, Query(max_length=16, description="Explain the report's figure for this period (e.g. 2026-11).")
+    ] = None,
+) -> dict[str, Any]:
+    """Window bounds (UTC and the agreement's timezone), the terms revision, the series summed, the events
+    counted and excluded by reason (each maintenance window by name, outside business hours, before the agreement
+    was effective), each formula with its numbers, the burn rate per tier and, for a period, the credit tier."""
+    await repo.read_snapshot(session)
+    now_ms = to_ms(await repo.now(session))
+    return await explain(
+        session,
+        objective_id,
+        None if at is None else to_ms(at),
+        period,
+        now_ms,
+        state.settings.report_grace_seconds * 1000,
     )
