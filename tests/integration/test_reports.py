@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
-from support import Live, register
+from support import Live, ServiceProcess, register, wait_until
 
 from services.api.reports import close_due
 from shared.db import make_engine, make_sessionmaker
@@ -423,3 +423,51 @@ async def test_explain_a_report_figure_and_a_status_figure(api: httpx.AsyncClien
     assert all(t["long_burn_rate"] is None for t in early["tiers"])  # nothing in the last 3 days
     r = await api.get(f"/v1/objectives/{ids['Availability']}/explain", params={"at": "2099-01-01T00:00:00Z"})
     assert r.status_code == 422
+
+
+@pytest.mark.slow
+async def test_two_api_processes_close_a_quiet_period_once(
+    api: httpx.AsyncClient, live: Live, database_url: str, tmp_path: Path
+) -> None:
+    """Two real api processes start together; each one's closer runs at once, and November closes once."""
+    body = {**AGREEMENT, "effective_from": None, "maintenance": [], "business_hours": None, "customer": "Twin Ltd"}
+    body["objectives"] = [AGREEMENT["objectives"][0]]
+    await register(api)
+    r = await api.post("/v1/agreements", json=body)
+    assert r.status_code == 201, r.text
+    agreement = r.json()
+    agreement_id = uuid.UUID(agreement["id"])
+    oid = agreement["objectives"][0]["id"]
+    await backdate(live, agreement["id"], 1, "2026-10-20T00:00:00+00:00")
+    await live.reload()
+    await measure(live, [(at(2026, 11, 10, 12), 999, 1000)], tag="twin")
+    env = {"DATABASE_URL": database_url}
+    processes = [ServiceProcess("accord-api", env, log=tmp_path / f"api{n}.log").start() for n in range(2)]
+    try:
+        await asyncio.gather(*(p.wait_ready() for p in processes))
+
+        async def frozen() -> bool:
+            found = await live.conn.fetchval(
+                "SELECT count(*) FROM period_reports WHERE agreement_id = $1 AND period = '2026-11'", agreement_id
+            )
+            return bool(found)
+
+        await wait_until(frozen, timeout=60, what="November's report frozen")
+        # Both closers have had their first round once both answer /readyz: their rounds started at start-up.
+        for p in processes:
+            async with httpx.AsyncClient(base_url=p.url) as client:
+                report = (await client.get(f"/v1/agreements/{agreement_id}/reports/2026-11")).json()
+                assert (report["state"], report["version"]) == ("closed", 1)
+    finally:
+        for p in processes:
+            p.stop()
+    versions = await live.conn.fetch(
+        "SELECT version FROM period_reports WHERE agreement_id = $1 AND period = '2026-11'", agreement_id
+    )
+    assert [v["version"] for v in versions] == [1]
+    events = await live.conn.fetch(
+        "SELECT id FROM breach_events WHERE objective_id = $1 AND type = 'accord.sla.met'", uuid.UUID(oid)
+    )
+    assert [e["id"] for e in events] == [event_id(oid, "accord.sla.met", "2026-11")]
+    for n in range(2):
+        assert "Traceback" not in (tmp_path / f"api{n}.log").read_text()
