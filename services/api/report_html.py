@@ -81,6 +81,7 @@ def _objective(o: dict[str, Any]) -> str:
         ("Minutes excluded: outside business hours", str(ex["business_hours"])),
         ("Minutes excluded: before the agreement was effective", str(ex["before_effective"])),
         ("Worst day", "n/a" if worst is None else f"{worst['date']}: {pct(worst['compliance'])}"),
+        ("Minutes with a page / ticket firing", f"{o['firing_minutes']['page']:g} / {o['firing_minutes']['ticket']:g}"),
         ("Breach events", str(o["breaches_total"])),
         ("Credit owed by this objective", f"{o['credit_percent']:g} %"),
     ]  # fmt: skip

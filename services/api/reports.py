@@ -37,7 +37,7 @@ from shared.errors import Invalid, NotFound
 from shared.history import Bucket, combine
 from shared.series import SeriesGroup, SeriesKey, selects, series_group
 from shared.spec import AgreementDocument, AgreementSpec, StoredObjective
-from shared.timeutil import from_minute, from_ms, to_ms
+from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
 INSTANT_RULE = "An instant is evaluated under the revision in force at it."
 TERMS_RULE = "A period is judged under the terms in force at its end (docs/reports.md)."
@@ -143,6 +143,30 @@ def _utc(minute: int) -> str:
     return from_minute(minute).isoformat().replace("+00:00", "Z")
 
 
+def firing_minutes(
+    events: Sequence[tuple[int, str, str | None]], severities: dict[str, str], start_ms: int, end_ms: int
+) -> dict[str, float]:
+    """Minutes of [start_ms, end_ms) during which at least one tier of each severity was firing, from the burn-rate
+    firing/resolved events in time order (those before the period give the state at its start). Tiers the terms
+    in force no longer name count under the severity their name had, or not at all when unknown."""
+    since: dict[str, int] = {}
+    spans: dict[str, list[Interval]] = {"page": [], "ticket": []}
+    for time_ms, kind, tier in events:
+        if tier is None or tier not in severities:
+            continue
+        if kind == "accord.burnrate.firing":
+            since.setdefault(tier, time_ms)
+        elif tier in since:
+            spans[severities[tier]].append((since.pop(tier), time_ms))
+    for tier, began in since.items():
+        spans[severities[tier]].append((began, end_ms))
+    out = {}
+    for severity, found in spans.items():
+        clipped = [(max(a, start_ms), min(b, end_ms)) for a, b in found]
+        out[severity] = sum(b - a for a, b in merge_intervals(clipped)) / MINUTE_MS
+    return out
+
+
 def objective_json(j: Judged, breaches: Sequence[BreachEvent]) -> dict[str, Any]:
     r = j.report
     jd = r.judgement
@@ -208,6 +232,19 @@ async def build_report(
             .order_by(BreachEvent.time, BreachEvent.id)
         )
     ).all()
+    alerts = (
+        await session.execute(
+            select(
+                BreachEvent.objective_id, BreachEvent.time, BreachEvent.type, BreachEvent.event["data"]["tier"].astext
+            )
+            .where(
+                BreachEvent.agreement_id == agreement.id,
+                BreachEvent.type.in_(("accord.burnrate.firing", "accord.burnrate.resolved")),
+                BreachEvent.time < from_ms(period.end_ms),
+            )
+            .order_by(BreachEvent.time, BreachEvent.seq)
+        )
+    ).all()
     tiers = [(t.below, t.credit_percent) for t in document.credit_tiers]
     fee = Fee(document.fee.amount, document.fee.currency) if document.fee is not None else None
 
@@ -218,7 +255,13 @@ async def build_report(
         ]
 
     judged = await asyncio.to_thread(compute)
-    objectives = [objective_json(j, breaches) for j in judged]
+    counted_until_ms = min(now_ms, period.end_ms)
+    objectives = []
+    for j in judged:
+        severities = {t.name: t.severity.value for t in stored_terms(j.objective.id, document, j.objective).tiers}
+        mine = [(to_ms(t), kind, tier) for oid, t, kind, tier in alerts if oid == j.objective.id]
+        firing = firing_minutes(mine, severities, period.start_ms, counted_until_ms)
+        objectives.append(objective_json(j, breaches) | {"firing_minutes": firing})
     percent = max((j.report.judgement.credit_percent for j in judged), default=0.0)
     during = [
         {
@@ -311,6 +354,7 @@ CSV_COLUMNS = (
     "budget_allowed", "budget_consumed", "budget_remaining", "excluded_maintenance_minutes",
     "excluded_before_effective_minutes", "excluded_business_hours_minutes", "worst_day", "worst_day_compliance",
     "breaches", "credit_percent", "agreement_credit_percent", "agreement_credit_amount", "currency",
+    "page_firing_minutes", "ticket_firing_minutes",
 )  # fmt: skip
 """Stable: new columns are only ever appended."""
 
@@ -338,6 +382,7 @@ def csv_rows(report: dict[str, Any]) -> Iterator[list[str]]:
                 ex["maintenance"], ex["before_effective"], ex["business_hours"], worst.get("date"),
                 None if worst.get("compliance") is None else repr(worst["compliance"]), o["breaches_total"],
                 repr(o["credit_percent"]), repr(s["credit_percent"]), s["credit_amount"], s["currency"],
+                repr(o["firing_minutes"]["page"]), repr(o["firing_minutes"]["ticket"]),
             )
         ]  # fmt: skip
 

@@ -207,6 +207,8 @@ async def test_a_month_with_dst_maintenance_business_hours_a_review_and_a_fee(
         assert int(row["excluded_business_hours_minutes"]) == o["excluded_minutes"]["business_hours"]
         assert row["worst_day"] == o["worst_day"]["date"]
         assert Decimal(row["agreement_credit_amount"]) == Decimal("360.00")
+        assert float(row["page_firing_minutes"]) == o["firing_minutes"]["page"]
+        assert float(row["ticket_firing_minutes"]) == o["firing_minutes"]["ticket"]
     # HTML: the same figures, as printed.
     r = await api.get(url, params={"format": "html"})
     assert r.status_code == 200
