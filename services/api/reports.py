@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import repository as repo
@@ -33,13 +34,14 @@ from shared.budget.reports import Fee, PeriodReport, credit_amount, local_days, 
 from shared.budget.rollups import PlannedSource, plan_window
 from shared.contract import RuleMemo
 from shared.db import Agreement, AgreementRevision, BreachEvent, PeriodReportRow
-from shared.errors import Invalid, NotFound
+from shared.errors import AccordError, Invalid, NotFound
 from shared.history import Bucket, combine
 from shared.series import SeriesGroup, SeriesKey, selects, series_group
 from shared.spec import AgreementDocument, AgreementSpec, StoredObjective
 from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
 INSTANT_RULE = "An instant is evaluated under the revision in force at it."
+log = logging.getLogger("accord.api.reports")
 TERMS_RULE = "A period is judged under the terms in force at its end (docs/reports.md)."
 MAX_BREACHES = 100
 """Breach events listed per objective in a report (the newest are left out past it; `breaches_total` counts all)."""
@@ -533,15 +535,40 @@ async def close_due(session: AsyncSession, grace_ms: int, now_ms: int | None = N
         now_ms = to_ms(await repo.now(session))
     closed = []
     agreements = (await session.scalars(select(Agreement).where(Agreement.archived_at.is_(None)))).all()
+    due = []
     for agreement in agreements:
         spec: AgreementSpec = agreement.spec
-        period = last_closable(spec.reporting_period, spec.timezone, now_ms, grace_ms)
-        if await frozen_versions(session, agreement.id, period.label):
+        due.append((agreement, last_closable(spec.reporting_period, spec.timezone, now_ms, grace_ms)))
+    # One statement for what is closed already: the closer runs every 30 s in every api process.
+    done = set(
+        (
+            await session.execute(
+                select(PeriodReportRow.agreement_id, PeriodReportRow.period).where(
+                    PeriodReportRow.version == 1, PeriodReportRow.period.in_({p.label for _, p in due})
+                )
+            )
+        ).all()
+    )
+    first = dict(
+        (
+            await session.execute(
+                select(AgreementRevision.agreement_id, func.min(AgreementRevision.valid_from)).group_by(
+                    AgreementRevision.agreement_id
+                )
+            )
+        ).all()
+    )
+    for agreement, period in due:
+        began = first.get(agreement.id)
+        if (agreement.id, period.label) in done or began is None or to_ms(began) > period.end_ms - 1:
+            continue  # closed already, or the agreement did not exist yet
+        try:
+            async with session.begin_nested():  # one agreement's failure (e.g. terms stored before a new rule) ...
+                await freeze(session, agreement, period, now_ms, grace_ms, "accord period closer", "period ended")
+        except (AccordError, ValueError, LookupError):
+            # ... does not hold up the others; it is retried next round, and logged each time.
+            log.exception("closing %s of agreement %s failed", period.label, agreement.id)
             continue
-        revisions = await repo.all_revisions(session, agreement.id)
-        if in_force_at(revisions, period.end_ms - 1) is None:
-            continue  # the agreement did not exist yet
-        await freeze(session, agreement, period, now_ms, grace_ms, "accord period closer", "period ended")
         closed.append((agreement.id, period.label))
     return closed
 
