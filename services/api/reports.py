@@ -79,14 +79,11 @@ class Judged:
     report: PeriodReport
 
 
-async def _load_sources(
-    session: AsyncSession,
-    period: Period,
-    tz: str,
-    end: int,
-    judged: Sequence[tuple[StoredObjective, ObjectiveTerms]],
-) -> dict[tuple[str, SeriesGroup], CountSource]:
-    """Count sources per (indicator, series group): roll-ups for occurrences, every minute for timeslices."""
+def _plan_spans(
+    period: Period, tz: str, end: int, judged: Sequence[tuple[StoredObjective, ObjectiveTerms]]
+) -> tuple[dict[str, tuple[int, int]], dict[str, list[Interval]], set[str]]:
+    """Per indicator: the hour cells and the minute spans the period and its local days read; and the indicators
+    read minute by minute (timeslices)."""
     hour_spans: dict[str, tuple[int, int]] = {}
     minute_spans: dict[str, list[Interval]] = {}
     full: set[str] = set()
@@ -102,7 +99,19 @@ async def _load_sources(
         for _, a, b in local_days(period, tz):
             if a < end:
                 spans.extend(plan_window(a, min(b, end), excluded).minutes)
-    merged = {key: merge_intervals(found) for key, found in minute_spans.items()}
+    return hour_spans, {key: merge_intervals(found) for key, found in minute_spans.items()}, full
+
+
+async def _load_sources(
+    session: AsyncSession,
+    period: Period,
+    tz: str,
+    end: int,
+    judged: Sequence[tuple[StoredObjective, ObjectiveTerms]],
+) -> dict[tuple[str, SeriesGroup], CountSource]:
+    """Count sources per (indicator, series group): roll-ups for occurrences, every minute for timeslices."""
+    # Exclusions are CPU work (a recurring rule's occurrences from its DTSTART on): off the event loop.
+    hour_spans, merged, full = await asyncio.to_thread(_plan_spans, period, tz, end, judged)
     hour_cells, minute_cells = await repo.rolled_up(
         session,
         [(key, a, b) for key, (a, b) in hour_spans.items()],
@@ -115,18 +124,21 @@ async def _load_sources(
             if selects(group, series):
                 yield from found
 
-    sources: dict[tuple[str, SeriesGroup], CountSource] = {}
-    for objective, terms in judged:
-        key, group = objective.indicator, series_group(terms)
-        if (key, group) in sources:
-            continue
-        if terms.budgeting is Budgeting.TIMESLICES:
-            sources[(key, group)] = combine(loaded.get(key, {}), group)
-        else:
-            sources[(key, group)] = PlannedSource(
-                rows(hour_cells.get(key, {}), group), rows(minute_cells.get(key, {}), group), merged.get(key, [])
-            )
-    return sources
+    def build() -> dict[tuple[str, SeriesGroup], CountSource]:
+        sources: dict[tuple[str, SeriesGroup], CountSource] = {}
+        for objective, terms in judged:
+            key, group = objective.indicator, series_group(terms)
+            if (key, group) in sources:
+                continue
+            if terms.budgeting is Budgeting.TIMESLICES:
+                sources[(key, group)] = combine(loaded.get(key, {}), group)
+            else:
+                sources[(key, group)] = PlannedSource(
+                    rows(hour_cells.get(key, {}), group), rows(minute_cells.get(key, {}), group), merged.get(key, [])
+                )
+        return sources
+
+    return await asyncio.to_thread(build)
 
 
 def _num(value: float | None) -> float | None:
@@ -221,7 +233,7 @@ async def build_report(
     tz = document.timezone
     end = min(minute_of(now_ms) + 1, period.end)
     rules: RuleMemo = {}
-    plan = [(o, stored_terms(o.id, document, o, rules)) for o in document.objectives]
+    plan = await asyncio.to_thread(lambda: [(o, stored_terms(o.id, document, o, rules)) for o in document.objectives])
     sources = await _load_sources(session, period, tz, end, plan)
     breaches = (
         await session.scalars(
@@ -260,7 +272,7 @@ async def build_report(
     counted_until_ms = min(now_ms, period.end_ms)
     objectives = []
     for j in judged:
-        severities = {t.name: t.severity.value for t in stored_terms(j.objective.id, document, j.objective).tiers}
+        severities = {t.name: t.severity.value for t in j.terms.tiers}
         mine = [(to_ms(t), kind, tier) for oid, t, kind, tier in alerts if oid == j.objective.id]
         firing = firing_minutes(mine, severities, period.start_ms, counted_until_ms)
         objectives.append(objective_json(j, breaches) | {"firing_minutes": firing})
@@ -613,34 +625,52 @@ async def explain(
     if stored is None:
         raise NotFound(f"Objective {objective_id} was not in force at that instant (revision {revision.revision}).")
     tz = document.timezone
-    terms = stored_terms(objective_id, document, stored)
-    if period is not None:
-        terms = period_terms(terms, document.reporting_period, tz)
-        start, end = period.start, min(minute_of(now_ms) + 1, period.end)
-    else:
-        start, end = window_bounds(terms.window, instant)
-    lo = min([start, *(end - t.long_minutes for t in terms.tiers)])
-    # Exclusions by reason, each minute under the first that claims it (maintenance in the agreement's order).
-    named: list[tuple[str, str, list[Interval]]] = []
-    windows = maintenance_exclusions(document)
-    entries = [m for m in document.maintenance if (m.rrule and m.duration) or (m.start and m.end)]
-    for entry, excl in zip(entries, windows, strict=True):
-        named.append(("maintenance", entry.reason, excluded_intervals([excl], start, end)))
-    if document.effective_from is not None:
-        eff = minute_of(to_ms(document.effective_from) - 1) + 1
-        named.append(("before_effective", "before effective_from", [(start, min(end, eff))] if start < eff else []))
-    hours = business_hours(document)
-    if stored.business_hours_only and hours is not None:
-        named.append(("business_hours", "outside business hours and holidays", excluded_intervals([hours], start, end)))
-    taken: list[Interval] = []
-    claimed: list[tuple[str, str, list[Interval]]] = []
-    for reason, name, spans in named:
-        fresh = merge_intervals(piece for a, b in spans for piece in included_intervals(a, b, taken))
-        claimed.append((reason, name, fresh))
-        taken = merge_intervals([*taken, *spans])
-    points = [start, end, *(end - t.long_minutes for t in terms.tiers), *(end - t.short_minutes for t in terms.tiers)]
-    points += [p for _, _, spans in claimed for a, b in spans for p in (a, b)]
-    minutes = _hours_around(points)
+
+    def prepare() -> tuple[
+        ObjectiveTerms, int, int, int, list[tuple[str, str, list[Interval]]], list[Interval], list[Interval]
+    ]:
+        """The terms, window and exclusions by reason: CPU work (recurring rules), off the event loop."""
+        terms = stored_terms(objective_id, document, stored)
+        if period is not None:
+            terms = period_terms(terms, document.reporting_period, tz)
+            start, end = period.start, min(minute_of(now_ms) + 1, period.end)
+        else:
+            start, end = window_bounds(terms.window, instant)
+        lo = min([start, *(end - t.long_minutes for t in terms.tiers)])
+        # Exclusions by reason, each minute under the first that claims it (maintenance in the agreement's order).
+        named: list[tuple[str, str, list[Interval]]] = []
+        windows = maintenance_exclusions(document)
+        entries = [m for m in document.maintenance if (m.rrule and m.duration) or (m.start and m.end)]
+        for entry, excl in zip(entries, windows, strict=True):
+            named.append(("maintenance", entry.reason, excluded_intervals([excl], start, end)))
+        if document.effective_from is not None:
+            eff = minute_of(to_ms(document.effective_from) - 1) + 1
+            named.append(("before_effective", "before effective_from", [(start, min(end, eff))] if start < eff else []))
+        hours = business_hours(document)
+        if stored.business_hours_only and hours is not None:
+            named.append(
+                ("business_hours", "outside business hours and holidays", excluded_intervals([hours], start, end))
+            )
+        taken: list[Interval] = []
+        claimed: list[tuple[str, str, list[Interval]]] = []
+        for reason, name, spans in named:
+            fresh = merge_intervals(piece for a, b in spans for piece in included_intervals(a, b, taken))
+            claimed.append((reason, name, fresh))
+            taken = merge_intervals([*taken, *spans])
+        points = [
+            start,
+            end,
+            *(end - t.long_minutes for t in terms.tiers),
+            *(end - t.short_minutes for t in terms.tiers),
+        ]
+        # Minute detail at every exclusion edge the window and the tier windows ([lo, end)) can meet.
+        edges = excluded_intervals(terms.exclusions, lo, end) if terms.exclusions else []
+        points += [p for a, b in edges for p in (a, b)]
+        points += [p for _, _, spans in claimed for a, b in spans for p in (a, b)]
+        minutes = _hours_around(points)
+        return terms, start, end, lo, claimed, taken, minutes
+
+    terms, start, end, lo, claimed, taken, minutes = await asyncio.to_thread(prepare)
     key = objective.indicator_key
     group = series_group(terms)
     hour_cells, minute_cells = await repo.rolled_up(
