@@ -256,6 +256,22 @@ class BreachEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class PeriodReportRow(Base):
+    """A closed reporting period's report, frozen (services/api/reports.py): version 1 by the period closer,
+    N + 1 by each recompute. Rows are never updated; every version stays readable (docs/reports.md)."""
+
+    __tablename__ = "period_reports"
+
+    agreement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agreements.id"), primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    author: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    report: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
 class ApiToken(Base):
     """A bearer token: only its SHA-256 is stored (shared.auth); revoked tokens stay, for the audit log."""
 

@@ -85,3 +85,68 @@ def period_breached_event(
     return cloud_event(
         objective_id=objective.id, event_type="accord.sla.breached", seq=closed.label, time_ms=time_ms, data=data
     )
+
+
+REPORTS_SOURCE = "urn:accord:api"
+SLA_MET = "accord.sla.met"
+SLA_BREACHED = "accord.sla.breached"
+REPORT_REVISED = "accord.report.revised"
+
+
+def period_judged_event(report: dict[str, Any], objective: dict[str, Any], time_ms: int) -> dict[str, Any]:
+    """`accord.sla.met` or `accord.sla.breached` for one objective of a closed period's frozen report.
+
+    The id comes from objective, type and period label, like the evaluator's `accord.sla.breached`
+    (`period_breached_event`): the two are one event, stored once (docs/reports.md).
+    """
+    event_type = SLA_BREACHED if objective["met"] is False else SLA_MET
+    summary, agreement, period = report["summary"], report["agreement"], report["period"]
+    data = {
+        "objective": {"id": objective["id"], "name": objective["name"], "indicator": objective["indicator"]},
+        "agreement": {"id": agreement["id"], "name": agreement["name"]},
+        "customer": agreement["customer"],
+        "provider": agreement["provider"],
+        "period": {"label": period["label"], "start": period["start"], "end": period["end"]},
+        "target": objective["target"],
+        "compliance": objective["compliance"],
+        "met": objective["met"],
+        "good": objective["good"],
+        "total": objective["total"],
+        "credit_percent": objective["credit_percent"],
+        "agreement_credit_percent": summary["credit_percent"],
+        "credit_amount": summary["credit_amount"],
+        "currency": summary["currency"],
+        "report_version": report["version"],
+        "terms_revision": report["terms"]["revision"],
+    }
+    event = cloud_event(
+        objective_id=objective["id"], event_type=event_type, seq=period["label"], time_ms=time_ms, data=data
+    )
+    return event | {"source": REPORTS_SOURCE}
+
+
+def report_revised_event(
+    report: dict[str, Any], changes: list[dict[str, Any]], author: str, reason: str, time_ms: int
+) -> dict[str, Any]:
+    """`accord.report.revised`: version N + 1 of a period's report, with every figure that changed (old → new).
+
+    Its subject is the agreement; the id comes from agreement, period label and version."""
+    agreement, period = report["agreement"], report["period"]
+    data = {
+        "agreement": {"id": agreement["id"], "name": agreement["name"]},
+        "customer": agreement["customer"],
+        "period": {"label": period["label"], "start": period["start"], "end": period["end"]},
+        "version": report["version"],
+        "previous_version": report["version"] - 1,
+        "author": author,
+        "reason": reason,
+        "changes": changes,
+    }
+    event = cloud_event(
+        objective_id=agreement["id"],
+        event_type=REPORT_REVISED,
+        seq=f"{period['label']}/v{report['version']}",
+        time_ms=time_ms,
+        data=data,
+    )
+    return event | {"source": REPORTS_SOURCE}

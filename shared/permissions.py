@@ -21,8 +21,8 @@ resource did not exist: existence must not leak (docs/design.md §5e).
 A customer's agreement is one whose *current* `customer` is theirs: its earlier revisions (`?at=`,
 `?revision=`) are readable with it, even from before a change of customer.
 
-Reports (issue 11) are not built yet: their routes go here when they are (reading a report and its
-explanation: `customer` with an `agreement` scope; a recompute: `write`).
+Reports (issue 11): reading a report, a statement or an explanation is `customer`, scoped like the
+agreement's status; a recompute is `write`.
 """
 
 from __future__ import annotations
@@ -116,6 +116,12 @@ TABLE: tuple[Rule, ...] = (
     Rule("api", "GET",    "/v1/agreements/{agreement_id}/status",                  P.CUSTOMER, S.AGREEMENT),
     Rule("api", "GET",    "/v1/customers/{customer:path}/status",                  P.CUSTOMER, S.CUSTOMER),
     Rule("api", "GET",    "/v1/breaches",                                          P.CUSTOMER, S.LIST),
+    # --- api: reports --------------------------------------------------------------------------------
+    Rule("api", "GET",    "/v1/agreements/{agreement_id}/reports",                 P.CUSTOMER, S.AGREEMENT),
+    Rule("api", "GET",    "/v1/agreements/{agreement_id}/reports/{period}",        P.CUSTOMER, S.AGREEMENT),
+    Rule("api", "POST",   "/v1/agreements/{agreement_id}/reports/{period}/recompute", P.WRITE),
+    Rule("api", "GET",    "/v1/customers/{customer:path}/reports/{period}",        P.CUSTOMER, S.CUSTOMER),
+    Rule("api", "GET",    "/v1/objectives/{objective_id}/explain",                 P.CUSTOMER, S.OBJECTIVE),
     # --- api: tokens and audit ---------------------------------------------------------------------
     Rule("api", "POST",   "/v1/tokens",                                            P.ADMIN),
     Rule("api", "GET",    "/v1/tokens",                                            P.ADMIN),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -122,6 +123,14 @@ class CreditTier(Frozen):
     credit_percent: float
 
 
+class Fee(Frozen):
+    """What the customer pays per reporting period; credits are a percent of it. Decimal, never float
+    (stored as a string)."""
+
+    amount: Decimal
+    currency: str
+
+
 class AgreementSpec(Frozen):
     """An agreement's own terms (`agreements.spec`)."""
 
@@ -140,6 +149,8 @@ class AgreementSpec(Frozen):
     labels: dict[str, str]
     openslo: dict[str, Any] | None = None
     """The OpenSLO Service's metadata an import kept for export; None: derived from the terms."""
+    fee: Fee | None = None
+    """Added after migration 0002: older stored specs have none."""
 
 
 class AgreementDocument(AgreementSpec):

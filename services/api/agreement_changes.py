@@ -38,7 +38,7 @@ from shared.spec import AgreementDocument, AgreementSpec, ObjectiveSpec, StoredO
 Problems = list[dict[str, str]]
 
 # Fields that may be set to null in a change; the others must stay set.
-NULLABLE_AGREEMENT = {"effective_from", "effective_until", "business_hours"}
+NULLABLE_AGREEMENT = {"effective_from", "effective_until", "business_hours", "fee"}
 NULLABLE_OBJECTIVE = {"slice_length", "slice_target", "threshold"}
 CHANGE_META = {"author", "reason"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import ApiState
 from services.api.metrics import ObjectiveMetrics
-from services.api.routes import agreements, audit, history, indicators, objectives, openslo, status, tokens
+from services.api.reports import CLOSE_INTERVAL_SECONDS, close_due
+from services.api.routes import agreements, audit, history, indicators, objectives, openslo, reports, status, tokens
 from services.api.settings import ApiSettings
 from shared.auth import install_auth
 from shared.db import make_engine, make_sessionmaker
@@ -31,10 +34,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         app.state.api = ApiState(settings, engine, make_sessionmaker(engine))
+        closer = asyncio.create_task(run_closer(app.state.api), name="period-closer")
         log.info("api ready")
         try:
             yield
         finally:
+            closer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await closer
             await engine.dispose()
 
     app = FastAPI(
@@ -68,6 +75,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(history.router)
     app.include_router(tokens.router)
     app.include_router(audit.router)
+    app.include_router(reports.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -78,6 +86,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     install_auth(app, "api", settings)  # shared.permissions, enforced before any route runs
     return app
+
+
+async def run_closer(state: ApiState) -> None:
+    """Close ended reporting periods, in every api process; the advisory lock lets one of them at a time work
+    (docs/reports.md). A failure is logged and retried at the next interval."""
+    grace_ms = state.settings.report_grace_seconds * 1000
+    failing = False
+    while True:
+        try:
+            async with state.sessionmaker() as session, session.begin():
+                for agreement_id, label in await close_due(session, grace_ms):
+                    log.info("closed reporting period", extra={"agreement_id": str(agreement_id), "period": label})
+            failing = False
+        except Exception:
+            if not failing:
+                log.exception("closing reporting periods failed; retrying every %s s", CLOSE_INTERVAL_SECONDS)
+            failing = True
+        await asyncio.sleep(CLOSE_INTERVAL_SECONDS)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

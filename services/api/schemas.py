@@ -420,6 +420,17 @@ class CreditTierIn(Strict):
     credit_percent: float = Field(ge=0, le=100, description="Percent of the period's fee credited.")
 
 
+class FeeIn(Strict):
+    """The fee per reporting period: credits owed are this percent of it. A decimal string, never a float."""
+
+    amount: str = Field(
+        pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$",
+        examples=["1200.00"],
+        description="A decimal string: up to 15 digits, up to 4 decimals (no float rounding).",
+    )
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO 4217 code.")
+
+
 AGREEMENT_EXAMPLE: dict[str, Any] = {
     "name": "Acme checkout SLA",
     "provider": "Shop Platform",
@@ -452,6 +463,7 @@ class AgreementTerms(Strict):
     credit_tiers: list[CreditTierIn] = Field(default_factory=list, max_length=c.MAX_CREDIT_TIERS)
     labels: Labels = Field(default_factory=dict, examples=[{"team": "payments"}])
     openslo: OpenSLOData | None = Field(default=None, description=OPENSLO_DATA)
+    fee: FeeIn | None = Field(default=None, description="Optional fee per reporting period (credit amounts).")
 
     @field_validator("credit_tiers")
     @classmethod
@@ -491,6 +503,7 @@ class AgreementPatch(Strict):
     credit_tiers: list[CreditTierIn] | None = Field(default=None, max_length=c.MAX_CREDIT_TIERS)
     labels: Labels | None = None
     openslo: OpenSLOData | None = Field(default=None, description=OPENSLO_DATA)
+    fee: FeeIn | None = None
     objectives: list[ObjectiveItem] | None = Field(default=None, max_length=c.MAX_OBJECTIVES)
 
     @field_validator("credit_tiers")

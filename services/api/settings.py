@@ -24,6 +24,13 @@ class ApiSettings(AuthSettings):
         "0.5 per maintenance occurrence in the lookback; plus 4 per occurrence of a recurring rule from its DTSTART "
         "to `to`.",
     )
+    report_grace_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=31 * 86_400,
+        description="How long after a reporting period ends the closer waits for late data before it freezes the "
+        "period's report and emits accord.sla.met / accord.sla.breached (docs/reports.md).",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest accepted request body, chunked or not (413 above)."
     )

@@ -19,7 +19,7 @@ exactly what the next Postgres transaction must write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.budget import (
@@ -37,9 +37,7 @@ from shared.budget import (
     ThresholdRule,
     Transition,
     classify,
-    credit_owed,
     decide,
-    evaluate,
     judge,
     measure,
     minute_of,
@@ -47,6 +45,7 @@ from shared.budget import (
     quiet,
     shape_of,
 )
+from shared.budget.reports import judge_period, period_terms
 from shared.budget.rollups import retention_cutoffs
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
@@ -430,13 +429,11 @@ class Engine:
         closed = self._period(objective.reporting_period, objective.timezone, before_ms)
         if now_ms < closed.end_ms:
             return 0
-        terms = replace(
-            objective.terms, window=CalendarWindow(objective.reporting_period, objective.timezone), tiers=()
-        )
-        ev = evaluate(terms, group.source_for(terms), closed.end_ms - 1)
-        if ev.sli is None or ev.sli >= terms.target:
+        terms = period_terms(objective.terms, objective.reporting_period, objective.timezone)
+        judged = judge_period(terms, group.source_for(terms), closed, closed.end_ms - 1, objective.credit_tiers)
+        if judged.met is not False:
             return 0
-        credit = credit_owed(ev.sli, objective.credit_tiers)
+        ev, credit = judged.evaluation, judged.credit_percent
         kind = "accord.sla.breached"
         event = period_breached_event(objective, ev, closed, credit, now_ms)
         self._events.append(
