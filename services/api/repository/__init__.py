@@ -33,7 +33,6 @@ from services.api.repository.indicators import (
 from services.api.repository.objectives import get_objective, list_objectives, objectives_of
 from services.api.repository.readings import (
     exhausted_since,
-    live_statuses,
     rolled_up,
     series_buckets,
     statuses_of,
@@ -64,7 +63,6 @@ __all__ = [
     "list_objectives",
     "list_reviews",
     "list_revisions",
-    "live_statuses",
     "lock_agreement",
     "now",
     "objectives_of",

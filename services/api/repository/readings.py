@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Agreement, BreachEvent, IndicatorState, Objective, ObjectiveStatus
+from shared.db import BreachEvent, IndicatorState, ObjectiveStatus
 from shared.history import Bucket
 from shared.series import SeriesKey, series_key
 
@@ -70,17 +70,6 @@ async def series_buckets(session: AsyncSession, indicator: str, start: int, end:
         end,
     )
     return {series_key(name): list(zip(minutes, good, total, strict=True)) for name, minutes, good, total in rows}
-
-
-async def live_statuses(session: AsyncSession) -> Sequence[tuple[ObjectiveStatus, Objective, Agreement]]:
-    """Every stored objective status of agreements that are not archived, with its objective and agreement."""
-    query = (
-        select(ObjectiveStatus, Objective, Agreement)
-        .join(Objective, Objective.id == ObjectiveStatus.objective_id)
-        .join(Agreement, Agreement.id == Objective.agreement_id)
-        .where(Agreement.archived_at.is_(None))
-    )
-    return [(s, o, a) for s, o, a in (await session.execute(query)).all()]
 
 
 Cells = dict[str, dict[SeriesKey, list[Bucket]]]

@@ -1,0 +1,138 @@
+"""Per-objective gauges on the evaluator's /metrics, for Grafana: SLI, budget, burn rates, alert states.
+
+Each objective is exported by the one evaluator that owns its indicator's partition, so the
+deployment exports it once, however many api or evaluator replicas run; when the partition
+moves, the old owner stops exporting it (`Engine.forget_partitions`) and the new one starts as
+soon as the partition is loaded (its stored reading comes with the partition).
+
+A scrape reads memory only, never Postgres: the latest reading of each objective (written or
+waiting for the next checkpoint), rendered as Prometheus text directly, with each objective's
+label string built once per objective configuration. prometheus_client's own rendering costs
+several microseconds per sample (a label dict escaped per sample), ≈ 1 s per 10,000 objectives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client.utils import floatToGoString
+
+from services.evaluator.engine import Engine, StatusRow, StoredReading
+from shared.budget.model import tier_name
+from shared.objective_config import ObjectiveConfig
+
+_num: Callable[[float], str] = floatToGoString  # Prometheus' float format (+Inf, NaN); unannotated upstream
+
+LABELS = ("objective_id", "objective", "agreement_id", "agreement", "customer", "provider", "indicator")
+
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "accord_objective_target": ("The objective's target (fraction of good events).", ()),
+    "accord_objective_sli": ("SLI over the objective's window (good / total); absent without events.", ()),
+    "accord_objective_window_good_events": (
+        "Good units in the window (events, or slices when slice-budgeted).",
+        (),
+    ),
+    "accord_objective_window_events": ("Units in the window (events, or slices with data).", ()),
+    "accord_objective_budget_remaining": ("Error budget left (fraction; negative: overspent).", ()),
+    "accord_objective_window_burn_rate": ("Burn rate over the whole window.", ()),
+    "accord_objective_burn_rate": ("Burn rate over one window of a burn-rate tier.", ("tier", "window", "span")),
+    "accord_objective_alert_firing": ("1 while a burn-rate tier is firing.", ("tier", "severity")),
+    "accord_objective_budget_exhausted": ("1 while the error budget is exhausted.", ()),
+    "accord_objective_evaluated_timestamp_seconds": ("Event time of the latest evaluation.", ()),
+}
+"""Family name -> (help, labels besides LABELS), in exposition order."""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
+
+
+class _Objective:
+    """What an objective's samples need besides its reading: its label string and its tiers' windows."""
+
+    __slots__ = ("config", "labels", "target", "tiers")
+
+    def __init__(self, o: ObjectiveConfig) -> None:
+        self.config = o
+        values = (o.id, o.name, o.agreement_id, o.agreement_name, o.customer, o.provider, o.indicator)
+        self.labels = _labels(zip(LABELS, values, strict=True))
+        self.target = _num(o.terms.target)
+        self.tiers = {
+            t.name: (tier_name(t.long_minutes), tier_name(t.short_minutes), t.severity.value) for t in o.terms.tiers
+        }
+
+
+class ObjectiveGauges:
+    """Renders the gauges of the objectives whose indicators this evaluator holds."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._objectives: dict[str, _Objective] = {}
+
+    def _objective(self, o: ObjectiveConfig) -> _Objective:
+        found = self._objectives.get(o.id)
+        if found is None or found.config is not o:
+            found = self._objectives[o.id] = _Objective(o)
+        return found
+
+    def render(self) -> bytes:
+        """The families of FAMILIES as Prometheus text (0.0.4), each with every objective held here."""
+        engine = self.engine
+        lines: dict[str, list[str]] = {name: [] for name in FAMILIES}
+        held: set[str] = set()
+        for key in engine.indicators:
+            for o in engine.objectives.get(key, ()):
+                reading = engine.reading(o.id)
+                if reading is not None:
+                    held.add(o.id)
+                    _samples(self._objective(o), reading, lines)
+        for oid in self._objectives.keys() - held:  # objectives gone, or no longer held here
+            del self._objectives[oid]
+        out: list[str] = []
+        for name, (doc, _) in FAMILIES.items():
+            out.append(f"# HELP {name} {doc}")
+            out.append(f"# TYPE {name} gauge")
+            out.extend(lines[name])
+        return ("\n".join(out) + "\n").encode()
+
+
+def _samples(obj: _Objective, reading: StatusRow | StoredReading, lines: dict[str, list[str]]) -> None:
+    """One objective's samples, appended to their families' lines."""
+    if isinstance(reading, StatusRow):
+        ev, state = reading.evaluation, reading.alert_state
+        sli, good, total = ev.sli, ev.counts.good, ev.counts.total
+        consumed, rate, at_ms = ev.budget_consumed, ev.burn_rate, ev.now_ms
+        tiers = [(t.name, t.severity.value, t.long_burn_rate, t.short_burn_rate) for t in ev.tiers]
+        firing, exhausted = state.firing, state.exhausted
+    else:
+        sli, good, total = reading.sli, reading.good, reading.total
+        consumed, rate, at_ms = reading.budget_consumed, reading.burn_rate, reading.evaluated_at_ms
+        tiers = list(reading.tiers)
+        firing, exhausted = reading.firing, reading.exhausted
+    lb = obj.labels
+    p = "accord_objective_"
+    lines[p + "target"].append(f"{p}target{{{lb}}} {obj.target}")
+    if sli is not None:
+        lines[p + "sli"].append(f"{p}sli{{{lb}}} {_num(sli)}")
+    lines[p + "window_good_events"].append(f"{p}window_good_events{{{lb}}} {good}.0")
+    lines[p + "window_events"].append(f"{p}window_events{{{lb}}} {total}.0")
+    lines[p + "budget_remaining"].append(f"{p}budget_remaining{{{lb}}} {_num(1.0 - consumed)}")
+    if rate is not None:
+        lines[p + "window_burn_rate"].append(f"{p}window_burn_rate{{{lb}}} {_num(rate)}")
+    lines[p + "budget_exhausted"].append(f"{p}budget_exhausted{{{lb}}} {'1.0' if exhausted else '0.0'}")
+    at = _num(at_ms / 1000)
+    lines[p + "evaluated_timestamp_seconds"].append(f"{p}evaluated_timestamp_seconds{{{lb}}} {at}")
+    burn, on = lines[p + "burn_rate"], lines[p + "alert_firing"]
+    for name, severity, long_rate, short_rate in tiers:
+        long_window, short_window, _ = obj.tiers.get(name, (name, "", severity))
+        tier = _escape(name)
+        if long_rate is not None:
+            burn.append(f'{p}burn_rate{{{lb},tier="{tier}",window="{long_window}",span="long"}} {_num(long_rate)}')
+        if short_rate is not None:
+            burn.append(f'{p}burn_rate{{{lb},tier="{tier}",window="{short_window}",span="short"}} {_num(short_rate)}')
+        value = "1.0" if name in firing else "0.0"
+        on.append(f'{p}alert_firing{{{lb},tier="{tier}",severity="{_escape(severity)}"}} {value}')
