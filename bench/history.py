@@ -104,11 +104,21 @@ async def seed(url: str, indicators: int, now_minute: int) -> dict[str, Any]:
                 "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5::jsonb)",
                 agreements,
             )
-            await conn.executemany(
-                """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", alert_policy, spec)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",
-                objectives,
+            legacy = await conn.fetchval(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'objectives' AND column_name = 'target'"
             )
+            if legacy:  # before migration 0004 dropped the columns the spec replaced
+                await conn.executemany(
+                    """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", alert_policy,
+                                               spec)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",
+                    objectives,
+                )
+            else:
+                await conn.executemany(
+                    "INSERT INTO objectives (id, agreement_id, name, indicator_key, spec) VALUES ($1, $2, $3, $4, $5::jsonb)",
+                    [(o[0], o[1], o[2], o[3], o[7]) for o in objectives],
+                )
             await conn.executemany(
                 "INSERT INTO indicator_state (indicator_key, topic, partition, watermark_ms) VALUES ($1, $2, $3, $4)",
                 [(k, TOPIC, partition_of(k), now_minute * 60_000) for k in keys],
