@@ -214,6 +214,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ACCORD_BREACHES_TOPIC": BREACHES,
             "ACCORD_EVALUATOR_GROUP_ID": GROUP,
             "ACCORD_LOG_LEVEL": "INFO",
+            "ACCORD_API_AUTH": "false",  # the requests below carry no token
             **dict(s.split("=", 1) for s in args.set),
         }
         first = service("accord-evaluator", "services.evaluator.main", env, "first")
