@@ -258,6 +258,10 @@ class Engine:
     def load_reading(self, objective_id: str, reading: StoredReading) -> None:
         self._latest[objective_id] = reading
 
+    def reading_version(self, objective_id: str) -> object | None:
+        """An object that stays the same (`is`) as long as `reading(objective_id)` would answer the same."""
+        return self._quiet.get(objective_id) or self._statuses.get(objective_id) or self._latest.get(objective_id)
+
     def reading(self, objective_id: str) -> StatusRow | StoredReading | None:
         """The objective's latest reading held here: waiting for a checkpoint, or as last written or loaded."""
         waiting = self._quiet.get(objective_id)

@@ -13,15 +13,22 @@ several microseconds per sample (a label dict escaped per sample), ≈ 1 s per 1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
-from prometheus_client.utils import floatToGoString
+import math
+from collections.abc import Iterable
 
 from services.evaluator.engine import Engine, StatusRow, StoredReading
 from shared.budget.model import tier_name
 from shared.objective_config import ObjectiveConfig
 
-_num: Callable[[float], str] = floatToGoString  # Prometheus' float format (+Inf, NaN); unannotated upstream
+
+def _num(value: float) -> str:
+    """A sample value as Prometheus text: repr, with Go's names for the infinities and NaN."""
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
 
 LABELS = ("objective_id", "objective", "agreement_id", "agreement", "customer", "provider", "indicator")
 
@@ -52,18 +59,37 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 class _Objective:
-    """What an objective's samples need besides its reading: its label string and its tiers' windows."""
+    """What an objective's samples need besides its reading: its label strings (built once per configuration)
+    and its samples as rendered for the last reading version (an objective nothing changed costs no formatting)."""
 
-    __slots__ = ("config", "labels", "target", "tiers")
+    __slots__ = ("config", "labels", "lines", "target", "tiers", "version")
 
     def __init__(self, o: ObjectiveConfig) -> None:
         self.config = o
         values = (o.id, o.name, o.agreement_id, o.agreement_name, o.customer, o.provider, o.indicator)
         self.labels = _labels(zip(LABELS, values, strict=True))
         self.target = _num(o.terms.target)
+        # tier name -> (long burn labels, short burn labels, firing labels), for the tiers of the terms
         self.tiers = {
-            t.name: (tier_name(t.long_minutes), tier_name(t.short_minutes), t.severity.value) for t in o.terms.tiers
+            t.name: self._tier_labels(t.name, tier_name(t.long_minutes), tier_name(t.short_minutes), t.severity.value)
+            for t in o.terms.tiers
         }
+        self.version: object | None = None
+        self.lines: tuple[list[str], ...] = ()
+
+    def _tier_labels(self, name: str, long: str, short: str, severity: str) -> tuple[str, str, str]:
+        tier, lb = _escape(name), self.labels
+        return (
+            f'{lb},tier="{tier}",window="{_escape(long)}",span="long"',
+            f'{lb},tier="{tier}",window="{_escape(short)}",span="short"',
+            f'{lb},tier="{tier}",severity="{_escape(severity)}"',
+        )
+
+    def tier(self, name: str, severity: str) -> tuple[str, str, str]:
+        found = self.tiers.get(name)
+        if found is None:  # a reading of terms since changed: its tier's windows are not known here
+            found = self.tiers[name] = self._tier_labels(name, name, "", severity)
+        return found
 
 
 class ObjectiveGauges:
@@ -82,26 +108,33 @@ class ObjectiveGauges:
     def render(self) -> bytes:
         """The families of FAMILIES as Prometheus text (0.0.4), each with every objective held here."""
         engine = self.engine
-        lines: dict[str, list[str]] = {name: [] for name in FAMILIES}
+        rendered: list[tuple[list[str], ...]] = []
         held: set[str] = set()
         for key in engine.indicators:
             for o in engine.objectives.get(key, ()):
-                reading = engine.reading(o.id)
-                if reading is not None:
-                    held.add(o.id)
-                    _samples(self._objective(o), reading, lines)
+                version = engine.reading_version(o.id)
+                if version is None:
+                    continue
+                held.add(o.id)
+                obj = self._objective(o)
+                if obj.version is not version:
+                    reading = engine.reading(o.id)
+                    assert reading is not None
+                    obj.lines, obj.version = _samples(obj, reading), version
+                rendered.append(obj.lines)
         for oid in self._objectives.keys() - held:  # objectives gone, or no longer held here
             del self._objectives[oid]
         out: list[str] = []
-        for name, (doc, _) in FAMILIES.items():
+        for n, (name, (doc, _)) in enumerate(FAMILIES.items()):
             out.append(f"# HELP {name} {doc}")
             out.append(f"# TYPE {name} gauge")
-            out.extend(lines[name])
+            for lines in rendered:
+                out.extend(lines[n])
         return ("\n".join(out) + "\n").encode()
 
 
-def _samples(obj: _Objective, reading: StatusRow | StoredReading, lines: dict[str, list[str]]) -> None:
-    """One objective's samples, appended to their families' lines."""
+def _samples(obj: _Objective, reading: StatusRow | StoredReading) -> tuple[list[str], ...]:
+    """One objective's sample lines, per family of FAMILIES (in its order)."""
     if isinstance(reading, StatusRow):
         ev, state = reading.evaluation, reading.alert_state
         sli, good, total = ev.sli, ev.counts.good, ev.counts.total
@@ -115,24 +148,24 @@ def _samples(obj: _Objective, reading: StatusRow | StoredReading, lines: dict[st
         firing, exhausted = reading.firing, reading.exhausted
     lb = obj.labels
     p = "accord_objective_"
-    lines[p + "target"].append(f"{p}target{{{lb}}} {obj.target}")
-    if sli is not None:
-        lines[p + "sli"].append(f"{p}sli{{{lb}}} {_num(sli)}")
-    lines[p + "window_good_events"].append(f"{p}window_good_events{{{lb}}} {good}.0")
-    lines[p + "window_events"].append(f"{p}window_events{{{lb}}} {total}.0")
-    lines[p + "budget_remaining"].append(f"{p}budget_remaining{{{lb}}} {_num(1.0 - consumed)}")
-    if rate is not None:
-        lines[p + "window_burn_rate"].append(f"{p}window_burn_rate{{{lb}}} {_num(rate)}")
-    lines[p + "budget_exhausted"].append(f"{p}budget_exhausted{{{lb}}} {'1.0' if exhausted else '0.0'}")
-    at = _num(at_ms / 1000)
-    lines[p + "evaluated_timestamp_seconds"].append(f"{p}evaluated_timestamp_seconds{{{lb}}} {at}")
-    burn, on = lines[p + "burn_rate"], lines[p + "alert_firing"]
+    burn: list[str] = []
+    on: list[str] = []
     for name, severity, long_rate, short_rate in tiers:
-        long_window, short_window, _ = obj.tiers.get(name, (name, "", severity))
-        tier = _escape(name)
+        long_labels, short_labels, firing_labels = obj.tier(name, severity)
         if long_rate is not None:
-            burn.append(f'{p}burn_rate{{{lb},tier="{tier}",window="{long_window}",span="long"}} {_num(long_rate)}')
+            burn.append(f"{p}burn_rate{{{long_labels}}} {_num(long_rate)}")
         if short_rate is not None:
-            burn.append(f'{p}burn_rate{{{lb},tier="{tier}",window="{short_window}",span="short"}} {_num(short_rate)}')
-        value = "1.0" if name in firing else "0.0"
-        on.append(f'{p}alert_firing{{{lb},tier="{tier}",severity="{_escape(severity)}"}} {value}')
+            burn.append(f"{p}burn_rate{{{short_labels}}} {_num(short_rate)}")
+        on.append(f"{p}alert_firing{{{firing_labels}}} {'1.0' if name in firing else '0.0'}")
+    return (
+        [f"{p}target{{{lb}}} {obj.target}"],
+        [f"{p}sli{{{lb}}} {_num(sli)}"] if sli is not None else [],
+        [f"{p}window_good_events{{{lb}}} {good}.0"],
+        [f"{p}window_events{{{lb}}} {total}.0"],
+        [f"{p}budget_remaining{{{lb}}} {_num(1.0 - consumed)}"],
+        [f"{p}window_burn_rate{{{lb}}} {_num(rate)}"] if rate is not None else [],
+        burn,
+        on,
+        [f"{p}budget_exhausted{{{lb}}} {'1.0' if exhausted else '0.0'}"],
+        [f"{p}evaluated_timestamp_seconds{{{lb}}} {_num(at_ms / 1000)}"],
+    )
