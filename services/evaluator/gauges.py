@@ -6,9 +6,10 @@ moves, the old owner stops exporting it (`Engine.forget_partitions`) and the new
 soon as the partition is loaded (its stored reading comes with the partition).
 
 A scrape reads memory only, never Postgres: the latest reading of each objective (written or
-waiting for the next checkpoint), rendered as Prometheus text directly, with each objective's
-label string built once per objective configuration. prometheus_client's own rendering costs
-several microseconds per sample (a label dict escaped per sample), ≈ 1 s per 10,000 objectives.
+waiting for the next checkpoint), rendered as Prometheus text directly. Each objective's label
+strings are built once per objective configuration, and its lines once per reading (an objective
+that did not change since the last scrape costs a list extend). prometheus_client's own rendering
+escapes a label dict per sample: ≈ 2 s per 10,000 objectives (140,000 samples) here.
 """
 
 from __future__ import annotations
