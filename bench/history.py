@@ -104,11 +104,23 @@ async def seed(url: str, indicators: int, now_minute: int) -> dict[str, Any]:
                 "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5::jsonb)",
                 agreements,
             )
-            await conn.executemany(
-                """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", alert_policy, spec)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",
-                objectives,
+            legacy = await conn.fetchval(
+                "SELECT count(*) FROM information_schema.columns"
+                " WHERE table_name = 'objectives' AND column_name = 'target'"
             )
+            if legacy:  # before migration 0004 dropped the columns the spec replaced
+                await conn.executemany(
+                    """INSERT INTO objectives (id, agreement_id, name, indicator_key, target, "window", alert_policy,
+                                               spec)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",
+                    objectives,
+                )
+            else:
+                await conn.executemany(
+                    "INSERT INTO objectives (id, agreement_id, name, indicator_key, spec)"
+                    " VALUES ($1, $2, $3, $4, $5::jsonb)",
+                    [(o[0], o[1], o[2], o[3], o[7]) for o in objectives],
+                )
             await conn.executemany(
                 "INSERT INTO indicator_state (indicator_key, topic, partition, watermark_ms) VALUES ($1, $2, $3, $4)",
                 [(k, TOPIC, partition_of(k), now_minute * 60_000) for k in keys],
@@ -202,6 +214,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ACCORD_BREACHES_TOPIC": BREACHES,
             "ACCORD_EVALUATOR_GROUP_ID": GROUP,
             "ACCORD_LOG_LEVEL": "INFO",
+            "ACCORD_API_AUTH": "false",  # the requests below carry no token
             **dict(s.split("=", 1) for s in args.set),
         }
         first = service("accord-evaluator", "services.evaluator.main", env, "first")
@@ -288,15 +301,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 n,
                 **{"from": str((end - DAYS * 86_400_000) // 1000), "to": str(end // 1000), "step": "1h"},
             )
-            scrapes = []
+            scrapes: dict[str, list[float]] = {"api": [], "evaluator": []}
+            sizes: dict[str, int] = {}
             for _ in range(n):
-                started = time.perf_counter()
-                size = 0
-                for svc in (api, second):
-                    size += len((await client.get(f"{svc.url}/metrics", timeout=120)).content)
-                scrapes.append(time.perf_counter() - started)
-            out["metrics_scrape_p50_s"] = p50(scrapes)
-            out["metrics_bytes"] = size
+                for name, svc in (("api", api), ("evaluator", second)):
+                    started = time.perf_counter()
+                    sizes[name] = len((await client.get(f"{svc.url}/metrics", timeout=120)).content)
+                    scrapes[name].append(time.perf_counter() - started)
+            both = [a + e for a, e in zip(scrapes["api"], scrapes["evaluator"], strict=True)]
+            out["metrics_scrape_p50_s"] = p50(both)
+            out["metrics_scrape_api_p50_s"] = p50(scrapes["api"])
+            out["metrics_scrape_evaluator_p50_s"] = p50(scrapes["evaluator"])
+            out["metrics_bytes"] = sum(sizes.values())
         return out
     finally:
         for svc in reversed(procs):

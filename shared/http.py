@@ -139,11 +139,13 @@ def ops_router(
     registry: CollectorRegistry,
     checks: dict[str, ReadinessCheck],
     before_scrape: Callable[[], Awaitable[None]] | None = None,
+    more_metrics: Callable[[], bytes] | None = None,
 ) -> APIRouter:
     """`/healthz` (the process answers), `/readyz` (every dependency answers), `/metrics`.
 
     `before_scrape` runs in the async handler before the registry is rendered: collectors that
     need I/O (a query) refresh their snapshot there, since `collect()` itself is synchronous.
+    `more_metrics` renders families of its own (Prometheus text) appended to the registry's.
     """
     router = APIRouter(include_in_schema=False)
 
@@ -162,6 +164,9 @@ def ops_router(
     async def metrics() -> Response:
         if before_scrape is not None:
             await before_scrape()
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(registry)
+        if more_metrics is not None:
+            body += more_metrics()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -15,7 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import ApiState
-from services.api.metrics import ObjectiveMetrics
 from services.api.reports import CLOSE_INTERVAL_SECONDS, close_due
 from services.api.routes import agreements, audit, history, indicators, objectives, openslo, reports, status, tokens
 from services.api.settings import ApiSettings
@@ -61,12 +60,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             return f"postgres unreachable: {exc!r}"
         return None
 
-    objective_metrics = ObjectiveMetrics(registry)
-
-    async def before_scrape() -> None:
-        await objective_metrics.refresh(app.state.api.sessionmaker)
-
-    app.include_router(ops_router(registry, {"postgres": postgres_ready}, before_scrape))
+    # Per-objective gauges are exported by the evaluator that owns each objective (services/evaluator/gauges.py).
+    app.include_router(ops_router(registry, {"postgres": postgres_ready}))
     app.include_router(indicators.router)
     app.include_router(agreements.router)
     app.include_router(objectives.router)

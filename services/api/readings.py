@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +41,7 @@ from shared.budget import (
     decide,
     evaluate,
     minute_of,
+    shape_of,
     thresholds_announced,
 )
 from shared.budget.evaluate import CountSource
@@ -51,7 +52,6 @@ from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, ru
 from shared.db import Agreement, AgreementRevision, Objective, ObjectiveStatus
 from shared.errors import Invalid
 from shared.history import (
-    Bucket,
     HistoryPoint,
     IndicatorBuckets,
     TermsInForce,
@@ -60,7 +60,7 @@ from shared.history import (
     history,
     lookback_minutes,
 )
-from shared.series import SeriesGroup, SeriesKey, selects, series_group
+from shared.series import SeriesGroup, selects, series_group
 from shared.spec import AgreementSpec, ObjectiveSpec
 from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
@@ -104,6 +104,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
         hour_spans: dict[str, tuple[int, int]] = {}
         minute_spans: dict[str, list[Interval]] = {}
         rules: RuleMemo = {}
+        plans: dict[tuple[tuple[object, ...], int], list[Interval] | None] = {}
         for objective, agreement in objectives:
             status = statuses.get(objective.id)
             agreement_spec: AgreementSpec = agreement.spec
@@ -117,7 +118,12 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
             if instant is None:
                 continue
             key, end = objective.indicator_key, minute_of(instant) + 1
-            needed = needed_minutes(terms, instant)
+            # Objectives of one shape at one instant (the evaluator evaluates an indicator's objectives together)
+            # need the same minutes: planned once.
+            shape = (shape_of(terms), instant)
+            if shape not in plans:
+                plans[shape] = needed_minutes(terms, instant)
+            needed = plans[shape]
             if needed is None:
                 start = end - lookback_minutes(terms)
                 known = spans.get(key)
@@ -143,13 +149,10 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     )
 
     def planned_source(key: str, group: SeriesGroup) -> PlannedSource:
-        def rows(cells: dict[SeriesKey, list[Bucket]]) -> Iterator[Bucket]:
-            for series, found in cells.items():
-                if selects(group, series):
-                    yield from found
+        def columns(cells: repo.Cells) -> list[repo.Columns]:
+            return [found for series, found in cells.get(key, {}).items() if selects(group, series)]
 
-        hours, minutes = rows(hour_cells.get(key, {})), rows(minute_cells.get(key, {}))
-        return PlannedSource(hours, minutes, merged.get(key, []))
+        return PlannedSource.of_columns(columns(hour_cells), columns(minute_cells), merged.get(key, []))
 
     def compute() -> list[Reading]:
         sources: dict[tuple[str, SeriesGroup], CountSource] = {}

@@ -35,7 +35,7 @@ from shared.budget.rollups import PlannedSource, plan_window
 from shared.contract import RuleMemo
 from shared.db import Agreement, AgreementRevision, BreachEvent, PeriodReportRow
 from shared.errors import AccordError, Invalid, NotFound
-from shared.history import Bucket, combine
+from shared.history import combine
 from shared.series import SeriesGroup, SeriesKey, selects, series_group
 from shared.spec import AgreementDocument, AgreementSpec, StoredObjective
 from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
@@ -119,10 +119,8 @@ async def _load_sources(
     )
     loaded = {key: await repo.series_buckets(session, key, period.start, end) for key in full}
 
-    def rows(cells: dict[SeriesKey, list[Bucket]], group: SeriesGroup) -> Iterator[Bucket]:
-        for series, found in cells.items():
-            if selects(group, series):
-                yield from found
+    def columns(cells: dict[SeriesKey, repo.Columns], group: SeriesGroup) -> list[repo.Columns]:
+        return [found for series, found in cells.items() if selects(group, series)]
 
     def build() -> dict[tuple[str, SeriesGroup], CountSource]:
         sources: dict[tuple[str, SeriesGroup], CountSource] = {}
@@ -133,8 +131,10 @@ async def _load_sources(
             if terms.budgeting is Budgeting.TIMESLICES:
                 sources[(key, group)] = combine(loaded.get(key, {}), group)
             else:
-                sources[(key, group)] = PlannedSource(
-                    rows(hour_cells.get(key, {}), group), rows(minute_cells.get(key, {}), group), merged.get(key, [])
+                sources[(key, group)] = PlannedSource.of_columns(
+                    columns(hour_cells.get(key, {}), group),
+                    columns(minute_cells.get(key, {}), group),
+                    merged.get(key, []),
                 )
         return sources
 
@@ -676,20 +676,23 @@ async def explain(
     hour_cells, minute_cells = await repo.rolled_up(
         session, [(key, lo // 60, end // 60 + 1)], [(key, a, b) for a, b in minutes]
     )
-    per_series: dict[SeriesKey, PlannedSource] = {}
-    for series, cells in hour_cells.get(key, {}).items():
-        if selects(group, series):
-            per_series[series] = PlannedSource(cells, minute_cells.get(key, {}).get(series, []), minutes)
-    for series, cells in minute_cells.get(key, {}).items():
-        if selects(group, series) and series not in per_series:
-            per_series[series] = PlannedSource([], cells, minutes)
+    hours_of, minutes_of = hour_cells.get(key, {}), minute_cells.get(key, {})
+    selected = [series for series in sorted({*hours_of, *minutes_of}) if selects(group, series)]
+    per_series = {
+        series: PlannedSource.of_columns(
+            [hours_of[series]] if series in hours_of else [],
+            [minutes_of[series]] if series in minutes_of else [],
+            minutes,
+        )
+        for series in selected
+    }
     if terms.budgeting is Budgeting.TIMESLICES:
         loaded = await repo.series_buckets(session, key, lo, end)
         source: CountSource = combine(loaded, group)
     else:
-        source = PlannedSource(
-            [c for s in per_series for c in hour_cells.get(key, {}).get(s, [])],
-            [c for s in per_series for c in minute_cells.get(key, {}).get(s, [])],
+        source = PlannedSource.of_columns(
+            [hours_of[s] for s in selected if s in hours_of],
+            [minutes_of[s] for s in selected if s in minutes_of],
             minutes,
         )
     sources = list(per_series.values())

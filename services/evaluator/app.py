@@ -72,8 +72,13 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
         if "evaluator" in holder:
             holder["evaluator"].checkpoint.refresh_metrics()
 
+    def objective_gauges() -> bytes:
+        if "evaluator" not in holder:
+            return b""
+        return holder["evaluator"].gauges.render()
+
     checks = {"postgres": _never_raises(postgres_ready), "evaluator": _never_raises(evaluator_ready)}
-    app.include_router(ops_router(metrics.registry, checks, before_scrape=refresh))
+    app.include_router(ops_router(metrics.registry, checks, before_scrape=refresh, more_metrics=objective_gauges))
     return app
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.budget import (
     ZERO,
@@ -113,6 +113,21 @@ class StatusRow:
     revision: int | None = None  # the agreement revision whose terms `evaluation` used
 
 
+class StoredReading(NamedTuple):
+    """An objective's reading as stored in `objective_status`, loaded with its partition: what the gauges show
+    until the objective is next evaluated here. `tiers`: (name, severity, long burn rate, short burn rate)."""
+
+    sli: float | None
+    good: int
+    total: int
+    budget_consumed: float
+    burn_rate: float | None
+    evaluated_at_ms: int
+    tiers: tuple[tuple[str, str, float | None, float | None], ...]
+    firing: frozenset[str]
+    exhausted: bool
+
+
 @dataclass(frozen=True, slots=True)
 class EventRow:
     id: str
@@ -160,6 +175,8 @@ class Engine:
         self.alert_states: dict[str, AlertState] = {}
         self.objectives: dict[str, list[ObjectiveConfig]] = {}
         self.rules: dict[str, list[ThresholdRule]] = {}
+        # The latest reading of each objective held here, as last drained (or loaded): for the gauges.
+        self._latest: dict[str, StatusRow | StoredReading] = {}
         self.set_objectives(objectives)
         self._dirty_buckets: set[tuple[str, SeriesKey, int]] = set()
         self._hour_deltas: dict[tuple[str, SeriesKey, int], list[int]] = {}
@@ -191,6 +208,7 @@ class Engine:
         # Indicators where good events alone can start an alert: a page tier waits for enough events.
         self._eager = {k for k, objs in by_indicator.items() if any(o.terms.min_events > 0 for o in objs)}
         self._evaluated_second = {}
+        self._latest = {oid: r for oid, r in self._latest.items() if oid in self._shapes}
 
     def history_minutes(self, indicator: str) -> int:
         """Minutes of history any objective of `indicator` can still look at."""
@@ -236,6 +254,22 @@ class Engine:
     def load_alert_state(self, objective_id: str, state: AlertState) -> None:
         self.alert_states[objective_id] = state
 
+    def load_reading(self, objective_id: str, reading: StoredReading) -> None:
+        self._latest[objective_id] = reading
+
+    def reading_version(self, objective_id: str) -> object | None:
+        """An object that stays the same (`is`) as long as `reading(objective_id)` would answer the same."""
+        return self._quiet.get(objective_id) or self._statuses.get(objective_id) or self._latest.get(objective_id)
+
+    def reading(self, objective_id: str) -> StatusRow | StoredReading | None:
+        """The objective's latest reading held here: waiting for a checkpoint, or as last written or loaded."""
+        waiting = self._quiet.get(objective_id)
+        if waiting is not None:
+            objective, measured, last_ms = waiting
+            alert = self.alert_states.get(objective_id, NO_ALERTS)
+            return StatusRow(objective_id, judge(objective.terms, measured), alert, last_ms, objective.revision)
+        return self._statuses.get(objective_id) or self._latest.get(objective_id)
+
     def forget_partitions(self, partitions: set[int]) -> None:
         """Drop the state of the indicators on `partitions`, and whatever of theirs waits for a checkpoint.
 
@@ -252,6 +286,7 @@ class Engine:
             self.alert_states.pop(oid, None)
             self._quiet.pop(oid, None)
             self._statuses.pop(oid, None)
+            self._latest.pop(oid, None)
         if gone:
             self._dirty_buckets = {d for d in self._dirty_buckets if d[0] not in gone}
             self._hour_deltas = {d: v for d, v in self._hour_deltas.items() if d[0] not in gone}
@@ -478,6 +513,7 @@ class Engine:
             if state is not None and state.watermark_ms is not None:
                 changes.indicators.append((indicator, state.partition, state.watermark_ms))
         changes.statuses = list(self._statuses.values())
+        self._latest.update(self._statuses)
         changes.events = self._events
         self._dirty_buckets = set()
         self._hour_deltas = {}

@@ -29,6 +29,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.evaluator.checkpoint import RETRY_MAX_SECONDS, Checkpoint, EvaluatorMetrics
 from services.evaluator.engine import Engine
+from services.evaluator.gauges import ObjectiveGauges
 from services.evaluator.settings import EvaluatorSettings
 from services.evaluator.store import DeadLetter, load_objectives
 from shared.kafka import make_consumer
@@ -46,10 +47,12 @@ class Evaluator:
     pool: asyncpg.Pool
     engine: Engine
     checkpoint: Checkpoint = field(init=False)
+    gauges: ObjectiveGauges = field(init=False)
     objectives_loaded: bool = False
 
     def __post_init__(self) -> None:
         self.checkpoint = Checkpoint(self.settings, self.metrics, self.pool, self.engine)
+        self.gauges = ObjectiveGauges(self.engine)
 
     @classmethod
     async def create(cls, settings: EvaluatorSettings, metrics: EvaluatorMetrics) -> Evaluator:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
-from services.evaluator.engine import Changes, Engine
+from services.evaluator.engine import Changes, Engine, StoredReading
 from shared.budget import AlertState, TierReading
 from shared.contract import objective_terms
 from shared.objective_config import ObjectiveConfig
 from shared.spec import AgreementSpec, ObjectiveSpec
-from shared.timeutil import MINUTE_MS, from_ms
+from shared.timeutil import MINUTE_MS, from_ms, to_ms
 
 log = logging.getLogger("accord.evaluator.store")
 
@@ -140,10 +140,16 @@ async def load_partition(
         total_buckets += sum(len(minutes) for _, minutes, _, _ in loaded)
     objective_ids = [o.id for key in keys for o in engine.objectives.get(key, ())]
     for r in await conn.fetch(
-        "SELECT objective_id::text AS id, alert_state FROM objective_status WHERE objective_id = ANY($1::uuid[])",
+        """
+        SELECT objective_id::text AS id, alert_state, good, total, sli, budget_consumed, burn_rate, tiers,
+               evaluated_at
+        FROM objective_status WHERE objective_id = ANY($1::uuid[])
+        """,
         objective_ids,
     ):
-        engine.load_alert_state(r["id"], AlertState.from_json(orjson.loads(r["alert_state"])))
+        state = AlertState.from_json(orjson.loads(r["alert_state"]))
+        engine.load_alert_state(r["id"], state)
+        engine.load_reading(r["id"], _stored_reading(r, state))
     return PartitionLoad(next_offset, len(indicators), total_buckets)
 
 
@@ -185,6 +191,24 @@ async def delete_expired(
                 break
         gone.append(total)
     return gone[0], gone[1]
+
+
+def _stored_reading(r: asyncpg.Record, state: AlertState) -> StoredReading:
+    tiers = orjson.loads(r["tiers"])
+    return StoredReading(
+        sli=r["sli"],
+        good=r["good"],
+        total=r["total"],
+        budget_consumed=r["budget_consumed"],
+        burn_rate=r["burn_rate"],
+        evaluated_at_ms=to_ms(r["evaluated_at"]),
+        tiers=tuple(
+            (str(t["name"]), str(t.get("severity", "")), t.get("long_burn_rate"), t.get("short_burn_rate"))
+            for t in tiers
+        ),
+        firing=state.firing,
+        exhausted=state.exhausted,
+    )
 
 
 def _tier_json(r: TierReading, state: AlertState) -> dict[str, object]:

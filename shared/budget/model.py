@@ -89,6 +89,7 @@ def tier_name(long_minutes: int) -> str:
     return f"{long_minutes}m"
 
 
+@lru_cache(maxsize=256)  # immutable tiers; the api builds the terms of every objective it reads
 def default_tiers(window_minutes: int) -> tuple[BurnRateTier, ...]:
     """The default tiers for a budget window: factor = share × window / long window, unrounded."""
     return tuple(

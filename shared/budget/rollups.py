@@ -183,7 +183,7 @@ class PlannedSource:
     sums whole hours from the cells and edges from the minutes. Asking for a minute outside the loaded
     spans is a bug in the caller's planning, and raises rather than answer a wrong sum."""
 
-    __slots__ = ("_good", "_hours", "_loaded", "_minutes", "_total")
+    __slots__ = ("_good", "_hours", "_loaded", "_minute_good", "_minute_total", "_minutes", "_total")
 
     def __init__(
         self,
@@ -193,12 +193,24 @@ class PlannedSource:
     ) -> None:
         """`hours` and `minutes` are (hour or minute, good, total) cells, summed when one comes more than once
         (several series); `loaded` the minute spans the minutes cover (every bucket of them that has counts)."""
-        cells = _summed(hours)
-        self._hours = sorted(cells)
-        self._good = [0, *accumulate(cells[h][0] for h in self._hours)]
-        self._total = [0, *accumulate(cells[h][1] for h in self._hours)]
-        self._minutes = _summed(minutes)
+        self._hours, self._good, self._total = _prefix_sums(hours)
+        self._minutes, self._minute_good, self._minute_total = _prefix_sums(minutes)
         self._loaded = _merge(list(loaded))
+
+    @classmethod
+    def of_columns(
+        cls,
+        hours: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]],
+        minutes: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]],
+        loaded: Sequence[Interval],
+    ) -> PlannedSource:
+        """From (cells in ascending order, goods, totals) columns, one triple per series: a lone series (the
+        common case) becomes prefix sums without a Python object per cell."""
+        source = cls.__new__(cls)
+        source._hours, source._good, source._total = _column_sums(hours)
+        source._minutes, source._minute_good, source._minute_total = _column_sums(minutes)
+        source._loaded = _merge(list(loaded))
+        return source
 
     def _hour_sum(self, first: int, end: int) -> Counts:
         lo, hi = bisect.bisect_left(self._hours, first), bisect.bisect_left(self._hours, end)
@@ -208,18 +220,40 @@ class PlannedSource:
         i = bisect.bisect_right(self._loaded, (a, 1 << 62)) - 1
         if i < 0 or self._loaded[i][1] < b:
             raise LookupError(f"minutes [{a}, {b}) were not loaded")
-        good = total = 0
-        get = self._minutes.get
-        for minute in range(a, b):
-            c = get(minute)
-            if c is not None:
-                good += c[0]
-                total += c[1]
-        return Counts(good, total)
+        lo, hi = bisect.bisect_left(self._minutes, a), bisect.bisect_left(self._minutes, b)
+        return Counts(self._minute_good[hi] - self._minute_good[lo], self._minute_total[hi] - self._minute_total[lo])
 
     def range(self, start: int, end: int) -> Counts:
-        p = plan([(start, end)])
-        return sum_plan(p, self._minute_sum, lambda _size, first, stop: self._hour_sum(first, stop))
+        """`plan([(start, end)])` summed, without building the plan: whole hours, then the minutes at each edge."""
+        if start >= end:
+            return ZERO
+        first, last = -(-start // MINUTES_PER_HOUR), end // MINUTES_PER_HOUR
+        if first >= last:
+            return self._minute_sum(start, end)
+        found = self._hour_sum(first, last)
+        if start < first * MINUTES_PER_HOUR:
+            found = found + self._minute_sum(start, first * MINUTES_PER_HOUR)
+        if last * MINUTES_PER_HOUR < end:
+            found = found + self._minute_sum(last * MINUTES_PER_HOUR, end)
+        return found
+
+
+def _prefix_sums(cells: Iterable[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int]]:
+    """(sorted keys, prefix sums of good, prefix sums of total) of (key, good, total) cells, summed per key."""
+    summed = _summed(cells)
+    keys = sorted(summed)
+    good = [0, *accumulate(summed[k][0] for k in keys)]
+    total = [0, *accumulate(summed[k][1] for k in keys)]
+    return keys, good, total
+
+
+def _column_sums(
+    columns: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]],
+) -> tuple[list[int], list[int], list[int]]:
+    if len(columns) == 1:
+        keys, good, total = columns[0]
+        return list(keys), [0, *accumulate(good)], [0, *accumulate(total)]
+    return _prefix_sums(cell for at, good, total in columns for cell in zip(at, good, total, strict=True))
 
 
 def _summed(cells: Iterable[tuple[int, int, int]]) -> dict[int, list[int]]:

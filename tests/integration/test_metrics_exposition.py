@@ -89,15 +89,18 @@ async def test_every_service_exposition_passes_promtool(launch: Callable[[str], 
         # Caught up: every measurement applied, and the partition that got them has a lag sample of 0.
         return text if applied["applied"] == 3 and lags and all(v == 0 for _, v in lags) else None
 
-    evaluator_text = await wait_until(evaluated, timeout=30, what="the evaluator to apply and report lag 0")
-    texts = {"evaluator": evaluator_text, "ingest": await scrape(ingest)}
+    await wait_until(evaluated, timeout=30, what="the evaluator to apply and report lag 0")
 
     async def objective_exported() -> str | None:
-        text = await scrape(api)
+        text = await scrape(evaluator)
         events = samples(text).get("accord_objective_window_events", [])
         return text if events and events[0][1] == 300 else None
 
-    texts["api"] = await wait_until(objective_exported, timeout=15, what="the api to export the objective's gauges")
+    texts = {
+        "evaluator": await wait_until(objective_exported, timeout=15, what="the evaluator to export the gauges"),
+        "ingest": await scrape(ingest),
+        "api": await scrape(api),
+    }
     for service, text in texts.items():
         promtool_check(text, service)
         s = samples(text)
@@ -116,6 +119,6 @@ async def test_every_service_exposition_passes_promtool(launch: Callable[[str], 
     reasons = {lbl["reason"] for lbl, _ in evaluator_s["accord_evaluator_dead_letters_total"]}
     assert {"schema", "malformed", "id", "labels"} <= reasons  # present at 0 before any dead letter
     assert evaluator_s["accord_outbox_backlog_events"] == [({}, 0.0)]
-    api_s = samples(texts["api"])
-    (events,) = api_s["accord_objective_window_events"]
+    (events,) = evaluator_s["accord_objective_window_events"]
     assert events[1] == 300
+    assert not [n for n in samples(texts["api"]) if n.startswith("accord_objective_")]  # exported once: evaluators

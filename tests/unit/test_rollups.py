@@ -160,7 +160,19 @@ def test_measuring_from_hour_cells_and_the_needed_minutes_equals_measuring_every
     hour_rows = [(h, c.good // 2, c.total // 2) for h, c in hours.items()]
     hour_rows += [(h, c.good - c.good // 2, c.total - c.total // 2) for h, c in hours.items()]
     planned = PlannedSource(hour_rows, minutes, needed)
-    assert measure(case.terms, planned, case.now_ms) == measure(case.terms, full, case.now_ms)
+    expected = measure(case.terms, full, case.now_ms)
+    assert measure(case.terms, planned, case.now_ms) == expected
+
+    # The same cells as the api reads them: columns per series, in ascending order (one series, and two).
+    def columns(rows: list[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int]]:
+        ordered = sorted(rows)
+        return [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered]
+
+    one_series = [(h, c.good, c.total) for h, c in hours.items()]
+    halves = [hour_rows[: len(hours)], hour_rows[len(hours) :]]
+    for hour_columns in ([columns(one_series)], [columns(h) for h in halves]):
+        source = PlannedSource.of_columns(hour_columns, [columns(minutes)], needed)
+        assert measure(case.terms, source, case.now_ms) == expected
 
 
 def test_a_planned_source_refuses_minutes_it_was_not_given() -> None:
@@ -169,3 +181,5 @@ def test_a_planned_source_refuses_minutes_it_was_not_given() -> None:
     assert source.range(0, 240) == ZERO  # whole hours
     with pytest.raises(LookupError):
         source.range(61, 200)
+    with pytest.raises(LookupError):
+        PlannedSource.of_columns([], [], [(60, 70)]).range(61, 200)

@@ -32,8 +32,9 @@ from services.api.repository.indicators import (
 )
 from services.api.repository.objectives import get_objective, list_objectives, objectives_of
 from services.api.repository.readings import (
+    Cells,
+    Columns,
     exhausted_since,
-    live_statuses,
     rolled_up,
     series_buckets,
     statuses_of,
@@ -43,6 +44,8 @@ from services.api.repository.reviews import add_review, get_review, list_reviews
 from services.api.repository.session import announce_config_change, now, read_snapshot
 
 __all__ = [
+    "Cells",
+    "Columns",
     "add_review",
     "all_revisions",
     "announce_config_change",
@@ -64,7 +67,6 @@ __all__ = [
     "list_objectives",
     "list_reviews",
     "list_revisions",
-    "live_statuses",
     "lock_agreement",
     "now",
     "objectives_of",

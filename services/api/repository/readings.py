@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Agreement, BreachEvent, IndicatorState, Objective, ObjectiveStatus
+from shared.db import BreachEvent, IndicatorState, ObjectiveStatus
 from shared.history import Bucket
 from shared.series import SeriesKey, series_key
 
@@ -72,19 +72,10 @@ async def series_buckets(session: AsyncSession, indicator: str, start: int, end:
     return {series_key(name): list(zip(minutes, good, total, strict=True)) for name, minutes, good, total in rows}
 
 
-async def live_statuses(session: AsyncSession) -> Sequence[tuple[ObjectiveStatus, Objective, Agreement]]:
-    """Every stored objective status of agreements that are not archived, with its objective and agreement."""
-    query = (
-        select(ObjectiveStatus, Objective, Agreement)
-        .join(Objective, Objective.id == ObjectiveStatus.objective_id)
-        .join(Agreement, Agreement.id == Objective.agreement_id)
-        .where(Agreement.archived_at.is_(None))
-    )
-    return [(s, o, a) for s, o, a in (await session.execute(query)).all()]
-
-
-Cells = dict[str, dict[SeriesKey, list[Bucket]]]
-"""Per indicator and series: (minute or hour, good, total) cells."""
+Columns = tuple[Sequence[int], Sequence[int], Sequence[int]]
+"""(minutes or hours in ascending order, goods, totals) of one series."""
+Cells = dict[str, dict[SeriesKey, Columns]]
+"""Per indicator and series: its cells as columns."""
 
 
 async def rolled_up(
@@ -98,7 +89,7 @@ async def rolled_up(
 
     async def fetch(
         table: str, column: str, spans: Sequence[tuple[str, str | None, int, int]]
-    ) -> dict[str, dict[str, list[Bucket]]]:
+    ) -> dict[str, dict[str, Columns]]:
         if not spans:
             return {}
         keys, names, starts, ends = (list(c) for c in zip(*spans, strict=True))
@@ -123,9 +114,9 @@ async def rolled_up(
             starts,
             ends,
         )
-        out: dict[str, dict[str, list[Bucket]]] = {}
+        out: dict[str, dict[str, Columns]] = {}
         for key, name, at, good, total in rows:
-            out.setdefault(key, {})[name] = list(zip(at, good, total, strict=True))
+            out.setdefault(key, {})[name] = (at, good, total)
         return out
 
     hour_cells = await fetch("series_hours", "hour", [(k, None, a, b) for k, a, b in hours])
@@ -136,7 +127,7 @@ async def rolled_up(
         "series_buckets", "minute", [(k, name, a, b) for k, a, b in minutes for name in hour_cells.get(k, {})]
     )
 
-    def keyed(cells: dict[str, dict[str, list[Bucket]]]) -> Cells:
+    def keyed(cells: dict[str, dict[str, Columns]]) -> Cells:
         return {k: {series_key(name): found for name, found in by_name.items()} for k, by_name in cells.items()}
 
     return keyed(hour_cells), keyed(minute_cells)
