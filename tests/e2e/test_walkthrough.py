@@ -172,6 +172,7 @@ def test_the_readme_walkthrough_does_what_it_says(stack: dict[str, str], tmp_pat
     for n, block in enumerate(blocks):
         body = block.script.replace("localhost:8000", f"localhost:{stack['ACCORD_API_PORT']}")
         body = body.replace("localhost:8001", f"localhost:{stack['ACCORD_INGEST_PORT']}")
+        body = body.replace("localhost:8002", f"localhost:{stack['ACCORD_EVALUATOR_PORT']}")
         body = body.replace(".accord/admin-token", f"{stack['ACCORD_DATA_DIR']}/admin-token")
         script += [f"echo {marker}{n}", body, f"echo {marker}status=$?"]
     done = subprocess.run(
