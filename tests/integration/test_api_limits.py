@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from support import ServiceProcess
+from support import ServiceProcess, register
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -70,12 +70,6 @@ async def evaluated_now(database_url: str, *statements: str) -> None:
         )
     finally:
         await conn.close()
-
-
-async def register(api: httpx.AsyncClient) -> None:
-    for key, kind in (("checkout.availability", "ratio"), ("checkout.latency", "threshold")):
-        r = await api.post("/v1/indicators", json={"key": key, "kind": kind})
-        assert r.status_code == 201, r.text
 
 
 async def create(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
