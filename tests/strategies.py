@@ -37,10 +37,12 @@ from shared.budget import (
     PeriodKind,
     RecurringMaintenance,
     RollingWindow,
+    SeriesCounts,
     Severity,
     ThresholdRule,
     TierReading,
     Window,
+    classify,
     default_tiers_for,
     matches,
 )
@@ -350,3 +352,20 @@ def reference(case: Case) -> Evaluation:
         time_left_minutes=time_left,
         period_end=period_end,
     )
+
+
+def stream_sources(case: Case, drop: bool = True) -> list[SeriesCounts]:
+    """The series the objective reads, counted as the evaluator counts them (the code under test, fed the case)."""
+    terms = case.terms
+    series: dict[tuple[tuple[str, str], ...], SeriesCounts] = {}
+    for m in case.measurements:
+        counts = Counts(m.good, m.total)
+        if terms.threshold is not None and m.value is not None:
+            counts = classify(terms.threshold, m.value, m.count)
+        key = tuple(sorted(m.labels.items()))
+        series.setdefault(key, SeriesCounts()).add(m.timestamp_ms // MINUTE_MS, counts.good, counts.total)
+    if drop:
+        keep = max([terms.window.max_minutes, *(t.long_minutes for t in terms.tiers)])
+        for s in series.values():
+            s.drop_before(case.now_ms // MINUTE_MS + 1 - keep)
+    return [s for key, s in series.items() if matches(terms.matchers, key)]

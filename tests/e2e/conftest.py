@@ -1,10 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import NO_AUTH, Servers, ServiceProcess, Topics
+from support import BIN, NO_AUTH, Servers, ServiceProcess, Stack, Topics
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +45,21 @@ async def launch(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Cal
     yield _launch
     for svc in reversed(started):
         svc.stop()
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    data_dir = Path(tempfile.mkdtemp(prefix="accord-stack-"))
+    data_dir.chmod(0o755)  # PostgreSQL runs as an unprivileged account when the tests run as root
+    s = Stack(data_dir)
+    try:
+        yield s
+    finally:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.send_signal(signal.SIGINT)
+            s.proc.wait(timeout=120)
+        # What a killed launcher left running (broker, PostgreSQL).
+        subprocess.run(
+            [str(BIN / "accord"), "stop", "--force"], env=s.env(), check=False, timeout=120, capture_output=True
+        )
+        shutil.rmtree(data_dir, ignore_errors=True)

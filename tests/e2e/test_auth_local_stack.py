@@ -4,35 +4,21 @@ folder and prints the same one on the next start; the stack refuses requests wit
 from __future__ import annotations
 
 import re
-import shutil
 import signal
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from test_local_stack import Stack
+from support import Stack
 
 from accord.tokens import LOCAL_ADMIN_FILE
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+@pytest.fixture(autouse=True)
+def _auth_on(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ACCORD_API_AUTH", "ACCORD_INGEST_AUTH"):
         monkeypatch.delenv(name, raising=False)  # auth on, as `make run` has it
-    data_dir = Path(tempfile.mkdtemp(prefix="accord-stack-"))
-    data_dir.chmod(0o755)  # PostgreSQL runs as an unprivileged account when the tests run as root
-    s = Stack(data_dir)
-    try:
-        yield s
-    finally:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.send_signal(signal.SIGINT)
-            s.proc.wait(timeout=120)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def printed_token(stack: Stack) -> str:

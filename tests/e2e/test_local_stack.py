@@ -11,140 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-from support import BIN, wait_until
+from support import Stack, wait_until
 
 from accord.cli import GIVE_UP_EXITS, Launcher, Service, StackSettings, _GiveUp
-from accord.localstack import die_with_parent, free_port, process_alive
+from accord.localstack import free_port, process_alive
 
 pytestmark = pytest.mark.slow
 
 INDICATOR = "stack.availability"
 BATCH = 10
-
-
-@dataclass
-class Stack:
-    """One `accord run` process and what it needs: a data dir and five free ports."""
-
-    data_dir: Path
-    ports: dict[str, int] = field(
-        default_factory=lambda: {name: free_port() for name in ("PG", "KAFKA", "API", "INGEST", "EVALUATOR")}
-    )
-    proc: subprocess.Popen[bytes] | None = None
-    runs: int = 0
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def log(self) -> Path:
-        return self.data_dir / f"run-{self.runs}.log"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")}
-        env.update({f"ACCORD_{name}_PORT": str(port) for name, port in self.ports.items()})
-        env.update(
-            {
-                "ACCORD_DATA_DIR": str(self.data_dir),
-                "ACCORD_EVALUATOR_SESSION_TIMEOUT_MS": "3000",
-                "ACCORD_EVALUATOR_CHECKPOINT_INTERVAL_MS": "100",
-                **self.extra_env,
-            }
-        )
-        return env
-
-    @property
-    def database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.ports['PG']}/accord"
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    async def start(self) -> None:
-        """Start `accord run` and wait (bounded) until it says it is ready."""
-        self.spawn()
-
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"accord run exited with {self.proc.returncode}:\n{self.text()[-3000:]}")
-            return "Accord is ready" in self.text()
-
-        await wait_until(ready, timeout=90, what=f"accord run to be ready (log {self.log})")
-
-    def spawn(self) -> None:
-        self.runs += 1
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [str(BIN / "accord"), "run"],
-                env=self.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent(),
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    async def wait_exit(self, timeout: float = 90) -> int:
-        assert self.proc is not None
-        proc = self.proc
-        await wait_until(lambda: proc.poll() is not None, timeout=timeout, what="accord run to exit")
-        return proc.returncode
-
-    def children(self, command: str) -> list[int]:
-        """Pids of the launcher's children running `command` (e.g. accord-ingest)."""
-        assert self.proc is not None
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid and command in cmdline:
-                found.append(int(entry.name))
-        return found
-
-    def postmaster_pid(self) -> int | None:
-        pidfile = self.data_dir / "postgres" / "data" / "postmaster.pid"
-        try:
-            first = pidfile.read_text().split("\n", 1)[0].strip()
-        except OSError:
-            return None
-        return int(first) if first.isdigit() else None
-
-
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="accord-stack-"))
-    data_dir.chmod(0o755)  # PostgreSQL runs as an unprivileged account when the tests run as root
-    s = Stack(data_dir)
-    try:
-        yield s
-    finally:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.send_signal(signal.SIGINT)
-            s.proc.wait(timeout=120)
-        # What a killed launcher left running (broker, PostgreSQL).
-        subprocess.run(
-            [str(BIN / "accord"), "stop", "--force"], env=s.env(), check=False, timeout=120, capture_output=True
-        )
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass

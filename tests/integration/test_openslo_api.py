@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from test_openslo import FOREIGN
+from support import FOREIGN
 
 YAML = {"content-type": "application/yaml"}
 PARAMS = {"customer": "Acme Corp", "provider": "Shop Platform"}

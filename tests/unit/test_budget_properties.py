@@ -10,7 +10,7 @@ from itertools import product
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import DAY, LABEL_SETS, MINUTE_MS, Case, Raw, cases, reference
+from strategies import DAY, LABEL_SETS, MINUTE_MS, Case, Raw, cases, reference, stream_sources
 
 from shared.budget import (
     AlertState,
@@ -29,7 +29,6 @@ from shared.budget import (
     decide,
     evaluate,
     judge,
-    matches,
     measure,
     quiet,
 )
@@ -41,23 +40,6 @@ def stream(case: Case, drop: bool = True) -> Evaluation:
     """What the evaluator does: classify, count per label set, keep only what windows need, evaluate."""
     terms = case.terms
     return evaluate(terms, stream_sources(case, drop), case.now_ms)
-
-
-def stream_sources(case: Case, drop: bool = True) -> list[SeriesCounts]:
-    """The series the objective reads, counted as the evaluator counts them."""
-    terms = case.terms
-    series: dict[tuple[tuple[str, str], ...], SeriesCounts] = {}
-    for m in case.measurements:
-        counts = Counts(m.good, m.total)
-        if terms.threshold is not None and m.value is not None:
-            counts = classify(terms.threshold, m.value, m.count)
-        key = tuple(sorted(m.labels.items()))
-        series.setdefault(key, SeriesCounts()).add(m.timestamp_ms // MINUTE_MS, counts.good, counts.total)
-    if drop:
-        keep = max([terms.window.max_minutes, *(t.long_minutes for t in terms.tiers)])
-        for s in series.values():
-            s.drop_before(case.now_ms // MINUTE_MS + 1 - keep)
-    return [s for key, s in series.items() if matches(terms.matchers, key)]
 
 
 # ---------------------------------------------------------------- properties

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import string
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import FOREIGN
 
 from services.api import openslo_rules as rules
 from services.api.openslo import export_documents, export_yaml, import_documents, parse_yaml
@@ -205,9 +205,6 @@ def test_a_foreign_threshold_slo_imports_with_its_calendar_and_slices() -> None:
     assert (objective["window"], objective["budgeting"], objective["slice_length"]) == ("month", "timeslices", "1m")
     assert objective["threshold"] == {"op": "<=", "value": 300}
     assert yaml.safe_load(export_yaml(canonical(imported.document)).split("---")[0])["kind"] == "Service"
-
-
-FOREIGN = (Path(__file__).parents[1] / "data" / "openslo" / "accepted" / "list-every-v1-field.yaml").read_text()
 
 
 def test_a_list_of_documents_imports_with_everything_kept_and_exports_by_the_rules() -> None:

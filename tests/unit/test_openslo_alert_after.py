@@ -8,8 +8,7 @@ from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import Case, cases
-from test_budget_properties import stream_sources
+from strategies import Case, cases, stream_sources
 
 from shared.budget import AlertState, BurnRateTier, Severity, decide, judge, measure, quiet
 from shared.budget.counts import Counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_openslo import FOREIGN
+from support import FOREIGN
 
 from accord.cli import main
 
