@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from shared.budget import Counts, Evaluation, ObjectiveTerms, evaluate, minute_of
+from shared.budget.rollups import Columns, column_sums
 from shared.series import SeriesGroup, SeriesKey, selects, series_group
 
 Bucket = tuple[int, int, int]
 """(minute, good, total) of one series."""
 
-IndicatorBuckets = Mapping[SeriesKey, Sequence[Bucket]]
-"""The loaded buckets of one indicator, per series."""
+IndicatorBuckets = Mapping[SeriesKey, Columns]
+"""The loaded buckets of one indicator, per series: (minutes ascending, goods, totals), as PostgreSQL returns them."""
 
 
 class PrefixCounts:
@@ -49,6 +50,14 @@ class PrefixCounts:
         self._good = list(accumulate((merged[m][0] for m in self._minutes), initial=0))
         self._total = list(accumulate((merged[m][1] for m in self._minutes), initial=0))
 
+    @classmethod
+    def of_columns(cls, columns: Sequence[Columns]) -> PrefixCounts:
+        """From (minutes ascending, goods, totals) columns, one triple per series: a lone series (the common case)
+        becomes prefix sums without a Python object per bucket (a 60-day history reads 86,400 of them)."""
+        source = cls.__new__(cls)
+        source._minutes, source._good, source._total = column_sums(columns)
+        return source
+
     def __len__(self) -> int:
         return len(self._minutes)
 
@@ -72,7 +81,7 @@ class PrefixCounts:
 
 def combine(series: IndicatorBuckets, group: SeriesGroup) -> PrefixCounts:
     """The summed counts of the series an objective group reads (same rule, matchers accepted)."""
-    return PrefixCounts(b for key, buckets in series.items() if selects(group, key) for b in buckets)
+    return PrefixCounts.of_columns([columns for key, columns in series.items() if selects(group, key)])
 
 
 def lookback_minutes(terms: ObjectiveTerms) -> int:

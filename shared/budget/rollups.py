@@ -207,8 +207,8 @@ class PlannedSource:
         """From (cells in ascending order, goods, totals) columns, one triple per series: a lone series (the
         common case) becomes prefix sums without a Python object per cell."""
         source = cls.__new__(cls)
-        source._hours, source._good, source._total = _column_sums(hours)
-        source._minutes, source._minute_good, source._minute_total = _column_sums(minutes)
+        source._hours, source._good, source._total = column_sums(hours)
+        source._minutes, source._minute_good, source._minute_total = column_sums(minutes)
         source._loaded = _merge(list(loaded))
         return source
 
@@ -247,9 +247,12 @@ def _prefix_sums(cells: Iterable[tuple[int, int, int]]) -> tuple[list[int], list
     return keys, good, total
 
 
-def _column_sums(
-    columns: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]],
-) -> tuple[list[int], list[int], list[int]]:
+Columns = tuple[Sequence[int], Sequence[int], Sequence[int]]
+"""(minutes or hours ascending, goods, totals) of one series, as PostgreSQL's array_agg returns them."""
+
+
+def column_sums(columns: Sequence[Columns]) -> tuple[list[int], list[int], list[int]]:
+    """(keys, prefix sums of good, of total) of one or more series' columns, summed per key."""
     if len(columns) == 1:
         keys, good, total = columns[0]
         return list(keys), [0, *accumulate(good)], [0, *accumulate(total)]

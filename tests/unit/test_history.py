@@ -47,6 +47,29 @@ def test_an_evaluation_over_prefix_sums_equals_one_over_minute_buckets(
     assert evaluate(terms, PrefixCounts(rows), now_ms) == evaluate(terms, reference, now_ms)
 
 
+def _columns(rows: list[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int]]:
+    """One stored series as the api reads it: unique minutes ascending, with their goods and totals."""
+    summed: dict[int, tuple[int, int]] = {}
+    for minute, good, total in rows:
+        g, t = summed.get(minute, (0, 0))
+        summed[minute] = (g + good, t + total)
+    minutes = sorted(summed)
+    return minutes, [summed[m][0] for m in minutes], [summed[m][1] for m in minutes]
+
+
+@given(buckets, buckets, st.integers(-10, 3100), st.integers(0, 3200))
+def test_prefix_sums_of_stored_columns_equal_those_of_the_buckets_one_or_several_series(
+    first: list[tuple[int, int, int]], second: list[tuple[int, int, int]], start: int, length: int
+) -> None:
+    end = start + length
+    alone = PrefixCounts.of_columns([_columns(first)])
+    assert alone.range(start, end) == PrefixCounts(first).range(start, end)
+    both = PrefixCounts.of_columns([_columns(first), _columns(second)])
+    reference = PrefixCounts(first + second)
+    assert both.range(start, end) == reference.range(start, end)
+    assert list(both.buckets(start, end)) == list(reference.buckets(start, end))
+
+
 def test_series_names_round_trip_and_objectives_read_their_rule_and_matchers() -> None:
     eu, us = ((("region", "eu"),), "<=300.0"), ((("region", "us"),), "<=300.0")
     assert series_key(series_name(eu)) == eu
@@ -56,7 +79,8 @@ def test_series_names_round_trip_and_objectives_read_their_rule_and_matchers() -
         objective_spec(target=0.9, window="1d", matchers={"region": "eu"}, threshold={"op": "<=", "value": 300}),
     )
     source = combine(
-        {eu: [(1, 1, 2)], us: [(1, 0, 5)], ((("region", "eu"),), "<=100.0"): [(1, 0, 9)]}, ("<=300.0", terms.matchers)
+        {eu: ([1], [1], [2]), us: ([1], [0], [5]), ((("region", "eu"),), "<=100.0"): ([1], [0], [9])},
+        ("<=300.0", terms.matchers),
     )
     assert source.range(0, 10).total == 2
 
@@ -71,7 +95,8 @@ def test_each_instant_is_evaluated_under_the_revision_in_force_then() -> None:
     ]
     assert in_force(spans, 0) is None
     assert in_force(spans, 600_000) == spans[1]
-    points = history(spans, {"x": {((), ""): [(m, 9, 10) for m in range(20)]}}, instants(0, 1_200_000, 300_000))
+    columns = (list(range(20)), [9] * 20, [10] * 20)
+    points = history(spans, {"x": {((), ""): columns}}, instants(0, 1_200_000, 300_000))
     assert [p.terms.revision if p.terms else None for p in points] == [None, 1, 2, 3, 3]
     assert [p.evaluation is not None for p in points] == [False, True, True, False, False]
     assert points[1].evaluation == evaluate(strict, PrefixCounts([(m, 9, 10) for m in range(20)]), 300_000)

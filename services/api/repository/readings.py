@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.budget.rollups import Columns
 from shared.db import BreachEvent, IndicatorState, ObjectiveStatus
-from shared.history import Bucket
 from shared.series import SeriesKey, series_key
 
 
@@ -47,7 +47,7 @@ async def watermarks(session: AsyncSession, indicators: Iterable[str]) -> dict[s
     return {key: watermark for key, watermark in rows.all()}
 
 
-async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, list[Bucket]]:
+async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, Columns]:
     """The stored minute buckets of every series of `indicator` with start <= minute < end.
 
     A 400-day window is over half a million rows per series: each series comes back as three arrays
@@ -69,11 +69,9 @@ async def series_buckets(session: AsyncSession, indicator: str, start: int, end:
         start,
         end,
     )
-    return {series_key(name): list(zip(minutes, good, total, strict=True)) for name, minutes, good, total in rows}
+    return {series_key(name): (minutes, good, total) for name, minutes, good, total in rows}
 
 
-Columns = tuple[Sequence[int], Sequence[int], Sequence[int]]
-"""(minutes or hours in ascending order, goods, totals) of one series."""
 Cells = dict[str, dict[SeriesKey, Columns]]
 """Per indicator and series: its cells as columns."""
 
