@@ -559,6 +559,13 @@ async def _largest_allowed_history(client: httpx.AsyncClient, database_url: str)
     return f"/v1/objectives/{objective_id}/history", {"from": start.isoformat(), "to": to.isoformat(), "step": "1d"}
 
 
+def assert_not_held(latencies: list[float], elapsed: float) -> None:
+    """/healthz, asked every 50 ms while a heavy request ran, was never queued behind it: had the heavy work run on
+    the event loop, a /healthz asked at its start would have waited about as long as the request itself. Relative to
+    the request's own duration, so a loaded machine slows both sides alike (how fast they are is bench/'s job)."""
+    assert max(latencies) < elapsed / 3, (elapsed, latencies)
+
+
 async def _polling_healthz(client: httpx.AsyncClient, request: Any) -> tuple[httpx.Response, float, list[float]]:
     """Run `request` while asking /healthz every 50 ms; its response, its duration and /healthz's latencies."""
     heavy = asyncio.create_task(request)
@@ -573,7 +580,7 @@ async def _polling_healthz(client: httpx.AsyncClient, request: Any) -> tuple[htt
     return response, time.perf_counter() - started, latencies
 
 
-async def test_healthz_answers_within_a_second_while_the_largest_allowed_history_and_status_run(
+async def test_healthz_is_not_held_behind_the_largest_allowed_history_and_status(
     api_process: ServiceProcess, database_url: str
 ) -> None:
     async with httpx.AsyncClient(base_url=api_process.url, timeout=120) as client:
@@ -585,7 +592,7 @@ async def test_healthz_answers_within_a_second_while_the_largest_allowed_history
         assert r.status_code == 200, r.text
         assert len(r.json()["points"]) == 3
         assert len(latencies) >= 3, (elapsed, latencies)  # /healthz was asked while the history ran
-        assert max(latencies) < 1.0, latencies
+        assert_not_held(latencies, elapsed)
         print(f"\nlargest allowed history: {elapsed:.2f} s; /healthz max {max(latencies) * 1000:.0f} ms")
 
         # The heaviest agreement status allowed: a 400-day timeslices objective over dense buckets, 7 more 400-day
@@ -603,7 +610,7 @@ async def test_healthz_answers_within_a_second_while_the_largest_allowed_history
         r, elapsed, latencies = await _polling_healthz(client, client.get(status_url))
         assert r.status_code == 200, r.text
         assert all(o["total"] > 0 for o in r.json()["objectives"])
-        assert max(latencies) < 1.0, latencies
+        assert_not_held(latencies, elapsed)
         print(f"heaviest allowed agreement status: {elapsed:.2f} s; /healthz max {max(latencies) * 1000:.0f} ms")
 
 
