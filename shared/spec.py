@@ -9,7 +9,7 @@ older ones), so no field here has a default and no reader re-applies one. Field-
 rules are checked on the request bodies, cross-field rules in shared/contract.py.
 
 Exceptions, added later with a default so older stored specs stay readable without a migration:
-`AlertTier.alert_after` / `alert_when_breaching` / `alert_when_resolved` and the `openslo` blobs
+`AlertTier.alert_after` / `alert_when_breaching` / `alert_when_resolved` / `op` and the `openslo` blobs
 (OpenSLO metadata an import keeps for export: names, labels, annotations, queries, targets).
 
 Field names are the api's JSON names (the wire format): `threshold.value`, `alert_policy.min_events`,
@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,6 +54,8 @@ class AlertTier(Frozen):
     """How long the condition must hold before the tier fires (OpenSLO `alertAfter`); None: at once."""
     alert_when_breaching: bool = True
     alert_when_resolved: bool = True
+    op: Literal["gt", "gte"] = "gt"
+    """Fire when both windows burn above the factor (`gt`), or at it or above (`gte`; OpenSLO's condition op)."""
 
 
 class AlertPolicy(Frozen):
@@ -80,6 +82,7 @@ class ObjectiveSpec(Frozen):
     matchers: dict[str, str]
     target: float
     window: str
+    """Rolling `30d`, calendar `week`/`month`/`quarter`, or anchored `1w from 2026-11-28T12:00` (shared.budget)."""
     budgeting: Budgeting
     slice_length: str | None
     slice_target: float | None

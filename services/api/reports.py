@@ -52,7 +52,7 @@ def period_of_label(label: str, agreement: Agreement, now_ms: int) -> Period:
     the agreement reports on, or a period that has not begun."""
     document: AgreementSpec = agreement.spec
     try:
-        period = parse_period(label, document.timezone)
+        period = parse_period(label, document.timezone)  # an anchored label (no calendar here) is a ValueError
     except ValueError as exc:
         raise Invalid("No such reporting period.", [{"field": "path.period", "reason": str(exc)}]) from None
     if period_kind(period.label) is not document.reporting_period:
@@ -302,7 +302,7 @@ async def build_report(
         },
         "period": {
             "label": period.label,
-            "kind": period_kind(period.label).value,
+            "kind": document.reporting_period.value,
             "timezone": tz,
             "start": _utc(period.start),
             "end": _utc(period.end),
