@@ -6,7 +6,8 @@ Rules checked: `apiVersion: openslo/v1`, a known `kind`, `metadata.name` an RFC 
 characters), the required fields of each kind, duration syntax (`<n><unit>`, units s m h d w M Q Y;
 `alertAfter` may be 0, a bare `timeSliceWindow` number is minutes), exactly one condition per
 AlertPolicy and at least one notification target, condition operators lt/lte/gt/gte, budgeting
-methods Occurrences/Timeslices/RatioTimeslices (a timeSliceWindow with either slice method), and that references (indicatorRef, alertPolicies,
+methods Occurrences/Timeslices/RatioTimeslices (a timeSliceWindow with either slice method), and that
+references (indicatorRef, alertPolicies,
 conditionRef, targetRef, metricSourceRef) name documents of the set.
 """
 
