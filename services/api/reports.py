@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import repository as repo
 from services.api.readings import stored_terms
-from shared.budget import Budgeting, ObjectiveTerms, Period, PeriodKind
+from shared.budget import ObjectiveTerms, Period, PeriodKind
 from shared.budget.counts import minute_of
 from shared.budget.evaluate import CountSource
 from shared.budget.exclusions import Interval, excluded_intervals, merge_intervals
@@ -89,7 +89,7 @@ def _plan_spans(
     full: set[str] = set()
     for objective, terms in judged:
         key = objective.indicator
-        if terms.budgeting is Budgeting.TIMESLICES:
+        if terms.budgeting.sliced:
             full.add(key)
             continue
         hour_spans[key] = (period.start // 60, end // 60 + 1)
@@ -128,7 +128,7 @@ async def _load_sources(
             key, group = objective.indicator, series_group(terms)
             if (key, group) in sources:
                 continue
-            if terms.budgeting is Budgeting.TIMESLICES:
+            if terms.budgeting.sliced:
                 sources[(key, group)] = combine(loaded.get(key, {}), group)
             else:
                 sources[(key, group)] = PlannedSource.of_columns(
@@ -192,7 +192,7 @@ def objective_json(j: Judged, breaches: Sequence[BreachEvent]) -> dict[str, Any]
         "indicator": j.objective.indicator,
         "target": jd.target,
         "budgeting": j.terms.budgeting.value,
-        "unit": "slices" if j.terms.budgeting is Budgeting.TIMESLICES else "events",
+        "unit": j.terms.budgeting.unit,
         "business_hours_only": j.objective.business_hours_only,
         "compliance": _num(jd.compliance),
         "met": jd.met,
@@ -686,7 +686,7 @@ async def explain(
         )
         for series in selected
     }
-    if terms.budgeting is Budgeting.TIMESLICES:
+    if terms.budgeting.sliced:
         loaded = await repo.series_buckets(session, key, lo, end)
         source: CountSource = combine(loaded, group)
     else:

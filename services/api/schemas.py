@@ -601,8 +601,9 @@ class ImportOut(BaseModel):
 
 
 class Budget(BaseModel):
-    unit: Literal["events", "slices"] = Field(
-        description="What the budget counts: events, or time slices for timeslices budgeting."
+    unit: Literal["events", "slices", "nanoslices"] = Field(
+        description="What the budget counts: events, time slices (timeslices), or 10^-9 slices "
+        "(ratio_timeslices: a slice with events counts 10^9, of which its success ratio × 10^9 is good)."
     )
     allowed_events: float = Field(description="The budget: (1 - target) × total units in the window so far.")
     consumed_events: int = Field(description="Bad units in the window (the budget spent).")

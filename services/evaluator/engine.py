@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 from shared.budget import (
     ZERO,
     AlertState,
-    Budgeting,
     CalendarWindow,
     Counts,
     Evaluation,
@@ -83,7 +82,7 @@ class SharedSums:
 
     def source_for(self, terms: ObjectiveTerms) -> SharedSums | SeriesCounts:
         # Timeslices walk buckets, not ranges: a lone series goes as itself, to SeriesCounts' fast path.
-        if terms.budgeting is Budgeting.TIMESLICES and len(self.series) == 1:
+        if terms.budgeting.sliced and len(self.series) == 1:
             return self.series[0]
         return self
 

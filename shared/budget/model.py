@@ -245,6 +245,11 @@ class Budgeting(StrEnum):
         """Whether the budget counts time slices (Timeslices or RatioTimeslices)."""
         return self is not Budgeting.OCCURRENCES
 
+    @property
+    def unit(self) -> str:
+        """What the counts count: `events`, `slices`, or `nanoslices` (RatioTimeslices: 10^-9 slice)."""
+        return {"occurrences": "events", "timeslices": "slices"}.get(self.value, "nanoslices")
+
 
 SLICE_RATIO_SCALE = 10**9
 """RatioTimeslices units per slice: a slice with data counts 10^9 units, good = its success ratio × 10^9
