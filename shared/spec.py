@@ -21,11 +21,12 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, WithJsonSchema
 
 from shared.budget import Budgeting, Comparison, PeriodKind, Severity
+from shared.budget.periods import Calendar, calendar_of
 
 
 class Frozen(BaseModel):
@@ -134,6 +135,24 @@ class Fee(Frozen):
     currency: str
 
 
+def _reporting_period(value: Any) -> PeriodKind | Calendar:
+    if isinstance(value, PeriodKind | Calendar):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a reporting period is week, month, quarter or an anchored calendar such as "
+                         "'1w from 2026-11-28T12:00'")  # fmt: skip
+    return calendar_of(value)
+
+
+ReportingPeriod = Annotated[
+    PeriodKind | Calendar,
+    PlainValidator(_reporting_period),
+    PlainSerializer(lambda v: v.value, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+"""`week`, `month`, `quarter`, or an anchored calendar (`1w from 2026-11-28T12:00`), stored as that text."""
+
+
 class AgreementSpec(Frozen):
     """An agreement's own terms (`agreements.spec`)."""
 
@@ -144,7 +163,8 @@ class AgreementSpec(Frozen):
     effective_from: datetime | None
     effective_until: datetime | None
     timezone: str
-    reporting_period: PeriodKind
+    reporting_period: ReportingPeriod
+    """A default period or an anchored calendar (periods start + k × duration, shared/budget/periods.py)."""
     business_hours: BusinessHours | None
     maintenance: tuple[Maintenance, ...]
     credit_tiers: tuple[CreditTier, ...]

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import repository as repo
 from services.api.readings import stored_terms
-from shared.budget import ObjectiveTerms, Period, PeriodKind
+from shared.budget import Calendar, ObjectiveTerms, Period, PeriodKind
 from shared.budget.counts import minute_of
 from shared.budget.evaluate import CountSource
 from shared.budget.exclusions import Interval, excluded_intervals, merge_intervals
@@ -51,11 +51,12 @@ def period_of_label(label: str, agreement: Agreement, now_ms: int) -> Period:
     """The agreement's reporting period named `label`; 422 for a malformed label, another kind of period than
     the agreement reports on, or a period that has not begun."""
     document: AgreementSpec = agreement.spec
+    kind = document.reporting_period
     try:
-        period = parse_period(label, document.timezone)  # an anchored label (no calendar here) is a ValueError
+        period = parse_period(label, document.timezone, kind if isinstance(kind, Calendar) else None)
     except ValueError as exc:
         raise Invalid("No such reporting period.", [{"field": "path.period", "reason": str(exc)}]) from None
-    if period_kind(period.label) is not document.reporting_period:
+    if period_kind(period.label) is not (None if isinstance(kind, Calendar) else kind):
         reason = f"the agreement reports per {document.reporting_period.value}, and {label[:40]!r} is no such period"
         raise Invalid("No such reporting period.", [{"field": "path.period", "reason": reason}])
     if period.start_ms > now_ms:
@@ -529,7 +530,7 @@ async def freeze(
     return report
 
 
-def last_closable(kind: PeriodKind, tz: str, now_ms: int, grace_ms: int) -> Period:
+def last_closable(kind: PeriodKind | Calendar, tz: str, now_ms: int, grace_ms: int) -> Period:
     """The latest period whose end plus the grace has passed at `now_ms`."""
     from shared.budget import period_bounds, previous_period
 

@@ -29,7 +29,7 @@ from shared import contract as c
 from shared.budget import CalendarWindow, parse_window
 from shared.budget.exclusions import MAX_RULE_LENGTH
 from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, parse_minutes
-from shared.budget.periods import Calendar
+from shared.budget.periods import Calendar, calendar_of
 from shared.contract import check_text, check_timezone
 
 T = TypeVar("T")
@@ -152,6 +152,26 @@ WindowText = Annotated[
         examples=["30d"],
     ),
     AfterValidator(_window),
+]
+
+
+def _reporting_period(v: str) -> str:
+    kind = calendar_of(v)
+    if isinstance(kind, Calendar) and kind.max_days + 1 > MAX_WINDOW_DAYS:
+        raise ValueError(f"a {kind.duration} reporting period can be longer than {MAX_WINDOW_DAYS} days")
+    return kind.value
+
+
+ReportingPeriodText = Annotated[
+    str,
+    Field(
+        max_length=40,
+        description="`month`, `quarter`, `week` (ISO, from Monday), or an anchored calendar `<n><unit> from "
+        "<local start>` such as `1w from 2026-11-28T12:00` (units d, w, M, Q, Y; periods start + k × duration, "
+        "labelled `2026-11-28T12:00+1w`), in the agreement's timezone.",
+        examples=["month"],
+    ),
+    AfterValidator(_reporting_period),
 ]
 Duration = Annotated[
     str,
@@ -466,7 +486,7 @@ class AgreementTerms(Strict):
     effective_from: Instant | None = None
     effective_until: Instant | None = None
     timezone: Timezone = "UTC"
-    reporting_period: Literal["month", "quarter", "week"] = "month"
+    reporting_period: ReportingPeriodText = "month"
     business_hours: BusinessHoursIn | None = None
     maintenance: list[MaintenanceIn] = Field(default_factory=list, max_length=c.MAX_MAINTENANCE)
     credit_tiers: list[CreditTierIn] = Field(default_factory=list, max_length=c.MAX_CREDIT_TIERS)
@@ -506,7 +526,7 @@ class AgreementPatch(Strict):
     effective_from: Instant | None = None
     effective_until: Instant | None = None
     timezone: Timezone | None = None
-    reporting_period: Literal["month", "quarter", "week"] | None = None
+    reporting_period: ReportingPeriodText | None = None
     business_hours: BusinessHoursIn | None = None
     maintenance: list[MaintenanceIn] | None = Field(default=None, max_length=c.MAX_MAINTENANCE)
     credit_tiers: list[CreditTierIn] | None = Field(default=None, max_length=c.MAX_CREDIT_TIERS)

@@ -194,6 +194,11 @@ class Calendar:
         return f"{self.duration} from {self.anchor:%Y-%m-%dT%H:%M}"
 
     @property
+    def value(self) -> str:
+        """The stored form, as `PeriodKind.value` is a default period's: code that shows either reads `.value`."""
+        return self.text
+
+    @property
     def nominal_days(self) -> int:
         return self.count * _NOMINAL_UNIT_DAYS[self.unit]
 

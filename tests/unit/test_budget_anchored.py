@@ -4,6 +4,7 @@ tests/strategies.py (period starts found by scanning wall-clock minutes; slices 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from fractions import Fraction
 
@@ -133,3 +134,20 @@ def test_a_gte_tier_fires_at_its_factor_and_a_gt_tier_only_above() -> None:
         assert ev.tiers[0].long_burn_rate == 1.0
         assert ev.tiers[0].burning is burning
     assert Counts(1, 1).bad == 0
+
+
+def test_the_engine_closes_an_anchored_reporting_period_with_its_label() -> None:
+    from support import engine_for, objective_config
+
+    from shared.measurements import Measurement
+
+    week = Calendar.parse("1w from 2026-11-28T12:00")
+    objective = replace(objective_config("o1", tiers=()), reporting_period=week)  # Berlin, 99 %
+    engine = engine_for(objective)
+    last = utc_minute("2026-12-05T10:59")  # the last minute of the week from Saturday 28 November 12:00 CET
+    engine.apply(0, "api.availability", [Measurement("api.availability", last * MINUTE_MS, 97, 100)])
+    engine.drain()
+    engine.apply(0, "api.availability", [Measurement("api.availability", (last + 1) * MINUTE_MS, 100, 100)])
+    (breached,) = [e for e in engine.drain().events if e.type == "accord.sla.breached"]
+    assert breached.event["data"]["period"]["label"] == "2026-11-28T12:00+1w"
+    assert breached.event["data"]["compliance"] == 0.97
