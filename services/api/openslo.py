@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, CalendarWindow, parse_window, tier_name
-from shared.budget.periods import Calendar
+from shared.budget.periods import MAX_UNIT_DAYS, Calendar
 from shared.errors import Invalid
 from shared.timeutil import MINUTE_MS, duration_ms
 
@@ -771,6 +771,13 @@ def _import_window(window: Doc, where: str, agreement: Doc, problems: _Problems)
             f"{where}.duration", f"calendar window {duration!r} is no calendar duration (<n> and d, w, M, Q or Y)"
         )
         return None
+    count, unit = int(match.group(1)), match.group(2)
+    if count * MAX_UNIT_DAYS[unit] + 1 > MAX_WINDOW_DAYS:
+        problems.add(
+            f"{where}.duration",
+            f"a {duration} period can be longer than {MAX_WINDOW_DAYS} days, the longest Accord keeps data for",
+        )
+        return None
     calendar = _as_dict(window.get("calendar"))
     tz = calendar.get("timeZone")
     if tz is not None and agreement.setdefault("timezone", tz) != tz:
@@ -803,17 +810,10 @@ def _import_window(window: Doc, where: str, agreement: Doc, problems: _Problems)
         problems.add(f"{where}.calendar.startTime", f"{str(start)!r}: Accord's periods start on a whole minute")
         return None
     try:
-        anchored = Calendar(int(match.group(1)), match.group(2), begin)
+        return Calendar(count, unit, begin).text
     except ValueError as exc:
         problems.add(f"{where}.calendar.startTime", str(exc))
         return None
-    if anchored.max_days + 1 > MAX_WINDOW_DAYS:
-        problems.add(
-            f"{where}.duration",
-            f"a {duration} period can be longer than {MAX_WINDOW_DAYS} days, the longest Accord keeps data for",
-        )
-        return None
-    return anchored.text
 
 
 def _import_alerts(

@@ -109,7 +109,7 @@ CALENDAR_UNITS = "dwMQY"
 """Units of an anchored calendar's duration: days, weeks, months, quarters, years (OpenSLO's calendar units)."""
 _MONTHS = {"M": 1, "Q": 3, "Y": 12}
 _NOMINAL_UNIT_DAYS = {"d": 1, "w": 7, "M": 30, "Q": 90, "Y": 365}
-_MAX_UNIT_DAYS = {"d": 1, "w": 7, "M": 31, "Q": 92, "Y": 366}
+MAX_UNIT_DAYS = {"d": 1, "w": 7, "M": 31, "Q": 92, "Y": 366}
 _CALENDAR = re.compile(r"([1-9][0-9]{0,3})([dwMQY]) from ([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})(?::00)?")
 _ANCHORED_LABEL = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2})\+([1-9][0-9]{0,3})([dwMQY])")
 
@@ -204,7 +204,7 @@ class Calendar:
 
     @property
     def max_days(self) -> int:
-        return self.count * _MAX_UNIT_DAYS[self.unit]
+        return self.count * MAX_UNIT_DAYS[self.unit]
 
     def local_start(self, k: int) -> datetime:
         """The local wall-clock start of period k (before any DST gap adjustment)."""

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import CALENDARS, MINUTE_MS, ZONES, ref_calendar_index, ref_start_minute
+from support import engine_for, objective_config
 
 from shared.budget import (
     Budgeting,
@@ -27,6 +28,7 @@ from shared.budget import (
 )
 from shared.budget.periods import Calendar
 from shared.budget.reports import parse_period
+from shared.measurements import Measurement
 
 
 def utc_minute(text: str) -> int:
@@ -137,10 +139,6 @@ def test_a_gte_tier_fires_at_its_factor_and_a_gt_tier_only_above() -> None:
 
 
 def test_the_engine_closes_an_anchored_reporting_period_with_its_label() -> None:
-    from support import engine_for, objective_config
-
-    from shared.measurements import Measurement
-
     week = Calendar.parse("1w from 2026-11-28T12:00")
     objective = replace(objective_config("o1", tiers=()), reporting_period=week)  # Berlin, 99 %
     engine = engine_for(objective)
