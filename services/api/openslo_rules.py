@@ -7,8 +7,8 @@ characters), the required fields of each kind, duration syntax (`<n><unit>`, uni
 `alertAfter` may be 0, a bare `timeSliceWindow` number is minutes), exactly one condition per
 AlertPolicy and at least one notification target, condition operators lt/lte/gt/gte, budgeting
 methods Occurrences/Timeslices/RatioTimeslices (a timeSliceWindow with either slice method), and that
-references (indicatorRef, alertPolicies,
-conditionRef, targetRef, metricSourceRef) name documents of the set.
+references (indicatorRef, alertPolicies, conditionRef, targetRef, metricSourceRef) name documents of
+the set.
 """
 
 from __future__ import annotations
