@@ -448,11 +448,7 @@ class Engine:
         return any(now_ms >= self._period(kind, tz, before_ms).end_ms for kind, tz in kinds)
 
     def _period(self, kind: PeriodKind | Calendar, tz: str, instant_ms: int) -> Period:
-        (
-            """period_bounds, remembered: every record asks, and the answer changes once a period (a default kind or an
-        anchored calendar)."""
-            ""
-        )
+        """period_bounds, remembered: every record asks, and the answer changes once a period."""
         known = self._periods.get((kind, tz))
         if known is None or not known.start_ms <= instant_ms < known.end_ms:
             known = self._periods[(kind, tz)] = period_bounds(kind, tz, instant_ms)

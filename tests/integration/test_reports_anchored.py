@@ -63,6 +63,9 @@ async def test_a_week_from_saturday_noon_is_reported_by_its_label(api: httpx.Asy
     assert objective["met"] is True  # 99.5 %, exactly the target
     assert report["agreement"]["reporting_period"] == WEEK
 
+    r = await api.get(f"/v1/objectives/{objective['id']}/explain", params={"period": "2026-10-24T12:00+1w"})
+    assert r.status_code == 200, r.text
+
     listed = (await api.get(base, params={"limit": 12})).json()
     assert "2026-10-24T12:00+1w" in [item["period"] for item in listed["items"]]
     assert listed["reporting_period"] == WEEK

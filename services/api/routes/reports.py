@@ -37,7 +37,7 @@ Format = Annotated[
     Literal["json", "csv", "html"] | None,
     Query(description="json, csv or html; without it the `Accept` header chooses (JSON by default)."),
 ]
-PeriodPath = Annotated[str, Field(max_length=16)]
+PeriodPath = Annotated[str, Field(max_length=24)]  # 2026-11, or an anchored 2026-11-28T12:00+12M
 FORMATS = ("csv", "html", "json")
 MEDIA = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
 
@@ -241,7 +241,7 @@ async def explain_objective(
         QueryInstant | None, Query(description=f"Explain the window at this instant (default now). {INSTANT}")
     ] = None,
     period: Annotated[
-        str | None, Query(max_length=16, description="Explain the report's figure for this period (e.g. 2026-11).")
+        str | None, Query(max_length=24, description="Explain the report's figure for this period (e.g. 2026-11).")
     ] = None,
 ) -> dict[str, Any]:
     """Window bounds (UTC and the agreement's timezone), the terms revision, the series summed, the events
