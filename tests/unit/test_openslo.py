@@ -282,3 +282,34 @@ def test_generated_names_are_rfc_1123_labels(name: str) -> None:
     )  # fmt: skip
     for doc in docs:
         assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", doc["metadata"]["name"]), doc["metadata"]["name"]
+
+
+def test_an_agreement_made_in_accord_with_anchored_calendars_ratio_slices_and_gte_exports_and_imports_again() -> None:
+    made = canonical(
+        {"name": "A", "provider": "P", "customer": "C", "timezone": "Europe/Berlin",
+         "reporting_period": "2M from 2026-01-31T06:00",
+         "objectives": [{"name": "o", "indicator": "i", "target": 0.99, "window": "3d from 2026-03-29T02:30",
+                         "budgeting": "ratio_timeslices", "slice_length": "5m",
+                         "alert_policy": {"tiers": [{"long_window": "1h", "short_window": "5m", "factor": 2,
+                                                     "op": "gte"}]}}]}
+    )  # fmt: skip
+    docs = parse_yaml(export_yaml(made))
+    assert rules.check(docs) == []
+    slo = next(d for d in docs if d["kind"] == "SLO")
+    assert slo["spec"]["timeWindow"] == [
+        {"duration": "3d", "isRolling": False,
+         "calendar": {"startTime": "2026-03-29 02:30:00", "timeZone": "Europe/Berlin"}}
+    ]  # fmt: skip
+    assert (slo["spec"]["budgetingMethod"], slo["spec"]["objectives"]) == (
+        "RatioTimeslices",
+        [{"target": 0.99, "timeSliceWindow": "5m"}],
+    )
+    condition = next(d for d in docs if d["kind"] == "AlertCondition")
+    assert condition["spec"]["condition"]["op"] == "gte"
+    again = canonical(import_documents(docs).document)
+    drop = {"openslo": None}
+    assert {**again, **drop, "objectives": [{**o, **drop} for o in again["objectives"]]} == {
+        **made,
+        **drop,
+        "objectives": [{**o, **drop} for o in made["objectives"]],
+    }
