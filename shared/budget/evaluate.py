@@ -416,11 +416,10 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
         if long_total and short_total and (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events):
             factor = tier.factor
             long_rate = (long_total - long_units.good) / long_total / budget
-            short_rate = (short_total - short_units.good) / short_total / budget
-            if tier.inclusive:
-                burning = long_rate >= factor and short_rate >= factor
+            if tier.inclusive:  # OpenSLO op gte: at the factor too
+                burning = long_rate >= factor and (short_total - short_units.good) / short_total / budget >= factor
             else:
-                burning = long_rate > factor and short_rate > factor
+                burning = long_rate > factor and (short_total - short_units.good) / short_total / budget > factor
         if burning and tier.name not in firing:
             since = pending.get(tier.name)  # waiting out alert_after changes nothing until it has passed
             if since is None or m.now_ms - since >= tier.alert_after_minutes * MINUTE_MS:
