@@ -228,7 +228,12 @@ def cases(draw: st.DrawFn) -> Case:
     if draw(st.booleans()):
         long = draw(st.integers(1, 5_000))
         extra = BurnRateTier(
-            "extra", Severity.PAGE, long, draw(st.integers(1, long)), draw(st.sampled_from([0.5, 2.0]))
+            "extra",
+            Severity.PAGE,
+            long,
+            draw(st.integers(1, long)),
+            draw(st.sampled_from([0.5, 2.0])),
+            inclusive=draw(st.booleans()),
         )
         tiers = (*tiers, extra) if draw(st.booleans()) else (extra, *tiers)
     threshold = draw(st.booleans())
@@ -381,8 +386,8 @@ def reference(case: Case) -> Evaluation:
             (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events)
             and long_rate is not None
             and short_rate is not None
-            and long_rate > tier.factor
-            and short_rate > tier.factor
+            and (long_rate >= tier.factor if tier.inclusive else long_rate > tier.factor)
+            and (short_rate >= tier.factor if tier.inclusive else short_rate > tier.factor)
         )
         readings.append(
             TierReading(
