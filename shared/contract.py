@@ -155,6 +155,7 @@ def tiers_of(window: Window, alert_policy: AlertPolicy) -> tuple[BurnRateTier, .
             alert_after_minutes=parse_minutes(t.alert_after) if t.alert_after else 0,
             announce_firing=t.alert_when_breaching,
             announce_resolved=t.alert_when_resolved,
+            inclusive=t.op == "gte",
         )
         for t in alert_policy.tiers
     )
@@ -170,6 +171,7 @@ def tier_json(tier: BurnRateTier) -> dict[str, Any]:
         "alert_after": tier_name(tier.alert_after_minutes) if tier.alert_after_minutes else None,
         "alert_when_breaching": tier.announce_firing,
         "alert_when_resolved": tier.announce_resolved,
+        "op": "gte" if tier.inclusive else "gt",
     }
 
 
@@ -193,7 +195,7 @@ def objective_terms(
         if hours is None:
             raise ValueError("a business-hours objective needs an agreement with business hours")
         exclusions = (*exclusions, hours)
-    timeslices = objective.budgeting is Budgeting.TIMESLICES
+    timeslices = objective.budgeting.sliced
     if timeslices and objective.slice_length is None:
         raise ValueError("timeslices budgeting needs a slice length")
     return ObjectiveTerms(
@@ -204,7 +206,7 @@ def objective_terms(
         min_events=policy.min_events,
         budgeting=objective.budgeting,
         slice_minutes=parse_minutes(objective.slice_length) if timeslices and objective.slice_length else 1,
-        slice_target=objective.slice_target if timeslices else None,
+        slice_target=objective.slice_target if objective.budgeting is Budgeting.TIMESLICES else None,
         threshold=ThresholdRule(threshold.op, threshold.value) if threshold else None,
         matchers=tuple(sorted(objective.matchers.items())),
         exclusions=exclusions,
@@ -279,13 +281,15 @@ def objective_problems(
         window = objective_window(agreement, objective)
     except ValueError as exc:
         problem("window", str(exc))
-    if objective.budgeting is Budgeting.TIMESLICES:
+    if objective.budgeting.sliced:
         if objective.slice_length is None:
-            problem("slice_length", "timeslices budgeting needs a slice length such as '1m'")
+            problem("slice_length", f"{objective.budgeting.value} budgeting needs a slice length such as '1m'")
         elif window is not None and parse_minutes(objective.slice_length) > window.nominal_minutes:
             problem("slice_length", "a time slice cannot be longer than the window")
-        if objective.slice_target is None:
+        if objective.budgeting is Budgeting.TIMESLICES and objective.slice_target is None:
             problem("slice_target", "timeslices budgeting needs a slice target in (0, 1]")
+        if objective.budgeting is Budgeting.RATIO_TIMESLICES and objective.slice_target is not None:
+            problem("slice_target", "ratio_timeslices budgeting takes no slice target (a slice counts by its ratio)")
     else:
         for field in ("slice_length", "slice_target"):
             if getattr(objective, field) is not None:
@@ -312,7 +316,7 @@ def point_work(terms: ObjectiveTerms, rates: Mapping[int, float] | None = None) 
     occurrences per minute (`rule_rates`; without it, a rule counts as one occurrence)."""
     lookback = max([terms.window.max_minutes, *(t.long_minutes for t in terms.tiers)])
     work = float(POINT_WORK)
-    if terms.budgeting == "timeslices":
+    if terms.budgeting.sliced:
         work += terms.window.max_minutes
     for exclusion in terms.exclusions:
         if isinstance(exclusion, BusinessHours):

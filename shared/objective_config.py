@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.budget import ObjectiveTerms, PeriodKind
+from shared.budget.periods import Calendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class ObjectiveConfig:
     indicator: str
     window: str
     terms: ObjectiveTerms
-    reporting_period: PeriodKind = PeriodKind.MONTH
+    reporting_period: PeriodKind | Calendar = PeriodKind.MONTH
     timezone: str = "UTC"
     credit_tiers: tuple[tuple[float, float], ...] = ()
     revision: int | None = None

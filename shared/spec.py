@@ -9,7 +9,7 @@ older ones), so no field here has a default and no reader re-applies one. Field-
 rules are checked on the request bodies, cross-field rules in shared/contract.py.
 
 Exceptions, added later with a default so older stored specs stay readable without a migration:
-`AlertTier.alert_after` / `alert_when_breaching` / `alert_when_resolved` and the `openslo` blobs
+`AlertTier.alert_after` / `alert_when_breaching` / `alert_when_resolved` / `op` and the `openslo` blobs
 (OpenSLO metadata an import keeps for export: names, labels, annotations, queries, targets).
 
 Field names are the api's JSON names (the wire format): `threshold.value`, `alert_policy.min_events`,
@@ -21,11 +21,12 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, WithJsonSchema
 
 from shared.budget import Budgeting, Comparison, PeriodKind, Severity
+from shared.budget.periods import Calendar, calendar_of
 
 
 class Frozen(BaseModel):
@@ -54,6 +55,8 @@ class AlertTier(Frozen):
     """How long the condition must hold before the tier fires (OpenSLO `alertAfter`); None: at once."""
     alert_when_breaching: bool = True
     alert_when_resolved: bool = True
+    op: Literal["gt", "gte"] = "gt"
+    """Fire when both windows burn above the factor (`gt`), or at it or above (`gte`; OpenSLO's condition op)."""
 
 
 class AlertPolicy(Frozen):
@@ -80,6 +83,7 @@ class ObjectiveSpec(Frozen):
     matchers: dict[str, str]
     target: float
     window: str
+    """Rolling `30d`, calendar `week`/`month`/`quarter`, or anchored `1w from 2026-11-28T12:00` (shared.budget)."""
     budgeting: Budgeting
     slice_length: str | None
     slice_target: float | None
@@ -131,6 +135,24 @@ class Fee(Frozen):
     currency: str
 
 
+def _reporting_period(value: Any) -> PeriodKind | Calendar:
+    if isinstance(value, PeriodKind | Calendar):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a reporting period is week, month, quarter or an anchored calendar such as "
+                         "'1w from 2026-11-28T12:00'")  # fmt: skip
+    return calendar_of(value)
+
+
+ReportingPeriod = Annotated[
+    PeriodKind | Calendar,
+    PlainValidator(_reporting_period),
+    PlainSerializer(lambda v: v.value, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+"""`week`, `month`, `quarter`, or an anchored calendar (`1w from 2026-11-28T12:00`), stored as that text."""
+
+
 class AgreementSpec(Frozen):
     """An agreement's own terms (`agreements.spec`)."""
 
@@ -141,7 +163,8 @@ class AgreementSpec(Frozen):
     effective_from: datetime | None
     effective_until: datetime | None
     timezone: str
-    reporting_period: PeriodKind
+    reporting_period: ReportingPeriod
+    """A default period or an anchored calendar (periods start + k × duration, shared/budget/periods.py)."""
     business_hours: BusinessHours | None
     maintenance: tuple[Maintenance, ...]
     credit_tiers: tuple[CreditTier, ...]

@@ -16,9 +16,12 @@ Test modules import from here, never from each other.
 
 from __future__ import annotations
 
+import calendar as calendar_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
@@ -46,6 +49,7 @@ from shared.budget import (
     default_tiers_for,
     matches,
 )
+from shared.budget.periods import Calendar
 
 MINUTE_MS = 60_000
 DAY = 24 * 60
@@ -85,6 +89,56 @@ RULES = [
     "DTSTART:{start}\nRRULE:FREQ=MONTHLY;BYMONTHDAY=1,15",
 ]
 NOMINAL_DAYS = {PeriodKind.WEEK: 7, PeriodKind.MONTH: 30, PeriodKind.QUARTER: 90}
+CALENDAR_DAYS = {"d": 1, "w": 7, "M": 30, "Q": 90, "Y": 365}
+WALL_EPOCH = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+"""1970-01-01 00:00 as a wall-clock (naive) time: anchored calendars' start times are wall-clock times."""
+
+
+def ref_nominal_start(cal: Calendar, k: int) -> datetime:
+    """The local wall-clock start of an anchored calendar's period k: anchor + k × duration, the plain way."""
+    if cal.unit in "dw":
+        return cal.anchor + timedelta(days=k * cal.count * (7 if cal.unit == "w" else 1))
+    months = cal.anchor.month - 1 + k * cal.count * {"M": 1, "Q": 3, "Y": 12}[cal.unit]
+    year, month = cal.anchor.year + months // 12, months % 12 + 1
+    return cal.anchor.replace(
+        year=year, month=month, day=min(cal.anchor.day, calendar_module.monthrange(year, month)[1])
+    )
+
+
+@lru_cache(maxsize=4096)
+def ref_start_minute(cal: Calendar, k: int, tz: str) -> int:
+    """The first minute whose local wall-clock time is at or after period k's nominal start (so a start in a
+    DST gap is the transition, and one that occurs twice its first occurrence), by scanning minutes."""
+    nominal = ref_nominal_start(cal, k)
+    guess = int((nominal - WALL_EPOCH).total_seconds()) // 60
+    for minute in range(guess - 15 * 60, guess + 15 * 60):
+        if local(minute, tz).replace(tzinfo=None) >= nominal:
+            return minute
+    raise AssertionError("no offset is more than 15 h")
+
+
+def ref_calendar_index(cal: Calendar, minute: int, tz: str) -> int:
+    """The k whose [start_k, start_k+1) holds `minute`, by walking k."""
+    k = (minute // DAY - int((cal.anchor - WALL_EPOCH).days)) // (cal.count * CALENDAR_DAYS[cal.unit])
+    while ref_start_minute(cal, k, tz) > minute:
+        k -= 1
+    while ref_start_minute(cal, k + 1, tz) <= minute:
+        k += 1
+    return k
+
+
+CALENDARS = st.builds(
+    Calendar,
+    st.sampled_from([1, 2, 3]),
+    st.sampled_from(list("dwMQ")),
+    st.builds(
+        lambda day, minute: WALL_EPOCH.replace(year=2020) + timedelta(days=day, minutes=minute),
+        st.integers(0, 8 * 365),
+        st.sampled_from([0, 30, 60, 90, 120, 150, 180, 12 * 60, 23 * 60 + 59]),
+    ),
+)
+"""Anchored calendars: every unit but Y (whose periods outlast what the cases measure), start times at and
+around the hours DST changes happen."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +168,8 @@ def instants(draw: st.DrawFn) -> int:
 @st.composite
 def windows(draw: st.DrawFn, tz: str) -> Window:
     if draw(st.booleans()):
+        if draw(st.booleans()):
+            return CalendarWindow(draw(CALENDARS), tz)
         return CalendarWindow(draw(st.sampled_from(list(PeriodKind))), tz)
     minutes = draw(st.one_of(st.sampled_from([1, 7, 60, DAY, 7 * DAY, 30 * DAY]), st.integers(1, 40 * DAY)))
     return RollingWindow(minutes)
@@ -172,17 +228,22 @@ def cases(draw: st.DrawFn) -> Case:
     if draw(st.booleans()):
         long = draw(st.integers(1, 5_000))
         extra = BurnRateTier(
-            "extra", Severity.PAGE, long, draw(st.integers(1, long)), draw(st.sampled_from([0.5, 2.0]))
+            "extra",
+            Severity.PAGE,
+            long,
+            draw(st.integers(1, long)),
+            draw(st.sampled_from([0.5, 2.0])),
+            inclusive=draw(st.booleans()),
         )
         tiers = (*tiers, extra) if draw(st.booleans()) else (extra, *tiers)
     threshold = draw(st.booleans())
-    timeslices = draw(st.booleans())
+    budgeting = draw(st.sampled_from(list(Budgeting)))
     terms = ObjectiveTerms(
         target=draw(st.sampled_from([0.5, 0.9, 0.99, 0.999])),
         window=window,
         tiers=tiers,
         min_events=draw(st.integers(0, 20)),
-        budgeting=Budgeting.TIMESLICES if timeslices else Budgeting.OCCURRENCES,
+        budgeting=budgeting,
         slice_minutes=draw(st.sampled_from([1, 5, 7, 60])),
         slice_target=draw(st.sampled_from([None, 0.5, 0.9, 1.0])),
         threshold=ThresholdRule(draw(st.sampled_from(list(Comparison))), 100.0) if threshold else None,
@@ -238,11 +299,21 @@ def reference(case: Case) -> Evaluation:
     window = terms.window
     period_end = None
 
-    if isinstance(window, CalendarWindow):
-        current = period_key(window.kind, local(now_minute, window.timezone).date())
+    if isinstance(window, CalendarWindow) and isinstance(window.kind, Calendar):
+        anchored, tz = window.kind, window.timezone
+        k = ref_calendar_index(anchored, now_minute, tz)
+        start, period_end = ref_start_minute(anchored, k, tz), ref_start_minute(anchored, k + 1, tz)
+
+        def in_window(m: int) -> bool:
+            return start <= m <= now_minute
+
+        nominal = anchored.count * CALENDAR_DAYS[anchored.unit] * DAY
+    elif isinstance(window, CalendarWindow) and isinstance(window.kind, PeriodKind):
+        kind = window.kind
+        current = period_key(kind, local(now_minute, window.timezone).date())
 
         def same_period(m: int) -> bool:
-            return period_key(window.kind, local(m, window.timezone).date()) == current
+            return period_key(kind, local(m, window.timezone).date()) == current
 
         start = now_minute
         for step in (60, 1):
@@ -257,8 +328,9 @@ def reference(case: Case) -> Evaluation:
         def in_window(m: int) -> bool:
             return m <= now_minute and same_period(m)
 
-        nominal = NOMINAL_DAYS[window.kind] * DAY
+        nominal = NOMINAL_DAYS[kind] * DAY
     else:
+        assert isinstance(window, RollingWindow)
         start = end - window.minutes
         nominal = window.minutes
 
@@ -292,6 +364,11 @@ def reference(case: Case) -> Evaluation:
                 slices[mi // size][1] += t
         ratio = terms.target if terms.slice_target is None else terms.slice_target
         with_data = [(g, t) for g, t in slices.values() if t > 0]
+        if terms.budgeting is Budgeting.RATIO_TIMESLICES:  # each slice: its ratio in 10^-9, rounded half up
+            scale = 10**9
+            return Counts(
+                sum(int(Fraction(g * scale, t) + Fraction(1, 2)) for g, t in with_data), len(with_data) * scale
+            )
         return Counts(sum(1 for g, t in with_data if g / t >= ratio), len(with_data))
 
     def rate(c: Counts) -> float | None:
@@ -309,8 +386,8 @@ def reference(case: Case) -> Evaluation:
             (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events)
             and long_rate is not None
             and short_rate is not None
-            and long_rate > tier.factor
-            and short_rate > tier.factor
+            and (long_rate >= tier.factor if tier.inclusive else long_rate > tier.factor)
+            and (short_rate >= tier.factor if tier.inclusive else short_rate > tier.factor)
         )
         readings.append(
             TierReading(

@@ -8,10 +8,13 @@ Mapping (export, then what import accepts; docs/openslo.md has the full table):
   again; its `SLI` is `ratioMetric` good/total or `thresholdMetric`; the Accord indicator and
   matchers are the SLI's `accord.dev/indicator` / `accord.dev/matchers` annotations (an SLI Accord
   wrote itself uses a metric source `type: accord` instead); imported metric queries are kept;
-- `timeWindow`: rolling `30d`, `12h`, `90m`; calendar `1w`, `1M`, `1Q` in the agreement's timezone;
-- `budgetingMethod`: `Occurrences`, or `Timeslices` with `timeSliceTarget` and `timeSliceWindow`;
+- `timeWindow`: rolling `30d`, `12h`, `90m`; calendar `1w`, `1M`, `1Q` from their default anchors (Monday,
+  first of a month / quarter, local midnight), and any other calendar duration (`<n>` d, w, M, Q, Y) from
+  any `startTime` as an anchored window (`2w from 2026-11-28T12:00`), in the agreement's timezone;
+- `budgetingMethod`: `Occurrences`, `Timeslices` with `timeSliceTarget` and `timeSliceWindow`, or
+  `RatioTimeslices` with `timeSliceWindow`;
 - each explicit burn-rate tier is one `AlertPolicy` with one `AlertCondition` (`kind: burnrate`,
-  `op: gt` since Accord fires strictly above the factor, `threshold` = factor, `lookbackWindow` = long
+  `op: gt`, or `gte` for a tier that fires at the factor too, `threshold` = factor, `lookbackWindow` = long
   window, `alertAfter` = how long the condition must hold (default `0m`), the short window in the
   `accord.dev/short-window` annotation) and its notification targets (Accord's breach events,
   an `AlertNotificationTarget`, when the tier names none); default tiers export no policy;
@@ -33,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, tier_name
+from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, CalendarWindow, parse_window, tier_name
+from shared.budget.periods import MAX_UNIT_DAYS, Calendar
 from shared.errors import Invalid
 from shared.timeutil import MINUTE_MS, duration_ms
 
@@ -44,6 +48,9 @@ OPS_BACK = {v: k for k, v in OPS.items()}
 CALENDAR = {"week": "1w", "month": "1M", "quarter": "1Q"}
 CALENDAR_BACK = {v: k for k, v in CALENDAR.items()}
 CALENDAR_START = "2024-01-01 00:00:00"  # a Monday that starts a month and a quarter
+METHODS = {"occurrences": "Occurrences", "timeslices": "Timeslices", "ratio_timeslices": "RatioTimeslices"}
+METHODS_BACK = {v: k for k, v in METHODS.items()}
+CALENDAR_DURATION = re.compile(r"([1-9][0-9]{0,3})([dwMQY])")
 KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 SEVERITIES = {"page": "page", "critical": "page", "high": "page", "ticket": "ticket", "warning": "ticket",
               "medium": "ticket", "low": "ticket", "info": "ticket"}  # fmt: skip
@@ -203,17 +210,14 @@ def _export_slo(
             entry["op"], entry["value"] = OPS[objective["threshold"]["op"]], objective["threshold"]["value"]
         if objective.get("budgeting") == "timeslices":
             entry["timeSliceTarget"], entry["timeSliceWindow"] = objective["slice_target"], objective["slice_length"]
+        elif objective.get("budgeting") == "ratio_timeslices":
+            entry["timeSliceWindow"] = objective["slice_length"]
         entries.append(entry)
     window = first["window"]
-    time_window: Doc = (
-        {"duration": CALENDAR[window], "isRolling": False,
-         "calendar": {"startTime": CALENDAR_START, "timeZone": timezone}}
-        if window in CALENDAR
-        else {"duration": window, "isRolling": True}
-    )  # fmt: skip
+    time_window = _export_window(window, timezone)
     if kept.get("timeWindow") and kept.get("window") == window:
         time_window = dict(kept["timeWindow"])  # as written, when it still means the same window
-        if window in CALENDAR:
+        if "calendar" in time_window or not time_window.get("isRolling", False):
             time_window["calendar"] = {**time_window.get("calendar", {}), "timeZone": timezone}
     policy = first.get("alert_policy") or {}
     display = slo_kept.get("displayName") if "slo" in kept else first["name"]
@@ -243,7 +247,7 @@ def _export_slo(
             "service": service,
             "indicatorRef": sli_name,
             "timeWindow": [time_window],
-            "budgetingMethod": "Timeslices" if first.get("budgeting") == "timeslices" else "Occurrences",
+            "budgetingMethod": METHODS.get(str(first.get("budgeting")), "Occurrences"),
             "objectives": entries,
         },
     }
@@ -290,7 +294,7 @@ def _export_slo(
                         "severity": severity or tier["severity"],
                         "condition": {
                             "kind": "burnrate",
-                            "op": "gt",
+                            "op": tier.get("op") or "gt",
                             "threshold": tier["factor"],
                             "lookbackWindow": tier["long_window"],
                             "alertAfter": tier.get("alert_after") or "0m",
@@ -300,6 +304,19 @@ def _export_slo(
             )
         slo["spec"]["alertPolicies"] = refs
     return docs
+
+
+def _export_window(window: str, timezone: str) -> Doc:
+    """An objective's window as an OpenSLO `timeWindow`."""
+    if window in CALENDAR:
+        return {"duration": CALENDAR[window], "isRolling": False,
+                "calendar": {"startTime": CALENDAR_START, "timeZone": timezone}}  # fmt: skip
+    parsed = parse_window(window, timezone)
+    if isinstance(parsed, CalendarWindow) and isinstance(parsed.kind, Calendar):
+        start = f"{parsed.kind.anchor:%Y-%m-%d %H:%M:%S}"
+        return {"duration": parsed.kind.duration, "isRolling": False,
+                "calendar": {"startTime": start, "timeZone": timezone}}  # fmt: skip
+    return {"duration": window, "isRolling": True}
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -581,10 +598,9 @@ def _import_slo(
         return []
     alerts = _import_alerts(spec.get("alertPolicies"), f"{where}.spec.alertPolicies", by_kind, problems, result)
     method = spec.get("budgetingMethod")
-    if method not in ("Occurrences", "Timeslices"):
+    if method not in METHODS_BACK:
         problems.add(
-            f"{where}.spec.budgetingMethod",
-            f"{_show(method)} cannot be represented (Occurrences or Timeslices; RatioTimeslices is not supported yet)",
+            f"{where}.spec.budgetingMethod", f"{_show(method)} is none of Occurrences, Timeslices, RatioTimeslices"
         )
         return []
     try:
@@ -633,7 +649,7 @@ def _import_slo(
             "indicator": key,
             "matchers": matchers,
             "window": window,
-            "budgeting": method.lower(),
+            "budgeting": METHODS_BACK[method],
             "business_hours_only": annotations.get(f"{A}business-hours-only") == "true",
             "alert_policy": policy,
             "openslo": kept,
@@ -656,16 +672,24 @@ def _import_slo(
                 objective["threshold"] = {"op": OPS_BACK[entry["op"]], "value": entry["value"]}
         elif "op" in entry or "value" in entry:
             problems.add(f"{at}.op", "a ratio SLI's objective takes no op or value")
-        if method == "Timeslices":
+        if method in ("Timeslices", "RatioTimeslices"):
             slice_window = entry.get("timeSliceWindow")
             if isinstance(slice_window, int) and not isinstance(slice_window, bool):
                 slice_window = f"{slice_window}m"  # the spec: a bare number is minutes
             length = _accord_duration(slice_window)
             if length is None:
-                problems.add(f"{at}.timeSliceWindow", "Timeslices needs a timeSliceWindow of whole minutes")
-            if "timeSliceTarget" not in entry:
-                problems.add(f"{at}.timeSliceTarget", "Timeslices needs a timeSliceTarget")
-            objective["slice_length"], objective["slice_target"] = length, entry.get("timeSliceTarget")
+                problems.add(f"{at}.timeSliceWindow", f"{method} needs a timeSliceWindow of whole minutes")
+            objective["slice_length"] = length
+            if method == "Timeslices":
+                if "timeSliceTarget" not in entry:
+                    problems.add(f"{at}.timeSliceTarget", "Timeslices needs a timeSliceTarget")
+                objective["slice_target"] = entry.get("timeSliceTarget")
+            elif "timeSliceTarget" in entry:
+                problems.add(
+                    f"{at}.timeSliceTarget",
+                    "RatioTimeslices counts each slice by its success ratio (the SLI is their mean): "
+                    "a timeSliceTarget means nothing there (use Timeslices for good/bad slices)",
+                )
         out.append(objective)
     return out
 
@@ -741,33 +765,55 @@ def _import_window(window: Doc, where: str, agreement: Doc, problems: _Problems)
         if out is None:
             problems.add(f"{where}.duration", f"rolling window {duration!r} is not a whole number of minutes")
         return out
-    kind = CALENDAR_BACK.get(duration)
-    if kind is None:
-        problems.add(f"{where}.duration", f"calendar window {duration!r} cannot be represented (1w, 1M or 1Q)")
+    match = CALENDAR_DURATION.fullmatch(duration)
+    if match is None:
+        problems.add(
+            f"{where}.duration", f"calendar window {duration!r} is no calendar duration (<n> and d, w, M, Q or Y)"
+        )
+        return None
+    count, unit = int(match.group(1)), match.group(2)
+    if count * MAX_UNIT_DAYS[unit] + 1 > MAX_WINDOW_DAYS:
+        problems.add(
+            f"{where}.duration",
+            f"a {duration} period can be longer than {MAX_WINDOW_DAYS} days, the longest Accord keeps data for",
+        )
         return None
     calendar = _as_dict(window.get("calendar"))
     tz = calendar.get("timeZone")
     if tz is not None and agreement.setdefault("timezone", tz) != tz:
         problems.add(f"{where}.calendar.timeZone", f"{tz!r} differs from the agreement's {agreement['timezone']!r}")
+    kind = CALENDAR_BACK.get(duration)
     start = calendar.get("startTime")
-    if start is not None:
-        try:
-            begin = datetime.fromisoformat(str(start))
-        except ValueError:
-            problems.add(f"{where}.calendar.startTime", f"{str(start)!r} is not a date and time")
-            return kind
-        aligned = begin.time().isoformat() == "00:00:00" and (
-            (kind == "week" and begin.weekday() == 0)
-            or (kind == "month" and begin.day == 1)
-            or (kind == "quarter" and begin.day == 1 and begin.month in (1, 4, 7, 10))
+    if start is None:
+        if kind is None:
+            problems.add(f"{where}.calendar.startTime", f"a {duration} calendar window needs a startTime")
+        return kind
+    try:
+        begin = datetime.fromisoformat(str(start))
+    except ValueError:
+        problems.add(f"{where}.calendar.startTime", f"{str(start)!r} is not a date and time")
+        return kind
+    if begin.tzinfo is not None:
+        problems.add(
+            f"{where}.calendar.startTime",
+            f"{str(start)!r} carries an offset; OpenSLO's startTime is local to the calendar's timeZone",
         )
-        if not aligned:
-            problems.add(
-                f"{where}.calendar.startTime",
-                f"Accord's {kind}s start at local midnight of the first day (weeks on Monday); "
-                f"{str(start)!r} does not (other anchors are not supported yet)",
-            )
-    return kind
+        return None
+    aligned = begin.time().isoformat() == "00:00:00" and (
+        (kind == "week" and begin.weekday() == 0)
+        or (kind == "month" and begin.day == 1)
+        or (kind == "quarter" and begin.day == 1 and begin.month in (1, 4, 7, 10))
+    )
+    if kind is not None and aligned:
+        return kind  # Accord's default anchors: a week from Monday, a month, a quarter
+    if begin.second or begin.microsecond:
+        problems.add(f"{where}.calendar.startTime", f"{str(start)!r}: Accord's periods start on a whole minute")
+        return None
+    try:
+        return Calendar(count, unit, begin).text
+    except ValueError as exc:
+        problems.add(f"{where}.calendar.startTime", str(exc))
+        return None
 
 
 def _import_alerts(
@@ -854,11 +900,15 @@ def _import_condition(condition: Any, where: str, problems: _Problems) -> Doc | 
     if rule.get("kind") != "burnrate":
         problems.add(f"{where}.spec.condition.kind", f"{_show(rule.get('kind'))} cannot be represented (only burnrate)")
         ok = False
-    if rule.get("op") not in ("gt", "gte"):
+    if rule.get("op") in ("lt", "lte"):
         problems.add(
             f"{where}.spec.condition.op",
-            f"{_show(rule.get('op'))}: Accord fires when the burn rate is above the threshold (op: gt)",
+            f"{_show(rule.get('op'))}: a burn-rate condition that holds while the budget burns slower than "
+            "the threshold means nothing to Accord, whose tiers alert on fast burn (op: gt, or gte)",
         )
+        ok = False
+    elif rule.get("op") not in ("gt", "gte"):
+        problems.add(f"{where}.spec.condition.op", f"{_show(rule.get('op'))} is none of lt, lte, gt, gte")
         ok = False
     severity = SEVERITIES.get(str(spec.get("severity")).lower())
     if severity is None:
@@ -897,4 +947,5 @@ def _import_condition(condition: Any, where: str, problems: _Problems) -> Doc | 
         "short_window": short_window,
         "factor": threshold,
         "alert_after": alert_after,
+        "op": rule["op"],
     }

@@ -6,8 +6,9 @@ Rules checked: `apiVersion: openslo/v1`, a known `kind`, `metadata.name` an RFC 
 characters), the required fields of each kind, duration syntax (`<n><unit>`, units s m h d w M Q Y;
 `alertAfter` may be 0, a bare `timeSliceWindow` number is minutes), exactly one condition per
 AlertPolicy and at least one notification target, condition operators lt/lte/gt/gte, budgeting
-methods Occurrences/Timeslices/RatioTimeslices, and that references (indicatorRef, alertPolicies,
-conditionRef, targetRef, metricSourceRef) name documents of the set.
+methods Occurrences/Timeslices/RatioTimeslices (a timeSliceWindow with either slice method), and that
+references (indicatorRef, alertPolicies, conditionRef, targetRef, metricSourceRef) name documents of
+the set.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ class _Check:
                 self.add(at, "exactly one of target and targetPercent")
             if "op" in entry and entry["op"] not in OPS:
                 self.add(f"{at}.op", f"one of {', '.join(OPS)}")
-            if method == "Timeslices":
-                if "timeSliceTarget" not in entry:
+            if method in ("Timeslices", "RatioTimeslices"):
+                if method == "Timeslices" and "timeSliceTarget" not in entry:
                     self.add(f"{at}.timeSliceTarget", "required with Timeslices")
                 length = entry.get("timeSliceWindow")
                 if not (isinstance(length, int) and not isinstance(length, bool) and length > 0):

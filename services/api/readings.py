@@ -33,7 +33,6 @@ from services.api.schemas import (
 from shared.budget import (
     ZERO,
     AlertState,
-    Budgeting,
     Evaluation,
     ObjectiveTerms,
     RecurringMaintenance,
@@ -164,7 +163,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
                 group = (key, series_group(terms))
                 source = sources.get(group)
                 if source is None:
-                    full = terms.budgeting is Budgeting.TIMESLICES
+                    full = terms.budgeting.sliced
                     source = combine(loaded[key], group[1]) if full else planned_source(key, group[1])
                     sources[group] = source
                 evaluation = evaluate(terms, source, instant)
@@ -211,7 +210,7 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
     """The api's view of a reading; before any measurement, zero events and a full budget."""
     objective, terms, status, ev = reading.objective, reading.terms, reading.status, reading.evaluation
     alert = AlertState.from_json(status.alert_state) if status is not None else AlertState()
-    unit = "slices" if terms.budgeting is Budgeting.TIMESLICES else "events"
+    unit = terms.budgeting.unit
     tiers = []
     readings = {r.name: r for r in ev.tiers} if ev is not None else {}
     for tier in terms.tiers:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import repository as repo
 from services.api.readings import stored_terms
-from shared.budget import Budgeting, ObjectiveTerms, Period, PeriodKind
+from shared.budget import Calendar, ObjectiveTerms, Period, PeriodKind
 from shared.budget.counts import minute_of
 from shared.budget.evaluate import CountSource
 from shared.budget.exclusions import Interval, excluded_intervals, merge_intervals
@@ -51,11 +51,12 @@ def period_of_label(label: str, agreement: Agreement, now_ms: int) -> Period:
     """The agreement's reporting period named `label`; 422 for a malformed label, another kind of period than
     the agreement reports on, or a period that has not begun."""
     document: AgreementSpec = agreement.spec
+    kind = document.reporting_period
     try:
-        period = parse_period(label, document.timezone)
+        period = parse_period(label, document.timezone, kind if isinstance(kind, Calendar) else None)
     except ValueError as exc:
         raise Invalid("No such reporting period.", [{"field": "path.period", "reason": str(exc)}]) from None
-    if period_kind(period.label) is not document.reporting_period:
+    if period_kind(period.label) is not (None if isinstance(kind, Calendar) else kind):
         reason = f"the agreement reports per {document.reporting_period.value}, and {label[:40]!r} is no such period"
         raise Invalid("No such reporting period.", [{"field": "path.period", "reason": reason}])
     if period.start_ms > now_ms:
@@ -89,7 +90,7 @@ def _plan_spans(
     full: set[str] = set()
     for objective, terms in judged:
         key = objective.indicator
-        if terms.budgeting is Budgeting.TIMESLICES:
+        if terms.budgeting.sliced:
             full.add(key)
             continue
         hour_spans[key] = (period.start // 60, end // 60 + 1)
@@ -128,7 +129,7 @@ async def _load_sources(
             key, group = objective.indicator, series_group(terms)
             if (key, group) in sources:
                 continue
-            if terms.budgeting is Budgeting.TIMESLICES:
+            if terms.budgeting.sliced:
                 sources[(key, group)] = combine(loaded.get(key, {}), group)
             else:
                 sources[(key, group)] = PlannedSource.of_columns(
@@ -192,7 +193,7 @@ def objective_json(j: Judged, breaches: Sequence[BreachEvent]) -> dict[str, Any]
         "indicator": j.objective.indicator,
         "target": jd.target,
         "budgeting": j.terms.budgeting.value,
-        "unit": "slices" if j.terms.budgeting is Budgeting.TIMESLICES else "events",
+        "unit": j.terms.budgeting.unit,
         "business_hours_only": j.objective.business_hours_only,
         "compliance": _num(jd.compliance),
         "met": jd.met,
@@ -302,7 +303,7 @@ async def build_report(
         },
         "period": {
             "label": period.label,
-            "kind": period_kind(period.label).value,
+            "kind": document.reporting_period.value,
             "timezone": tz,
             "start": _utc(period.start),
             "end": _utc(period.end),
@@ -529,7 +530,7 @@ async def freeze(
     return report
 
 
-def last_closable(kind: PeriodKind, tz: str, now_ms: int, grace_ms: int) -> Period:
+def last_closable(kind: PeriodKind | Calendar, tz: str, now_ms: int, grace_ms: int) -> Period:
     """The latest period whose end plus the grace has passed at `now_ms`."""
     from shared.budget import period_bounds, previous_period
 
@@ -686,7 +687,7 @@ async def explain(
         )
         for series in selected
     }
-    if terms.budgeting is Budgeting.TIMESLICES:
+    if terms.budgeting.sliced:
         loaded = await repo.series_buckets(session, key, lo, end)
         source: CountSource = combine(loaded, group)
     else:

@@ -26,9 +26,10 @@ from pydantic import (
 )
 
 from shared import contract as c
-from shared.budget import parse_window
+from shared.budget import CalendarWindow, parse_window
 from shared.budget.exclusions import MAX_RULE_LENGTH
 from shared.budget.model import DEFAULT_BUDGET_THRESHOLDS, MAX_WINDOW_DAYS, parse_minutes
+from shared.budget.periods import Calendar, calendar_of
 from shared.contract import check_text, check_timezone
 
 T = TypeVar("T")
@@ -123,9 +124,10 @@ RuleText = Annotated[str, Field(max_length=MAX_RULE_LENGTH), _checked(MAX_RULE_L
 
 
 def _window(v: str) -> str:  # ASCII digits, 1 minute to 400 days (shared.budget.model)
-    v = v.strip().lower()
-    parse_window(v)
-    return v
+    window = parse_window(v)
+    if isinstance(window, CalendarWindow) and isinstance(window.kind, Calendar):
+        return window.kind.text  # anchored: units are case-sensitive (1M a month, 1m no calendar unit)
+    return v.strip().lower()
 
 
 def _duration(v: str) -> str:
@@ -143,12 +145,33 @@ def _finite(v: float) -> float:
 WindowText = Annotated[
     str,
     Field(
-        max_length=20,
-        description=f"Rolling `30d`, `12h`, `90m` (ASCII digits; 1 minute to {MAX_WINDOW_DAYS} days), or calendar "
-        "`week`, `month`, `quarter` (agreement timezone).",
+        max_length=40,
+        description=f"Rolling `30d`, `12h`, `90m` (ASCII digits; 1 minute to {MAX_WINDOW_DAYS} days), calendar "
+        "`week`, `month`, `quarter`, or an anchored calendar `<n><unit> from <local start>` such as "
+        "`1w from 2026-11-28T12:00` (units d, w, M, Q, Y; periods start + k × duration; agreement timezone).",
         examples=["30d"],
     ),
     AfterValidator(_window),
+]
+
+
+def _reporting_period(v: str) -> str:
+    kind = calendar_of(v)
+    if isinstance(kind, Calendar) and kind.max_days + 1 > MAX_WINDOW_DAYS:
+        raise ValueError(f"a {kind.duration} reporting period can be longer than {MAX_WINDOW_DAYS} days")
+    return kind.value
+
+
+ReportingPeriodText = Annotated[
+    str,
+    Field(
+        max_length=40,
+        description="`month`, `quarter`, `week` (ISO, from Monday), or an anchored calendar `<n><unit> from "
+        "<local start>` such as `1w from 2026-11-28T12:00` (units d, w, M, Q, Y; periods start + k × duration, "
+        "labelled `2026-11-28T12:00+1w`), in the agreement's timezone.",
+        examples=["month"],
+    ),
+    AfterValidator(_reporting_period),
 ]
 Duration = Annotated[
     str,
@@ -237,6 +260,9 @@ class AlertTierIn(Strict):
     )
     alert_when_breaching: bool = Field(default=True, description="Announce the tier firing.")
     alert_when_resolved: bool = Field(default=True, description="Announce the tier resolving.")
+    op: Literal["gt", "gte"] = Field(
+        default="gt", description="`gt`: fire when both windows burn above the factor; `gte`: at it or above."
+    )
 
 
 class AlertPolicyIn(Strict):
@@ -290,8 +316,10 @@ class ObjectiveIn(Strict):
     matchers: Matchers = Field(default_factory=dict, description="Labels a measurement must carry to count.")
     target: float = Field(gt=0, lt=1, examples=[0.999])
     window: WindowText = "30d"
-    budgeting: Literal["occurrences", "timeslices"] = "occurrences"
-    slice_length: Duration | None = Field(default=None, description="Timeslices: length of a slice.")
+    budgeting: Literal["occurrences", "timeslices", "ratio_timeslices"] = "occurrences"
+    slice_length: Duration | None = Field(
+        default=None, description="Timeslices and ratio_timeslices (SLI = mean of the slices' ratios): slice length."
+    )
     slice_target: float | None = Field(default=None, gt=0, le=1, description="Timeslices: good ratio of a good slice.")
     threshold: ThresholdIn | None = Field(
         default=None, description="Threshold indicators only: an event is good when `value <op> threshold.value`."
@@ -316,7 +344,7 @@ class ObjectivePatch(Strict):
     matchers: Matchers | None = None
     target: float | None = Field(default=None, gt=0, lt=1, examples=[0.995])
     window: WindowText | None = None
-    budgeting: Literal["occurrences", "timeslices"] | None = None
+    budgeting: Literal["occurrences", "timeslices", "ratio_timeslices"] | None = None
     slice_length: Duration | None = None
     slice_target: float | None = Field(default=None, gt=0, le=1)
     threshold: ThresholdIn | None = None
@@ -344,6 +372,7 @@ class AlertTierOut(BaseModel):
     alert_after: str | None
     alert_when_breaching: bool
     alert_when_resolved: bool
+    op: str = "gt"
 
 
 class ObjectiveOut(ObjectiveIn):
@@ -457,7 +486,7 @@ class AgreementTerms(Strict):
     effective_from: Instant | None = None
     effective_until: Instant | None = None
     timezone: Timezone = "UTC"
-    reporting_period: Literal["month", "quarter", "week"] = "month"
+    reporting_period: ReportingPeriodText = "month"
     business_hours: BusinessHoursIn | None = None
     maintenance: list[MaintenanceIn] = Field(default_factory=list, max_length=c.MAX_MAINTENANCE)
     credit_tiers: list[CreditTierIn] = Field(default_factory=list, max_length=c.MAX_CREDIT_TIERS)
@@ -497,7 +526,7 @@ class AgreementPatch(Strict):
     effective_from: Instant | None = None
     effective_until: Instant | None = None
     timezone: Timezone | None = None
-    reporting_period: Literal["month", "quarter", "week"] | None = None
+    reporting_period: ReportingPeriodText | None = None
     business_hours: BusinessHoursIn | None = None
     maintenance: list[MaintenanceIn] | None = Field(default=None, max_length=c.MAX_MAINTENANCE)
     credit_tiers: list[CreditTierIn] | None = Field(default=None, max_length=c.MAX_CREDIT_TIERS)
@@ -592,8 +621,9 @@ class ImportOut(BaseModel):
 
 
 class Budget(BaseModel):
-    unit: Literal["events", "slices"] = Field(
-        description="What the budget counts: events, or time slices for timeslices budgeting."
+    unit: Literal["events", "slices", "nanoslices"] = Field(
+        description="What the budget counts: events, time slices (timeslices), or 10^-9 slices "
+        "(ratio_timeslices: a slice with events counts 10^9, of which its success ratio × 10^9 is good)."
     )
     allowed_events: float = Field(description="The budget: (1 - target) × total units in the window so far.")
     consumed_events: int = Field(description="Bad units in the window (the budget spent).")
@@ -665,8 +695,14 @@ class ObjectiveStatusOut(BaseModel):
     name: str = Field(description="The objective's name.")
     indicator: str = Field(description="The indicator it reads.")
     target: float = Field(description="The target the numbers are computed against (e.g. 0.999).")
-    window: str = Field(description="`30d` (rolling) or `week`/`month`/`quarter` (calendar, agreement's timezone).")
-    budgeting: str = Field(description="`occurrences` (events) or `timeslices`.")
+    window: str = Field(
+        description="`30d` (rolling), `week`/`month`/`quarter` (calendar) or `1w from 2026-11-28T12:00` "
+        "(anchored calendar), in the agreement's timezone."
+    )
+    budgeting: str = Field(
+        description="`occurrences` (events), `timeslices` (slices) or `ratio_timeslices` (units of 10^-9 slice: "
+        "a slice with data counts 10^9, its good part its success ratio × 10^9)."
+    )
     window_start: datetime | None = Field(description="First bucket of the window at evaluated_at.")
     window_end: datetime | None = Field(description="End of the window (exclusive): the minute after evaluated_at.")
     sli: float | None = Field(description="good / total; null when there were no events (never 100 %).")

@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 from shared.budget import (
     ZERO,
     AlertState,
-    Budgeting,
     CalendarWindow,
     Counts,
     Evaluation,
@@ -45,6 +44,7 @@ from shared.budget import (
     quiet,
     shape_of,
 )
+from shared.budget.periods import Calendar
 from shared.budget.reports import judge_period, period_terms
 from shared.budget.rollups import retention_cutoffs
 from shared.events import period_breached_event, transition_event
@@ -83,7 +83,7 @@ class SharedSums:
 
     def source_for(self, terms: ObjectiveTerms) -> SharedSums | SeriesCounts:
         # Timeslices walk buckets, not ranges: a lone series goes as itself, to SeriesCounts' fast path.
-        if terms.budgeting is Budgeting.TIMESLICES and len(self.series) == 1:
+        if terms.budgeting.sliced and len(self.series) == 1:
             return self.series[0]
         return self
 
@@ -202,8 +202,8 @@ class Engine:
         self.objectives = by_indicator
         self._shapes = {o.id: shape_of(o.terms) for objs in by_indicator.values() for o in objs}
         self._history: dict[str, int] = {}
-        self._periods: dict[tuple[PeriodKind, str], Period] = {}
-        self._reporting: dict[str, set[tuple[PeriodKind, str]]] = {}
+        self._periods: dict[tuple[PeriodKind | Calendar, str], Period] = {}
+        self._reporting: dict[str, set[tuple[PeriodKind | Calendar, str]]] = {}
         self.rules = {k: sorted(v.values(), key=lambda r: r.key) for k, v in rules.items()}
         # Indicators where good events alone can start an alert: a page tier waits for enough events.
         self._eager = {k for k, objs in by_indicator.items() if any(o.terms.min_events > 0 for o in objs)}
@@ -447,8 +447,8 @@ class Engine:
             }
         return any(now_ms >= self._period(kind, tz, before_ms).end_ms for kind, tz in kinds)
 
-    def _period(self, kind: PeriodKind, tz: str, instant_ms: int) -> Period:
-        """period_bounds, remembered: every record asks, and the answer changes once a month."""
+    def _period(self, kind: PeriodKind | Calendar, tz: str, instant_ms: int) -> Period:
+        """period_bounds, remembered: every record asks, and the answer changes once a period."""
         known = self._periods.get((kind, tz))
         if known is None or not known.start_ms <= instant_ms < known.end_ms:
             known = self._periods[(kind, tz)] = period_bounds(kind, tz, instant_ms)

@@ -53,7 +53,7 @@ from shared.budget.model import (
     matches,
     parse_window,
 )
-from shared.budget.periods import Period, PeriodKind, period_bounds, previous_period
+from shared.budget.periods import Calendar, Period, PeriodKind, calendar_of, period_bounds, previous_period
 
 __all__ = [
     "PERIOD_RESET",
@@ -63,6 +63,7 @@ __all__ = [
     "Budgeting",
     "BurnRateTier",
     "BusinessHours",
+    "Calendar",
     "CalendarWindow",
     "Comparison",
     "CountSource",
@@ -86,6 +87,7 @@ __all__ = [
     "Window",
     "budget_consumed",
     "burn_rate",
+    "calendar_of",
     "classify",
     "credit_owed",
     "decide",

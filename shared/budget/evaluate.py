@@ -15,7 +15,15 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from shared.budget.counts import ZERO, Counts, SeriesCounts, minute_of
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
-from shared.budget.model import Budgeting, CalendarWindow, ObjectiveTerms, Severity, Window, error_budget
+from shared.budget.model import (
+    SLICE_RATIO_SCALE,
+    Budgeting,
+    CalendarWindow,
+    ObjectiveTerms,
+    Severity,
+    Window,
+    error_budget,
+)
 from shared.timeutil import MINUTE_MS
 
 
@@ -57,6 +65,11 @@ def budget_consumed(counts: Counts, target: float) -> float:
 def slice_is_good(counts: Counts, good_ratio: float) -> bool:
     """A time slice with data is good when good / total >= the slice target."""
     return counts.good / counts.total >= good_ratio
+
+
+def slice_ratio_units(good: int, total: int) -> int:
+    """A RatioTimeslices slice's good units: good / total × SLICE_RATIO_SCALE, rounded half up (total > 0)."""
+    return (2 * good * SLICE_RATIO_SCALE + total) // (2 * total)
 
 
 class TierReading(NamedTuple):
@@ -174,7 +187,8 @@ class _Units:
         self.excluded = excluded
         self.end = end
         self.size = terms.slice_minutes
-        self.timeslices = terms.budgeting is Budgeting.TIMESLICES
+        self.timeslices = terms.budgeting.sliced
+        self.scale = SLICE_RATIO_SCALE if terms.budgeting is Budgeting.RATIO_TIMESLICES else 1
         if not self.timeslices:
             return
         # Slice k covers the buckets [k * size, (k + 1) * size) before `end`; a window counts the slices
@@ -193,6 +207,9 @@ class _Units:
                 else:
                     raise TypeError("a timeslices objective needs count sources with buckets() (e.g. SeriesCounts)")
         self.keys = sorted(k for k, (_, t) in slices.items() if t)
+        if self.scale != 1:  # RatioTimeslices: each slice's ratio in integer units, summed exactly
+            self.good_prefix = list(accumulate((slice_ratio_units(*slices[k]) for k in self.keys), initial=0))
+            return
         ratio = terms.good_slice_ratio
         self.good_prefix = list(accumulate((slices[k][0] / slices[k][1] >= ratio for k in self.keys), initial=0))
 
@@ -210,7 +227,7 @@ class _Units:
             return events
         lo = bisect.bisect_left(self.keys, -(-start // self.size))
         hi = len(self.keys)
-        return Counts(self.good_prefix[hi] - self.good_prefix[lo], hi - lo)
+        return Counts(self.good_prefix[hi] - self.good_prefix[lo], (hi - lo) * self.scale)
 
 
 class Measured(NamedTuple):
@@ -232,7 +249,7 @@ class Measured(NamedTuple):
 
 def shape_of(terms: ObjectiveTerms) -> tuple[object, ...]:
     """What `measure` depends on besides the counts and the instant: equal shapes measure equally."""
-    slices = (terms.slice_minutes, terms.good_slice_ratio) if terms.budgeting is Budgeting.TIMESLICES else ()
+    slices = (terms.slice_minutes, terms.good_slice_ratio) if terms.budgeting.sliced else ()
     windows = tuple((t.long_minutes, t.short_minutes) for t in terms.tiers)
     return (terms.window, windows, terms.exclusions, terms.budgeting, slices)
 
@@ -267,8 +284,8 @@ def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
             enough
             and long_rate is not None
             and short_rate is not None
-            and long_rate > tier.factor
-            and short_rate > tier.factor
+            and (long_rate >= tier.factor if tier.inclusive else long_rate > tier.factor)
+            and (short_rate >= tier.factor if tier.inclusive else short_rate > tier.factor)
         )
         readings.append(
             TierReading(
@@ -398,9 +415,11 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
         long_total, short_total = long_units.total, short_units.total
         if long_total and short_total and (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events):
             factor = tier.factor
-            burning = (long_total - long_units.good) / long_total / budget > factor and (
-                short_total - short_units.good
-            ) / short_total / budget > factor
+            long_rate = (long_total - long_units.good) / long_total / budget
+            if tier.inclusive:  # OpenSLO op gte: at the factor too
+                burning = long_rate >= factor and (short_total - short_units.good) / short_total / budget >= factor
+            else:
+                burning = long_rate > factor and (short_total - short_units.good) / short_total / budget > factor
         if burning and tier.name not in firing:
             since = pending.get(tier.name)  # waiting out alert_after changes nothing until it has passed
             if since is None or m.now_ms - since >= tier.alert_after_minutes * MINUTE_MS:

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from shared.budget.counts import Counts
 from shared.budget.exclusions import ExcludedTime
-from shared.budget.periods import MAX_DAYS, NOMINAL_DAYS, Period, PeriodKind, period_bounds, zone
+from shared.budget.periods import MAX_DAYS, NOMINAL_DAYS, Calendar, Period, PeriodKind, period_bounds, zone
 from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY, MINUTES_PER_HOUR, duration_ms
 
 MAX_WINDOW_DAYS = 400
@@ -44,8 +44,9 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BurnRateTier:
-    """Fire when both windows burn faster than `factor` times the sustainable rate, and have done so
-    for `alert_after_minutes` (OpenSLO's `alertAfter`; 0: at once).
+    """Fire when both windows burn faster than `factor` times the sustainable rate (at `factor` or
+    faster when `inclusive`: OpenSLO's `op: gte`), and have done so for `alert_after_minutes`
+    (OpenSLO's `alertAfter`; 0: at once).
 
     `announce_firing` / `announce_resolved` (OpenSLO's `alertWhenBreaching` / `alertWhenResolved`):
     whether the firing / resolved transitions are announced; the tier's state is tracked either way.
@@ -59,6 +60,7 @@ class BurnRateTier:
     alert_after_minutes: int = 0
     announce_firing: bool = True
     announce_resolved: bool = True
+    inclusive: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.short_minutes <= self.long_minutes:
@@ -132,23 +134,26 @@ class RollingWindow:
 
 @dataclass(frozen=True, slots=True)
 class CalendarWindow:
-    """The current calendar week (from Monday), month or quarter in `timezone`, so far: no extrapolation.
+    """The current calendar period in `timezone`, so far: no extrapolation.
 
-    It resets at local midnight of the period's first day. `minutes` is the nominal
-    length (week 7 d, month 30 d, quarter 90 d), used for default tiers and time left;
-    `max_minutes` bounds the longest period (use it to decide what counts to keep).
+    `kind` is a default period (week from Monday, month, quarter: reset at local midnight of the
+    period's first day) or an anchored `Calendar` (`2w from 2026-11-28T12:00`: periods of the
+    duration from that local start time, periods.py). `nominal_minutes` is the nominal length
+    (week 7 d, month 30 d, quarter 90 d, year 365 d, times the count), used for default tiers and
+    time left; `max_minutes` bounds the longest period (use it to decide what counts to keep).
     """
 
-    kind: PeriodKind
+    kind: PeriodKind | Calendar
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", PeriodKind(self.kind))
+        if not isinstance(self.kind, Calendar):
+            object.__setattr__(self, "kind", PeriodKind(self.kind))
         zone(self.timezone)
 
     @property
     def label(self) -> str:
-        return self.kind.value
+        return self.kind.text if isinstance(self.kind, Calendar) else self.kind.value
 
     @property
     def minutes(self) -> int:
@@ -156,12 +161,14 @@ class CalendarWindow:
 
     @property
     def nominal_minutes(self) -> int:
-        return NOMINAL_DAYS[self.kind] * MINUTES_PER_DAY
+        days = self.kind.nominal_days if isinstance(self.kind, Calendar) else NOMINAL_DAYS[self.kind]
+        return days * MINUTES_PER_DAY
 
     @property
     def max_minutes(self) -> int:
         # A DST change can lengthen a period by an hour; a day of slack covers any offset change.
-        return (MAX_DAYS[self.kind] + 1) * MINUTES_PER_DAY
+        days = self.kind.max_days if isinstance(self.kind, Calendar) else MAX_DAYS[self.kind]
+        return (days + 1) * MINUTES_PER_DAY
 
     def period(self, instant_ms: int) -> Period:
         return period_bounds(self.kind, self.timezone, instant_ms)
@@ -193,15 +200,24 @@ def parse_minutes(text: str) -> int:
 
 
 def parse_window(text: str, timezone: str = "UTC") -> Window:
-    """`30d`, `7d`, `12h`, `90m` (rolling, 1 minute to 400 days) or `month`, `quarter`, `week` (calendar)."""
+    """`30d`, `7d`, `12h`, `90m` (rolling, 1 minute to 400 days), `month`, `quarter`, `week` (calendar), or
+    an anchored calendar `2w from 2026-11-28T12:00` (units d, w, M, Q, Y; its longest period at most 400 days)."""
     spec = text.strip().lower()
     if spec in PeriodKind.__members__.values():
         return CalendarWindow(PeriodKind(spec), timezone)
+    if " from " in spec:
+        calendar = Calendar.parse(text)
+        if calendar.max_days + 1 > MAX_WINDOW_DAYS:
+            raise ValueError(
+                f"invalid window {text[:60]!r}: its periods can be longer than {MAX_WINDOW_DAYS} days, "
+                "the longest duration Accord keeps data for"
+            )
+        return CalendarWindow(calendar, timezone)
     minutes = _duration(spec)
     if minutes is None:
         raise ValueError(
             f"invalid window {text[:40]!r}: expected a rolling length such as '30d', '12h' or '90m', "
-            "or a calendar period: 'week', 'month' or 'quarter'"
+            "a calendar period: 'week', 'month' or 'quarter', or an anchored one such as '1w from 2026-11-28T12:00'"
         )
     if minutes == 0:
         raise ValueError(f"invalid window {text[:40]!r}: a rolling window must be at least one minute long")
@@ -216,10 +232,29 @@ def default_tiers_for(window: Window) -> tuple[BurnRateTier, ...]:
 
 
 class Budgeting(StrEnum):
-    """How the budget is counted: per event, or per time slice (good when its ratio >= the slice target)."""
+    """How the budget is counted: per event; per time slice (good when its ratio >= the slice target); or
+    per time slice by its success ratio (OpenSLO's RatioTimeslices: the SLI is the mean of the slices'
+    ratios, each slice with data counting `SLICE_RATIO_SCALE` units of which its ratio's share is good)."""
 
     OCCURRENCES = "occurrences"
     TIMESLICES = "timeslices"
+    RATIO_TIMESLICES = "ratio_timeslices"
+
+    @property
+    def sliced(self) -> bool:
+        """Whether the budget counts time slices (Timeslices or RatioTimeslices)."""
+        return self is not Budgeting.OCCURRENCES
+
+    @property
+    def unit(self) -> str:
+        """What the counts count: `events`, `slices`, or `nanoslices` (RatioTimeslices: 10^-9 slice)."""
+        return {"occurrences": "events", "timeslices": "slices"}.get(self.value, "nanoslices")
+
+
+SLICE_RATIO_SCALE = 10**9
+"""RatioTimeslices units per slice: a slice with data counts 10^9 units, good = its success ratio × 10^9
+rounded half up to an integer. Sums of integers are exact in any order; the mean of the ratios is off
+by at most 5 × 10^-10 (the per-slice rounding), far below any target's precision."""
 
 
 class Comparison(StrEnum):
@@ -282,7 +317,8 @@ class ObjectiveTerms:
 
     `exclusions` hold every excluded time of the objective (the agreement's maintenance
     windows, and its business hours for a business-hours objective). A timeslices objective
-    counts slices of `slice_minutes`, good when good/total >= `slice_target` (default: `target`).
+    counts slices of `slice_minutes`, good when good/total >= `slice_target` (default: `target`); a
+    ratio-timeslices objective counts each slice by its ratio (`Budgeting`, `SLICE_RATIO_SCALE`).
     """
 
     target: float

@@ -31,7 +31,16 @@ from shared.budget.exclusions import (
     merge_intervals,
 )
 from shared.budget.model import CalendarWindow, ObjectiveTerms
-from shared.budget.periods import Period, PeriodKind, local_midnight_minute, period_bounds, zone
+from shared.budget.periods import (
+    Calendar,
+    Period,
+    PeriodKind,
+    anchored_period,
+    is_anchored_label,
+    local_midnight_minute,
+    period_bounds,
+    zone,
+)
 from shared.timeutil import MINUTE_MS, from_minute
 
 
@@ -90,7 +99,7 @@ class PeriodJudgement:
     evaluation: Evaluation
 
 
-def period_terms(terms: ObjectiveTerms, kind: PeriodKind, timezone: str) -> ObjectiveTerms:
+def period_terms(terms: ObjectiveTerms, kind: PeriodKind | Calendar, timezone: str) -> ObjectiveTerms:
     """The objective's terms over a reporting period: its target, budgeting and exclusions, no tiers."""
     return replace(terms, window=CalendarWindow(kind, timezone), tiers=())
 
@@ -248,11 +257,18 @@ def period_report(
 _LABEL = re.compile(r"([0-9]{4})-(?:([0-9]{2})|Q([0-9])|W([0-9]{2}))")
 
 
-def parse_period(label: str, timezone: str) -> Period:
+def parse_period(label: str, timezone: str, calendar: Calendar | None = None) -> Period:
     """`2026-11` (month), `2026-Q4` (quarter), `2026-W48` (ISO week) in `timezone`; ValueError otherwise.
 
-    Years 1970 to 9998 (a period must start after the epoch and end before year 10000).
+    Years 1970 to 9998 (a period must start after the epoch and end before year 10000). A period of an
+    anchored calendar is labelled by its local start and duration, `2026-11-28T12:00+1w`: such a label
+    needs its `calendar` (from 31 January, a month period starting 28 February lasts until 31 March,
+    which the label alone cannot tell) and must name one of its periods.
     """
+    if is_anchored_label(label):
+        if calendar is None:
+            raise ValueError(f"{label[:40]!r} is a period of an anchored calendar, and none is given")
+        return anchored_period(label, calendar, timezone)
     match = _LABEL.fullmatch(label.strip())
     if match is None:
         raise ValueError(f"{label[:40]!r} is no reporting period such as 2026-11, 2026-Q4 or 2026-W48")
@@ -275,8 +291,10 @@ def parse_period(label: str, timezone: str) -> Period:
     return found
 
 
-def period_kind(label: str) -> PeriodKind:
-    """The kind of period a valid label names."""
+def period_kind(label: str) -> PeriodKind | None:
+    """The kind of period a valid label names; None for an anchored calendar's label (`2026-11-28T12:00+1w`)."""
+    if is_anchored_label(label):
+        return None
     return PeriodKind.QUARTER if "Q" in label else PeriodKind.WEEK if "W" in label else PeriodKind.MONTH
 
 

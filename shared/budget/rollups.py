@@ -22,7 +22,7 @@ from itertools import accumulate, pairwise
 from shared.budget.counts import ZERO, Counts
 from shared.budget.evaluate import window_bounds
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
-from shared.budget.model import Budgeting, ObjectiveTerms
+from shared.budget.model import ObjectiveTerms
 from shared.timeutil import MINUTES_PER_DAY, MINUTES_PER_HOUR
 
 
@@ -160,7 +160,7 @@ def needed_minutes(terms: ObjectiveTerms, now_ms: int) -> list[Interval] | None:
     """The minute spans whose buckets `measure(terms, source, now_ms)` reads when whole hours come from hour
     cells: the edges of the window and of every tier window, and the hours exclusions cut. None when every
     minute is needed (timeslices: a slice's goodness needs its own minutes)."""
-    if terms.budgeting is Budgeting.TIMESLICES:
+    if terms.budgeting.sliced:
         return None
     start, end = window_bounds(terms.window, now_ms)
     starts = {start, *(end - t.long_minutes for t in terms.tiers), *(end - t.short_minutes for t in terms.tiers)}

@@ -125,8 +125,10 @@ def _agrees(terms: ObjectiveTerms, state: AlertState, measured: Measured) -> boo
 def test_quiet_agrees_with_decide_on_every_small_tier_reading() -> None:
     """Exhaustive over small counts and round targets: burn rate == factor happens exactly here."""
     units = Counts(1, 1)
-    for target, factor, severity, min_events in product((0.5, 0.75, 0.8), (1.0, 2.0), list(Severity), (0, 3)):
-        tier = BurnRateTier("t0", severity, 60, 5, factor)
+    for target, factor, severity, min_events, inclusive in product(
+        (0.5, 0.75, 0.8), (1.0, 2.0), list(Severity), (0, 3), (False, True)
+    ):
+        tier = BurnRateTier("t0", severity, 60, 5, factor, inclusive=inclusive)  # inclusive: OpenSLO op gte
         terms = ObjectiveTerms(target, RollingWindow(60), (tier,), (), min_events)
         for (long, short), firing in product(product(SMALL_COUNTS, SMALL_COUNTS), (frozenset(), frozenset({"t0"}))):
             measured = Measured(0, 100, 160, None, units, units, ((long, long, short),))

@@ -36,8 +36,8 @@ def canonical(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_corpus_has_files_of_every_form_and_source() -> None:
-    assert len(ACCEPTED) >= 7
-    assert len(REFUSED) >= 9
+    assert len(ACCEPTED) >= 11
+    assert len(REFUSED) >= 12
     texts = [p.read_text() for p in ACCEPTED]
     assert any(t.lstrip("#").find("\n- apiVersion") >= 0 for t in texts)  # list
     assert any("\n---\n" in t for t in texts)  # multi-document
@@ -51,6 +51,8 @@ def test_an_accepted_file_imports_exports_by_the_rules_and_round_trips(path: Pat
     imported = import_any(parse_yaml(path.read_text()), **WHO)
     document = canonical(imported.document)
     assert len(document["objectives"]) == int(expected(path, "expect-objectives"))
+    if "# expect-window:" in path.read_text():
+        assert document["objectives"][0]["window"] == expected(path, "expect-window")
     stored = AgreementDocument.model_validate(
         {**document, "archived_at": None,
          "objectives": [{**o, "id": f"00000000-0000-0000-0000-{n:012d}"} for n, o in enumerate(document["objectives"])]}
@@ -97,3 +99,28 @@ def test_pyrra_burn_rates_scale_with_the_window_and_disabled_alerting_has_none()
     latency = _load("pyrra-latency.yaml")["objectives"][0]
     assert latency["alert_policy"]["tiers"] == []
     assert latency["window"] == "14d"
+
+
+def test_anchored_calendars_ratio_timeslices_and_gte_conditions_import_as_they_mean() -> None:
+    windows = [o["window"] for o in _load("calendar-anchored-durations.yaml")["objectives"]]
+    assert windows == ["2w from 2026-01-03T06:30", "3d from 2026-03-08T02:30", "1M from 2026-01-31T00:00",
+                       "1Q from 2026-02-01T00:00", "1Y from 2026-04-06T00:00"]  # fmt: skip
+    exported = parse_yaml(export_yaml(_load("calendar-week-from-saturday-noon.yaml")))
+    slo = next(d for d in exported if d["kind"] == "SLO")
+    assert slo["spec"]["timeWindow"] == [
+        {"duration": "1w", "isRolling": False,
+         "calendar": {"startTime": "2026-11-28 12:00:00", "timeZone": "Europe/Berlin"}}
+    ]  # fmt: skip
+    ratio = _load("ratio-timeslices.yaml")["objectives"][0]
+    assert (ratio["budgeting"], ratio["slice_length"], ratio["slice_target"]) == ("ratio_timeslices", "5m", None)
+    tiers = _load("burn-rate-conditions-gt-gte.yaml")["objectives"][0]["alert_policy"]["tiers"]
+    assert [(t["op"], t["factor"], t["alert_after"]) for t in tiers] == [("gt", 14.4, None), ("gte", 1.0, "30m")]
+
+
+def test_a_burn_rate_condition_below_its_threshold_is_refused_saying_why() -> None:
+    for name in ("burn-rate-lt.yaml", "burn-rate-lte.yaml"):
+        with pytest.raises(Invalid) as raised:
+            import_any(parse_yaml((CORPUS / "refused" / name).read_text()), **WHO)
+        (error,) = raised.value.extra["errors"]
+        assert "slower than the threshold" in error["reason"]
+        assert "op: gt, or gte" in error["reason"]

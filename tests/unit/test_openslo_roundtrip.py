@@ -19,9 +19,20 @@ NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True)
 TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .-_", min_size=1, max_size=20).filter(str.strip)
 LABELS = st.dictionaries(NAMES, TEXT | st.lists(TEXT, min_size=1, max_size=3), max_size=3)
 ANNOTATIONS = st.dictionaries(st.from_regex(r"example\.com/[a-z]{1,8}", fullmatch=True), TEXT, max_size=2)
+ANCHORS = st.builds(
+    lambda day, minute: f"2026-{1 + day // 28:02d}-{1 + day % 28:02d} {minute // 60:02d}:{minute % 60:02d}:00",
+    st.integers(0, 12 * 28 - 1),
+    st.integers(0, 24 * 60 - 1),
+)
+ANCHORED = st.tuples(
+    st.sampled_from(["1d", "3d", "1w", "2w", "1M", "2M", "1Q", "3Q", "1Y"]), ANCHORS
+)  # any startTime: Accord's default anchors included (a Monday midnight, a first of a month)
 WINDOWS = st.one_of(
     st.sampled_from(["30d", "28d", "7d", "12h", "90m", "4w"]).map(lambda d: {"duration": d, "isRolling": True}),
     st.sampled_from([("1w", "2024-01-01 00:00:00"), ("1M", "2024-02-01 00:00:00"), ("1Q", "2024-04-01 00:00:00")]).map(
+        lambda w: {"duration": w[0], "isRolling": False, "calendar": {"startTime": w[1], "timeZone": "Europe/Berlin"}}
+    ),
+    ANCHORED.map(
         lambda w: {"duration": w[0], "isRolling": False, "calendar": {"startTime": w[1], "timeZone": "Europe/Berlin"}}
     ),
 )
@@ -43,7 +54,7 @@ def files(draw: st.DrawFn) -> list[dict[str, Any]]:
     ]  # fmt: skip
     for n, slo in enumerate(draw(st.lists(NAMES, min_size=1, max_size=3, unique=True))):
         threshold = draw(st.booleans())
-        timeslices = draw(st.booleans())
+        method = draw(st.sampled_from(["Occurrences", "Timeslices", "RatioTimeslices"]))
         sli_spec = (
             {"thresholdMetric": query(f"latency_{n}")}
             if threshold
@@ -61,8 +72,9 @@ def files(draw: st.DrawFn) -> list[dict[str, Any]]:
                     draw(st.sampled_from(["lt", "lte", "gt", "gte"])),
                     draw(st.integers(1, 999)),
                 )
-            if timeslices:
+            if method == "Timeslices":
                 entry["timeSliceTarget"] = 0.9
+            if method != "Occurrences":
                 entry["timeSliceWindow"] = draw(st.sampled_from([1, 5, "1m", "5m"]))
             entries.append(entry)
         policies = []
@@ -79,7 +91,7 @@ def files(draw: st.DrawFn) -> list[dict[str, Any]]:
             docs.append(
                 {"apiVersion": "openslo/v1", "kind": "AlertCondition", "metadata": {"name": f"{name}-c"},
                  "spec": {"severity": draw(st.sampled_from(sorted(SEVERITIES))),
-                          "condition": {"kind": "burnrate", "op": "gt",
+                          "condition": {"kind": "burnrate", "op": draw(st.sampled_from(["gt", "gte"])),
                                         "threshold": draw(st.sampled_from([1, 2.5, 14.4])),
                                         "lookbackWindow": draw(st.sampled_from(["1h", "6h", "1d"])),
                                         "alertAfter": draw(st.sampled_from(["0m", "5m", "1h"]))}}}
@@ -93,7 +105,7 @@ def files(draw: st.DrawFn) -> list[dict[str, Any]]:
             "metadata": {"name": slo, "displayName": draw(TEXT), "labels": draw(LABELS),
                          "annotations": draw(ANNOTATIONS)},
             "spec": {"description": "", "service": service, "indicatorRef": f"{slo}-sli",
-                     "timeWindow": [draw(WINDOWS)], "budgetingMethod": "Timeslices" if timeslices else "Occurrences",
+                     "timeWindow": [draw(WINDOWS)], "budgetingMethod": method,
                      "objectives": entries},
         }  # fmt: skip
         if policies:
@@ -133,7 +145,7 @@ def test_a_file_survives_import_export_import(docs: list[dict[str, Any]]) -> Non
             {**e, "timeSliceWindow": f"{e['timeSliceWindow']}m"} if isinstance(e.get("timeSliceWindow"), int) else e
             for e in slo["spec"]["objectives"]
         ]
-        assert out["timeWindow"][0]["duration"] == slo["spec"]["timeWindow"][0]["duration"]
+        assert out["timeWindow"] == slo["spec"]["timeWindow"]  # duration, startTime and timeZone kept
         assert out["budgetingMethod"] == slo["spec"]["budgetingMethod"]
         assert out.get("alertPolicies", []) == slo["spec"].get("alertPolicies", [])
     for name, sli in by_name(docs, "SLI").items():

@@ -27,6 +27,7 @@ from services.api.reports import (
 )
 from services.api.schemas import Name, QueryInstant, Reason
 from shared.budget import PeriodKind, period_bounds, previous_period
+from shared.budget.periods import Calendar
 from shared.errors import Invalid, NotFound
 from shared.timeutil import from_minute, to_ms
 
@@ -36,7 +37,7 @@ Format = Annotated[
     Literal["json", "csv", "html"] | None,
     Query(description="json, csv or html; without it the `Accept` header chooses (JSON by default)."),
 ]
-PeriodPath = Annotated[str, Field(max_length=16)]
+PeriodPath = Annotated[str, Field(max_length=24)]  # 2026-11, or an anchored 2026-11-28T12:00+12M
 FORMATS = ("csv", "html", "json")
 MEDIA = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
 
@@ -75,7 +76,7 @@ def render(reports: list[dict[str, Any]], fmt: str, title: str, body: Any, filen
 
 
 def _period_param(period: str) -> str:
-    if len(period) > 16:
+    if len(period) > 24:  # 2026-Q4, 2026-W48, 2026-11, or an anchored calendar's 2026-11-28T12:00+12M
         raise Invalid("No such reporting period.", [{"field": "path.period", "reason": "too long"}])
     return period
 
@@ -96,7 +97,7 @@ async def list_reports(
     grace_ms = state.settings.report_grace_seconds * 1000
     revisions = await repo.all_revisions(session, agreement.id)
     first_ms = min(to_ms(r.valid_from) for r in revisions) if revisions else now_ms
-    kind: PeriodKind = agreement.spec.reporting_period
+    kind: PeriodKind | Calendar = agreement.spec.reporting_period
     tz: str = agreement.spec.timezone
     period = period_bounds(kind, tz, now_ms)
     items: list[dict[str, Any]] = []
@@ -240,7 +241,7 @@ async def explain_objective(
         QueryInstant | None, Query(description=f"Explain the window at this instant (default now). {INSTANT}")
     ] = None,
     period: Annotated[
-        str | None, Query(max_length=16, description="Explain the report's figure for this period (e.g. 2026-11).")
+        str | None, Query(max_length=24, description="Explain the report's figure for this period (e.g. 2026-11).")
     ] = None,
 ) -> dict[str, Any]:
     """Window bounds (UTC and the agreement's timezone), the terms revision, the series summed, the events
