@@ -33,7 +33,6 @@ from services.api.repository.indicators import (
 from services.api.repository.objectives import get_objective, list_objectives, objectives_of
 from services.api.repository.readings import (
     Cells,
-    Columns,
     exhausted_since,
     rolled_up,
     series_buckets,
@@ -42,6 +41,7 @@ from services.api.repository.readings import (
 )
 from services.api.repository.reviews import add_review, get_review, list_reviews
 from services.api.repository.session import announce_config_change, now, read_snapshot
+from shared.budget.rollups import Columns
 
 __all__ = [
     "Cells",
