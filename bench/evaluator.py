@@ -121,7 +121,21 @@ def service(name: str, env: dict[str, str], work: Path, tag: str, *, profile: Pa
     argv = None
     if profile is not None:
         module = {"accord-ingest": "services.ingest.main", "accord-evaluator": "services.evaluator.main"}[name]
-        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", module]
+        # Not `python -m cProfile`: uvicorn re-raises the SIGTERM it handled once it has shut down, which
+        # would end the process before cProfile writes its file. SIGTERM here raises SystemExit instead.
+        code = (
+            "import cProfile, runpy, signal, sys\n"
+            "def _exit(*_): raise SystemExit(0)\n"
+            "signal.signal(signal.SIGTERM, _exit)\n"
+            "p = cProfile.Profile()\n"
+            "p.enable()\n"
+            "try:\n"
+            f"    runpy.run_module({module!r}, run_name='__main__')\n"
+            "finally:\n"
+            "    p.disable()\n"
+            f"    p.dump_stats({str(profile)!r})\n"
+        )
+        argv = [sys.executable, "-c", code]
     return Service(name, env, log=work / f"{name}-{tag}.log", argv=argv, cwd=PROJECT)
 
 
@@ -533,6 +547,10 @@ class Latency:
     evaluator_cpu: float
     ingest_cpu: float
     evaluator_peak_rss: int
+    checkpoints: int  # the evaluator's own counters, read at the end of the run
+    checkpoint_s: float
+    events: int  # breach events decided (background load included: its alerts come and go)
+    published: int
 
     def quantile(self, q: float) -> float:
         if not self.latencies:
@@ -694,6 +712,7 @@ async def run_latency(
                 evaluator_cpu = evaluator_rss.cpu_seconds() / load_s
                 ingest_cpu = ingest_rss.cpu_seconds() / load_s
                 await asyncio.wait_for(tasks[-1], timeout=30)
+                evaluator_metrics = await evaluator.metrics()
         latencies = [received[key] - t0 for key, t0 in sent.items() if key in received]
         post_s = sorted(stats["post_s"]) or [float("nan")]
         return Latency(
@@ -711,6 +730,10 @@ async def run_latency(
             evaluator_cpu=evaluator_cpu,
             ingest_cpu=ingest_cpu,
             evaluator_peak_rss=evaluator_rss.peak,
+            checkpoints=int(metric_value(evaluator_metrics, "accord_evaluator_checkpoint_seconds_count")),
+            checkpoint_s=metric_value(evaluator_metrics, "accord_evaluator_checkpoint_seconds_sum"),
+            events=int(metric_value(evaluator_metrics, "accord_evaluator_breach_events_total")),
+            published=int(metric_value(evaluator_metrics, "accord_evaluator_events_published_total")),
         )
     finally:
         for task in tasks:
@@ -783,6 +806,11 @@ def report(throughput: Throughput | None, latencies: list[Latency], args: argpar
         print(
             f"    CPU: evaluator {r.evaluator_cpu:.0%}, ingest {r.ingest_cpu:.0%} of one core; "
             f"evaluator peak RSS {r.evaluator_peak_rss / 2**20:,.0f} MB"
+        )
+        print(
+            f"    evaluator: {r.checkpoints} checkpoints, {r.checkpoint_s:.1f}s inside them "
+            f"({r.checkpoint_s / max(1, r.checkpoints) * 1000:.0f} ms each); {r.events:,} breach events decided, "
+            f"{r.published:,} published"
         )
 
     rows: list[tuple[str, str, str, str]] = []

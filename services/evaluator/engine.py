@@ -18,6 +18,7 @@ exactly what the next Postgres transaction must write.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -491,7 +492,8 @@ class Engine:
         objective: under load they are refreshed in turn over a few checkpoints.
         """
         changes = Changes()
-        taken = list(self._quiet) if quiet_statuses is None else list(self._quiet)[:quiet_statuses]
+        # islice, not list(...)[:n]: an event-triggered checkpoint takes none, and must not walk them all.
+        taken = list(self._quiet) if quiet_statuses is None else list(itertools.islice(self._quiet, quiet_statuses))
         for oid in taken:
             objective, measured, last_ms = self._quiet.pop(oid)
             alert = self.alert_states.get(oid, NO_ALERTS)

@@ -17,9 +17,10 @@ class EvaluatorSettings(CommonSettings):
         default=250, gt=0, description="Longest time applied measurements wait before their checkpoint commits."
     )
     max_statuses_per_checkpoint: int = Field(
-        default=2000,
+        default=500,
         gt=0,
-        description="Most statuses without alert changes rewritten per checkpoint (the rest wait their turn).",
+        description="Most statuses without alert changes rewritten per checkpoint, at most one checkpoint per "
+        "interval (the rest wait their turn; a checkpoint made early for breach events takes none).",
     )
     max_batch: int = Field(default=2000, gt=0, description="Most Kafka records taken per poll.")
     fetch_max_wait_ms: int = Field(
