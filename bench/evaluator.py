@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/evaluator.py            # about 4 minutes
     .venv/bin/python bench/evaluator.py --quick    # about 1.5 minutes
-    .venv/bin/python bench/evaluator.py --profile /tmp/evaluator.prof   # throughput run under cProfile
+    .venv/bin/python bench/evaluator.py --profile /tmp/evaluator.prof   # the evaluators under cProfile
 
 Starts its own embedded PostgreSQL and a fresh Tansu broker per scenario (Tansu keeps every
 record in memory), seeds 1,000 ratio indicators feeding 10,000 objectives (1,000 agreements,
@@ -638,7 +638,15 @@ async def background_load(
 
 
 async def run_latency(
-    pg: Postgres, work: Path, shape: Shape, *, rate: float, probes: int, probe_rate: float, warmup: float
+    pg: Postgres,
+    work: Path,
+    shape: Shape,
+    *,
+    rate: float,
+    probes: int,
+    probe_rate: float,
+    warmup: float,
+    profile: Path | None = None,
 ) -> Latency:
     database_url = await prepare_database(pg, f"bench_latency_{shape.name}", probe=True)
     token = await asyncio.to_thread(create_token, database_url, name="bench", role="ingest")  # as in production
@@ -652,7 +660,7 @@ async def run_latency(
         )
         env = common_env(database_url, broker.bootstrap)
         ingest = service("accord-ingest", env, work, shape.name)
-        evaluator = service("accord-evaluator", env, work, shape.name)
+        evaluator = service("accord-evaluator", env, work, shape.name, profile=profile)
         services = [ingest.start(), evaluator.start()]
         await asyncio.gather(ingest.wait_ready(), evaluator.wait_ready())
         assert ingest.proc is not None
@@ -712,7 +720,8 @@ async def run_latency(
                 evaluator_cpu = evaluator_rss.cpu_seconds() / load_s
                 ingest_cpu = ingest_rss.cpu_seconds() / load_s
                 await asyncio.wait_for(tasks[-1], timeout=30)
-                evaluator_metrics = await evaluator.metrics()
+            # After the RSS sampling: rendering 10,000 objectives' gauges takes memory (and a second) of its own.
+            evaluator_metrics = await evaluator.metrics()
         latencies = [received[key] - t0 for key, t0 in sent.items() if key in received]
         post_s = sorted(stats["post_s"]) or [float("nan")]
         return Latency(
@@ -841,11 +850,16 @@ def report(throughput: Throughput | None, latencies: list[Latency], args: argpar
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def print_profile(path: Path, limit: int = 30) -> None:
+def latency_profile(path: Path, shape: Shape) -> Path:
+    """Where the evaluator of a latency run writes its profile, beside the throughput run's."""
+    return path.with_name(f"{path.stem}.{shape.name}{path.suffix}")
+
+
+def print_profile(path: Path, what: str, limit: int = 30) -> None:
     if not path.exists():
         print(f"\nno profile was written to {path}")
         return
-    print(f"\nprofile of the throughput run ({path}), by own time:")
+    print(f"\nprofile of {what} ({path}), by own time:")
     stats = pstats.Stats(str(path))
     stats.sort_stats("tottime").print_stats(limit)
     print("by cumulative time:")
@@ -900,6 +914,7 @@ async def run(args: argparse.Namespace) -> None:
                     probes=args.probes,
                     probe_rate=args.probe_rate,
                     warmup=args.warmup,
+                    profile=None if args.profile is None else latency_profile(args.profile, shape),
                 )
                 latencies.append(result)
                 print(
@@ -915,7 +930,11 @@ async def run(args: argparse.Namespace) -> None:
             shutil.rmtree(work, ignore_errors=True)
     report(throughput, latencies, args)
     if args.profile is not None:
-        print_profile(args.profile)
+        if "throughput" in args.only:
+            print_profile(args.profile, "the throughput run")
+        for shape in SHAPES:
+            if shape.name in args.only:
+                print_profile(latency_profile(args.profile, shape), f"the {shape.name} latency run")
 
 
 def main() -> None:
@@ -941,7 +960,11 @@ def main() -> None:
         metavar="ACCORD_EVALUATOR_X=VALUE",
         help="override an evaluator or ingest setting (repeatable); the defaults are used otherwise",
     )
-    parser.add_argument("--profile", type=Path, help="run the throughput evaluator under cProfile, writing here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the evaluators under cProfile, writing here (latency runs: NAME.spread.prof, NAME.grouped.prof)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (service and broker logs)")
     args = parser.parse_args()
     args.only = set(args.only.split(","))

@@ -204,6 +204,10 @@ class Engine:
                 rules.setdefault(o.indicator, {})[o.terms.threshold.key] = o.terms.threshold
         self.objectives = by_indicator
         self._shapes = {o.id: shape_of(o.terms) for objs in by_indicator.values() for o in objs}
+        # Objectives with equal terms (fifty customers, one availability target) in the same alert state,
+        # measured alike, are quiet alike: `_evaluate` asks once per (terms, measured, state).
+        canonical: dict[ObjectiveTerms, int] = {}
+        self._terms_id = {o.id: canonical.setdefault(o.terms, len(canonical)) for o in objectives_of(by_indicator)}
         self._history: dict[str, int] = {}
         self._periods: dict[tuple[PeriodKind, str], Period] = {}
         self._reporting: dict[str, set[tuple[PeriodKind, str]]] = {}
@@ -408,9 +412,25 @@ class Engine:
             return False
         # Try a bound four times what was skipped so far, so the next few records need no check at all.
         for bound in (4 * held.added, held.added):
-            if all(quiet(o.terms, alert, _plus(m, bound)) for o, m, alert in held.objectives):
+            if self._quiet_with(held, bound):
                 held.safe = bound
                 return False
+        return True
+
+    def _quiet_with(self, held: _Held, more: int) -> bool:
+        """Whether every held objective would stay quiet with `more` good events in each of its windows."""
+        plus: dict[int, Measured] = {}  # objectives of one shape measured alike: one `_plus` each
+        verdicts: set[tuple[int, int, AlertState]] = set()
+        for o, m, alert in held.objectives:
+            key = (self._terms_id[o.id], id(m), alert)
+            if key in verdicts:
+                continue
+            more_m = plus.get(id(m))
+            if more_m is None:
+                more_m = plus[id(m)] = _plus(m, more)
+            if not quiet(o.terms, alert, more_m):
+                return False
+            verdicts.add(key)
         return True
 
     def _hold(self, indicator: str, measured: list[tuple[ObjectiveConfig, Measured]]) -> None:
@@ -447,6 +467,7 @@ class Engine:
         # availability): range sums are computed once per group and instant, not once per objective.
         groups: dict[SeriesGroup, SharedSums] = {}
         measured_by: list[tuple[ObjectiveConfig, Measured]] = []
+        verdicts: dict[tuple[int, int, AlertState], bool] = {}
         for objective in self.objectives.get(indicator, ()):
             terms = objective.terms
             key = series_group(terms)
@@ -459,7 +480,11 @@ class Engine:
                 measured = group.measured[shape] = measure(terms, group.source_for(terms), now)
             measured_by.append((objective, measured))
             before = self.alert_states.get(objective.id, NO_ALERTS)
-            if quiet(terms, before, measured):
+            verdict_key = (self._terms_id[objective.id], id(measured), before)
+            silent = verdicts.get(verdict_key)
+            if silent is None:
+                silent = verdicts[verdict_key] = quiet(terms, before, measured)
+            if silent:
                 # Nothing to announce: the status row is worked out when it is next written.
                 self._quiet[objective.id] = (objective, measured, last_measurement_ms)
                 if before_ms is not None:
@@ -639,3 +664,8 @@ def _plus(m: Measured, n: int) -> Measured:
         for long, events, short in m.tiers
     )
     return m._replace(units=Counts(m.units.good + n, m.units.total + n), tiers=tiers)
+
+
+def objectives_of(by_indicator: Mapping[str, list[ObjectiveConfig]]) -> Iterator[ObjectiveConfig]:
+    for objectives in by_indicator.values():
+        yield from objectives
