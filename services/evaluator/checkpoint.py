@@ -158,7 +158,6 @@ class Checkpoint:
         self.retry_at = 0.0
         now = time.monotonic()
         self.last_attempt = now
-        self.last_statuses = now  # when quiet statuses last went into a checkpoint
         self.last_prune = now
         self.last_expiry = now
         self.stored_at = now  # when Postgres last held everything applied
@@ -270,16 +269,7 @@ class Checkpoint:
 
     async def _commit(self, *, all_statuses: bool = False) -> bool:
         now = time.monotonic()
-        if all_statuses:
-            quiet: int | None = None
-        elif now - self.last_statuses >= self.settings.checkpoint_interval_ms / 1000:
-            # Statuses without an alert change ride along at most once per interval (a checkpoint
-            # made early for breach events takes only what it must), and at most this many.
-            quiet = self.settings.max_statuses_per_checkpoint
-            self.last_statuses = now
-        else:
-            quiet = 0
-        changes = self.engine.drain(quiet_statuses=quiet)
+        changes = self.engine.drain(quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint)
         # Taken now, not after the commit: records applied while it is written go into the next one.
         offsets, self.positions = self.positions, {}
         dead_letters, self.dead_letters = self.dead_letters, []

@@ -556,7 +556,7 @@ class Engine:
         objective: under load they are refreshed in turn over a few checkpoints.
         """
         changes = Changes()
-        # islice, not list(...)[:n]: an event-triggered checkpoint takes none, and must not walk them all.
+        # islice, not list(...)[:n]: a checkpoint takes a few of many, and must not copy them all.
         taken = list(self._quiet) if quiet_statuses is None else list(itertools.islice(self._quiet, quiet_statuses))
         for oid in taken:
             objective, measured, last_ms = self._quiet.pop(oid)

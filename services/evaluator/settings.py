@@ -19,8 +19,7 @@ class EvaluatorSettings(CommonSettings):
     max_statuses_per_checkpoint: int = Field(
         default=500,
         gt=0,
-        description="Most statuses without alert changes rewritten per checkpoint, at most one checkpoint per "
-        "interval (the rest wait their turn; a checkpoint made early for breach events takes none).",
+        description="Most statuses without alert changes rewritten per checkpoint (the rest wait their turn).",
     )
     max_batch: int = Field(default=2000, gt=0, description="Most Kafka records taken per poll.")
     fetch_max_wait_ms: int = Field(
