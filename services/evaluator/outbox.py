@@ -55,9 +55,15 @@ async def relay_outbox(
                 if failing:
                     log.info("outbox relay works again")
                 failing = False
-            # After every pass, published or not: a broker outage shows as a growing backlog.
-            with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # After every pass, published or not: a broker outage shows as a growing backlog. Any failure
+            # (asyncpg raises InternalClientError too when the server cuts a connection mid-statement) keeps
+            # the last values; it never stops the relay.
+            try:
                 await _measure_backlog(pool, metrics)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("outbox backlog not measured: %r", exc)
     finally:
         await producer.stop()
 
