@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/evaluator.py            # about 4 minutes
     .venv/bin/python bench/evaluator.py --quick    # about 1.5 minutes
-    .venv/bin/python bench/evaluator.py --profile /tmp/evaluator.prof   # throughput run under cProfile
+    .venv/bin/python bench/evaluator.py --profile /tmp/evaluator.prof   # the evaluators under cProfile
 
 Starts its own embedded PostgreSQL and a fresh Tansu broker per scenario (Tansu keeps every
 record in memory), seeds 1,000 ratio indicators feeding 10,000 objectives (1,000 agreements,
@@ -121,7 +121,21 @@ def service(name: str, env: dict[str, str], work: Path, tag: str, *, profile: Pa
     argv = None
     if profile is not None:
         module = {"accord-ingest": "services.ingest.main", "accord-evaluator": "services.evaluator.main"}[name]
-        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", module]
+        # Not `python -m cProfile`: uvicorn re-raises the SIGTERM it handled once it has shut down, which
+        # would end the process before cProfile writes its file. SIGTERM here raises SystemExit instead.
+        code = (
+            "import cProfile, runpy, signal, sys\n"
+            "def _exit(*_): raise SystemExit(0)\n"
+            "signal.signal(signal.SIGTERM, _exit)\n"
+            "p = cProfile.Profile()\n"
+            "p.enable()\n"
+            "try:\n"
+            f"    runpy.run_module({module!r}, run_name='__main__')\n"
+            "finally:\n"
+            "    p.disable()\n"
+            f"    p.dump_stats({str(profile)!r})\n"
+        )
+        argv = [sys.executable, "-c", code]
     return Service(name, env, log=work / f"{name}-{tag}.log", argv=argv, cwd=PROJECT)
 
 
@@ -334,7 +348,7 @@ class Workload:
         return sum(self.cumulative[p][min(o, len(self.cumulative[p]) - 1)] for p, o in offsets.items())
 
 
-async def publish_workload(bootstrap: str, total: int, per_record: int, span_minutes: int) -> Workload:
+async def publish_workload(bootstrap: str, total: int, per_record: int, span_minutes: float) -> Workload:
     """Publish `total` measurements over the 1,000 indicators, `per_record` to a record, round-robin by indicator.
 
     Each indicator's measurements are evenly spaced over the last `span_minutes`, in time order.
@@ -342,8 +356,9 @@ async def publish_workload(bootstrap: str, total: int, per_record: int, span_min
     rng = random.Random(4)
     pool = counts_pool(rng)
     per_indicator = total // INDICATORS
-    step_ms = span_minutes * 60_000 // per_indicator
-    start_ms = int(time.time() * 1000) - span_minutes * 60_000
+    span_ms = int(span_minutes * 60_000)
+    step_ms = span_ms // per_indicator
+    start_ms = int(time.time() * 1000) - span_ms
     workload = Workload()
     producer = make_producer(bootstrap, client_id="bench-publisher", linger_ms=5)
     await producer.start()
@@ -418,7 +433,9 @@ async def stored_offsets(conn: asyncpg.Connection) -> dict[int, int]:
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
-async def run_throughput(pg: Postgres, work: Path, *, total: int, per_record: int, profile: Path | None) -> Throughput:
+async def run_throughput(
+    pg: Postgres, work: Path, *, total: int, per_record: int, profile: Path | None, span_minutes: float = 60
+) -> Throughput:
     database_url = await prepare_database(pg, "bench_throughput", probe=False)
     broker = Broker(free_port(), work / "tansu-throughput.log")
     evaluator: Service | None = None
@@ -429,7 +446,7 @@ async def run_throughput(pg: Postgres, work: Path, *, total: int, per_record: in
         )
         print(f"(a) publishing {total:,} measurements ({per_record} per record) ...", flush=True)
         started = time.perf_counter()
-        workload = await publish_workload(broker.bootstrap, total, per_record, span_minutes=60)
+        workload = await publish_workload(broker.bootstrap, total, per_record, span_minutes=span_minutes)
         publish_s = time.perf_counter() - started
         print(
             f"    published {workload.records:,} records, {workload.bytes / 1e6:,.0f} MB of JSON in {publish_s:.1f}s; "
@@ -477,7 +494,9 @@ async def run_throughput(pg: Postgres, work: Path, *, total: int, per_record: in
                     await asyncio.sleep(0.02)
                 t_done = time.perf_counter()
                 cpu_s = rss.cpu_seconds() - cpu_first
-                metrics = await evaluator.metrics()
+            # After the RSS sampling: rendering 10,000 objectives' gauges for this read takes ≈ 250 MB for a
+            # moment, which is the scrape's cost (docs/evaluator.md), not the evaluator's working set.
+            metrics = await evaluator.metrics()
             first_records = sum(first.values())
             events = await conn.fetchval("SELECT count(*) FROM breach_events")
             return Throughput(
@@ -533,6 +552,13 @@ class Latency:
     evaluator_cpu: float
     ingest_cpu: float
     evaluator_peak_rss: int
+    checkpoints: int  # the evaluator's own counters, read at the end of the run
+    checkpoint_s: float
+    events: int  # breach events decided (background load included: its alerts come and go)
+    published: int
+    records_applied: int  # Kafka records the evaluator applied, all of the run
+    record_age_s: float  # mean age of the last record of each applied batch (accord_evaluator_record_age_seconds)
+    lag_records: int  # consumer lag when the load stopped (and the probes' events had arrived, or 30 s passed)
 
     def quantile(self, q: float) -> float:
         if not self.latencies:
@@ -620,7 +646,15 @@ async def background_load(
 
 
 async def run_latency(
-    pg: Postgres, work: Path, shape: Shape, *, rate: float, probes: int, probe_rate: float, warmup: float
+    pg: Postgres,
+    work: Path,
+    shape: Shape,
+    *,
+    rate: float,
+    probes: int,
+    probe_rate: float,
+    warmup: float,
+    profile: Path | None = None,
 ) -> Latency:
     database_url = await prepare_database(pg, f"bench_latency_{shape.name}", probe=True)
     token = await asyncio.to_thread(create_token, database_url, name="bench", role="ingest")  # as in production
@@ -634,7 +668,7 @@ async def run_latency(
         )
         env = common_env(database_url, broker.bootstrap)
         ingest = service("accord-ingest", env, work, shape.name)
-        evaluator = service("accord-evaluator", env, work, shape.name)
+        evaluator = service("accord-evaluator", env, work, shape.name, profile=profile)
         services = [ingest.start(), evaluator.start()]
         await asyncio.gather(ingest.wait_ready(), evaluator.wait_ready())
         assert ingest.proc is not None
@@ -694,6 +728,8 @@ async def run_latency(
                 evaluator_cpu = evaluator_rss.cpu_seconds() / load_s
                 ingest_cpu = ingest_rss.cpu_seconds() / load_s
                 await asyncio.wait_for(tasks[-1], timeout=30)
+            # After the RSS sampling: rendering 10,000 objectives' gauges takes memory (and a second) of its own.
+            evaluator_metrics = await evaluator.metrics()
         latencies = [received[key] - t0 for key, t0 in sent.items() if key in received]
         post_s = sorted(stats["post_s"]) or [float("nan")]
         return Latency(
@@ -711,6 +747,14 @@ async def run_latency(
             evaluator_cpu=evaluator_cpu,
             ingest_cpu=ingest_cpu,
             evaluator_peak_rss=evaluator_rss.peak,
+            checkpoints=int(metric_value(evaluator_metrics, "accord_evaluator_checkpoint_seconds_count")),
+            checkpoint_s=metric_value(evaluator_metrics, "accord_evaluator_checkpoint_seconds_sum"),
+            events=int(metric_value(evaluator_metrics, "accord_evaluator_breach_events_total")),
+            published=int(metric_value(evaluator_metrics, "accord_evaluator_events_published_total")),
+            records_applied=int(metric_value(evaluator_metrics, "accord_evaluator_records_total")),
+            record_age_s=metric_value(evaluator_metrics, "accord_evaluator_record_age_seconds_sum")
+            / max(1.0, metric_value(evaluator_metrics, "accord_evaluator_record_age_seconds_count")),
+            lag_records=int(metric_value(evaluator_metrics, "accord_evaluator_consumer_lag_records")),
         )
     finally:
         for task in tasks:
@@ -784,6 +828,16 @@ def report(throughput: Throughput | None, latencies: list[Latency], args: argpar
             f"    CPU: evaluator {r.evaluator_cpu:.0%}, ingest {r.ingest_cpu:.0%} of one core; "
             f"evaluator peak RSS {r.evaluator_peak_rss / 2**20:,.0f} MB"
         )
+        print(
+            f"    evaluator: {r.checkpoints} checkpoints, {r.checkpoint_s:.1f}s inside them "
+            f"({r.checkpoint_s / max(1, r.checkpoints) * 1000:.0f} ms each); {r.events:,} breach events decided, "
+            f"{r.published:,} published"
+        )
+        print(
+            f"    evaluator: {r.records_applied:,} records applied ({r.records_applied / r.load_s:,.0f}/s over the "
+            f"load), mean age when applied {r.record_age_s * 1000:,.0f} ms; consumer lag at the end "
+            f"{r.lag_records:,} records"
+        )
 
     rows: list[tuple[str, str, str, str]] = []
     if throughput is not None:
@@ -813,11 +867,16 @@ def report(throughput: Throughput | None, latencies: list[Latency], args: argpar
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def print_profile(path: Path, limit: int = 30) -> None:
+def latency_profile(path: Path, shape: Shape) -> Path:
+    """Where the evaluator of a latency run writes its profile, beside the throughput run's."""
+    return path.with_name(f"{path.stem}.{shape.name}{path.suffix}")
+
+
+def print_profile(path: Path, what: str, limit: int = 30) -> None:
     if not path.exists():
         print(f"\nno profile was written to {path}")
         return
-    print(f"\nprofile of the throughput run ({path}), by own time:")
+    print(f"\nprofile of {what} ({path}), by own time:")
     stats = pstats.Stats(str(path))
     stats.sort_stats("tottime").print_stats(limit)
     print("by cumulative time:")
@@ -859,7 +918,12 @@ async def run(args: argparse.Namespace) -> None:
         pg.start()
         if "throughput" in args.only:
             throughput = await run_throughput(
-                pg, work, total=args.measurements, per_record=args.per_record, profile=args.profile
+                pg,
+                work,
+                total=args.measurements,
+                per_record=args.per_record,
+                profile=args.profile,
+                span_minutes=args.span_minutes,
             )
             print(f"    -> {throughput.measurements_per_s:,.0f} measurements/s", flush=True)
         for shape in SHAPES:
@@ -872,6 +936,7 @@ async def run(args: argparse.Namespace) -> None:
                     probes=args.probes,
                     probe_rate=args.probe_rate,
                     warmup=args.warmup,
+                    profile=None if args.profile is None else latency_profile(args.profile, shape),
                 )
                 latencies.append(result)
                 print(
@@ -887,7 +952,11 @@ async def run(args: argparse.Namespace) -> None:
             shutil.rmtree(work, ignore_errors=True)
     report(throughput, latencies, args)
     if args.profile is not None:
-        print_profile(args.profile)
+        if "throughput" in args.only:
+            print_profile(args.profile, "the throughput run")
+        for shape in SHAPES:
+            if shape.name in args.only:
+                print_profile(latency_profile(args.profile, shape), f"the {shape.name} latency run")
 
 
 def main() -> None:
@@ -897,6 +966,13 @@ def main() -> None:
         "--measurements", type=int, help="(a) measurements published (default 8,000,000; quick 500,000)"
     )
     parser.add_argument("--per-record", type=int, default=500, help="(a) measurements per Kafka record (default 500)")
+    parser.add_argument(
+        "--span-minutes",
+        type=float,
+        default=60,
+        help="(a) event time the measurements span, per indicator (default 60; e.g. 0.34 with --measurements "
+        "200000 --per-record 1 gives each indicator 10 records a second, as the spread load does)",
+    )
     parser.add_argument("--background-rate", type=float, default=10_000, help="(b) measurements/s POSTed to ingest")
     parser.add_argument("--probes", type=int, help="(b) probes per load shape (default 300; quick 60)")
     parser.add_argument("--probe-rate", type=float, default=10, help="(b) probes per second")
@@ -913,7 +989,11 @@ def main() -> None:
         metavar="ACCORD_EVALUATOR_X=VALUE",
         help="override an evaluator or ingest setting (repeatable); the defaults are used otherwise",
     )
-    parser.add_argument("--profile", type=Path, help="run the throughput evaluator under cProfile, writing here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the evaluators under cProfile, writing here (latency runs: NAME.spread.prof, NAME.grouped.prof)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (service and broker logs)")
     args = parser.parse_args()
     args.only = set(args.only.split(","))

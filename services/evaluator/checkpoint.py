@@ -163,6 +163,7 @@ class Checkpoint:
         self.stored_at = now  # when Postgres last held everything applied
         self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
         self.lag_partitions: set[int] = set()  # partitions with a consumer lag sample
+        self._writer: asyncio.Task[None] | None = None  # the background commit (`commit_soon`)
         metrics.postgres_up.set(1)
 
     # --- what the loop asks ----------------------------------------------------------------------
@@ -229,11 +230,50 @@ class Checkpoint:
         async with self.lock:
             return await self._commit(all_statuses=all_statuses)
 
+    @property
+    def writing(self) -> bool:
+        """A checkpoint started by `commit_soon` is being written."""
+        return self._writer is not None and not self._writer.done()
+
+    def commit_soon(self) -> None:
+        """Commit in the background while the loop goes on applying records; at most one at a time.
+
+        What was applied until the commit drains the engine goes into it; what is applied while it is
+        written goes into the next one. A failure throws away the memory of every owned partition,
+        the records applied meanwhile included, exactly as when the loop waits for the commit. Breach
+        events decided while it was written get their own commit at once after it, not at the next poll.
+        """
+        self.raise_writer_error()
+        if self.writing:
+            return
+        self._writer = asyncio.create_task(self._commit_chain(), name="checkpoint")
+
+    def raise_writer_error(self) -> None:
+        """A bug in a background commit (not Postgres failing: that is handled inside) ends the loop too."""
+        writer = self._writer
+        if writer is not None and writer.done():
+            self._writer = None
+            if not writer.cancelled() and (exc := writer.exception()) is not None:
+                raise exc
+
+    async def wait_written(self) -> None:
+        """Until the background commit, if any, is over."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait([writer])
+
+    async def _commit_chain(self) -> None:
+        async with self.lock:
+            while await self._commit() and self.engine.has_events():
+                pass
+
     async def _commit(self, *, all_statuses: bool = False) -> bool:
+        now = time.monotonic()
         changes = self.engine.drain(quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint)
-        offsets = dict(self.positions)
-        dead_letters = self.dead_letters
-        self.last_attempt = time.monotonic()
+        # Taken now, not after the commit: records applied while it is written go into the next one.
+        offsets, self.positions = self.positions, {}
+        dead_letters, self.dead_letters = self.dead_letters, []
+        self.last_attempt = now
         prune = None
         if self.last_attempt - self.last_prune >= PRUNE_EVERY_SECONDS:
             prune = self.engine.prune()
@@ -258,15 +298,17 @@ class Checkpoint:
                     dead_letters=dead_letters,
                 )
         except asyncio.CancelledError:
-            raise  # shutting down: the transaction rolls back, and a restart resumes from what is stored
+            # Shutting down: the transaction rolls back, and a restart resumes from what is stored. What was
+            # drained is gone from memory, so nothing applied after it may be committed either (not even by
+            # the final commit).
+            self._discard(set(self.owned))
+            raise
         except Exception as exc:
             # Whether or not the transaction reached Postgres, reloading takes whatever it holds.
             self._failed("checkpoint", exc)
             self.metrics.checkpoint_failures.inc()
             self._discard(set(self.owned))
             return False
-        self.positions.clear()
-        self.dead_letters = []
         self.stored_at = time.monotonic()
         self._succeeded()
         self.metrics.checkpoints.observe(time.perf_counter() - started)
@@ -395,7 +437,8 @@ class Checkpoint:
         self._pause(TopicPartition(self.topic, p) for p in partitions)
 
     def _pause(self, tps: Iterable[TopicPartition]) -> None:
-        assert self.consumer is not None
+        if self.consumer is None:
+            return  # not consuming yet (or a test without a consumer): nothing is fetched
         for tp in tps:
             # Not assigned any more (the group is rebalancing): the revocation forgets it anyway.
             with contextlib.suppress(IllegalStateError, AssertionError):

@@ -18,6 +18,7 @@ exactly what the next Postgres transaction must write.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -187,8 +188,10 @@ class Engine:
         self._statuses: dict[str, StatusRow] = {}
         self._quiet: dict[str, tuple[ObjectiveConfig, Measured, int]] = {}
         self._events: list[EventRow] = []
-        # The cadence: the event-time second of each indicator's last evaluation (see `_must_evaluate`).
+        # The cadence: the event-time second of each indicator's last evaluation (see `_must_evaluate`), and
+        # the objectives holding an alert state that good events could end, as of that evaluation.
         self._evaluated_second: dict[str, int] = {}
+        self._held: dict[str, _Held] = {}
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -201,6 +204,10 @@ class Engine:
                 rules.setdefault(o.indicator, {})[o.terms.threshold.key] = o.terms.threshold
         self.objectives = by_indicator
         self._shapes = {o.id: shape_of(o.terms) for objs in by_indicator.values() for o in objs}
+        # Objectives with equal terms (fifty customers, one availability target) in the same alert state,
+        # measured alike, are quiet alike: `_evaluate` asks once per (terms, measured, state).
+        canonical: dict[ObjectiveTerms, int] = {}
+        self._terms_id = {o.id: canonical.setdefault(o.terms, len(canonical)) for o in objectives_of(by_indicator)}
         self._history: dict[str, int] = {}
         self._periods: dict[tuple[PeriodKind | Calendar, str], Period] = {}
         self._reporting: dict[str, set[tuple[PeriodKind | Calendar, str]]] = {}
@@ -208,6 +215,7 @@ class Engine:
         # Indicators where good events alone can start an alert: a page tier waits for enough events.
         self._eager = {k for k, objs in by_indicator.items() if any(o.terms.min_events > 0 for o in objs)}
         self._evaluated_second = {}
+        self._held = {}
         self._latest = {oid: r for oid, r in self._latest.items() if oid in self._shapes}
 
     def history_minutes(self, indicator: str) -> int:
@@ -282,6 +290,7 @@ class Engine:
         for key in gone:
             del self.indicators[key]
             self._evaluated_second.pop(key, None)
+            self._held.pop(key, None)
         for oid in objectives:
             self.alert_states.pop(oid, None)
             self._quiet.pop(oid, None)
@@ -326,6 +335,7 @@ class Engine:
         # Sum the record per (series, minute) first: one bucket update per pair, not per measurement.
         sums: dict[tuple[Labels, int], list[int]] = {}
         bad = False
+        added = 0  # events this record adds to any one series (for the cadence's bound)
         seen = state.seen
         rules = self.rules.get(indicator, ())
         for m in measurements:
@@ -349,6 +359,7 @@ class Engine:
                     cell[0] += m.good or 0
                     cell[1] += m.total or 0
             else:
+                added += m.weight
                 for rule in rules:
                     c = classify(rule, m.value, m.weight)
                     bad = bad or c.good < c.total
@@ -358,37 +369,83 @@ class Engine:
             result.applied += 1
         for (labels, minute), (good, total) in sums.items():
             bad = bad or good < total
+            added += total
             key = (labels, "")
             state.counts(key).add(minute, good, total)
             self._dirty_buckets.add((indicator, key, minute))
             self._add_hour(indicator, key, minute, good, total)
         self._dirty_indicators.add(indicator)
-        if result.applied and state.watermark_ms is not None and self._must_evaluate(indicator, state, bad):
+        if result.applied and state.watermark_ms is not None and self._must_evaluate(indicator, state, bad, added):
             last = newest if newest is not None else state.watermark_ms
             result.events = self._evaluate(indicator, state, last, before_ms)
             self._evaluated_second[indicator] = state.watermark_ms // 1000
         return result
 
-    def _must_evaluate(self, indicator: str, state: IndicatorCounts, bad: bool) -> bool:
+    def _must_evaluate(self, indicator: str, state: IndicatorCounts, bad: bool, added: int) -> bool:
         """Whether this record's evaluation could differ from skipping it: evaluate at most once per second of
         the indicator's event time, plus every record that could change an alert state.
 
-        A record counted but not evaluated has only good events, arrived within the second of the last
-        evaluation (same watermark second, so the same windows and period), while no objective of the
-        indicator has an alert on and none waits for a minimum of events to page. More good events then only
-        lower every burn rate and the budget consumed: no alert can start, and none is on to end. So the
-        alert transitions, and the events and their ids, are those of evaluating every record; only the
-        stored status numbers may lag, by less than one second of event time.
+        A record counted but not evaluated has only good events and arrived within the second of the last
+        evaluation (same watermark second, so the same windows and period), and no objective of the indicator
+        pages only above a minimum of events. Good events only lower burn rates and the budget consumed, so
+        no alert can start and no threshold be crossed. What they can do is end something: resolve a firing
+        tier, re-arm a crossed budget threshold, recover an exhausted budget, clear a pending tier. An
+        indicator with none of these held (`_held`) skips freely. Otherwise the record is skipped only when
+        the objectives holding one would keep their state even if every one of their windows had received
+        all the good events skipped since the last evaluation (`quiet` on those counts): each window got at
+        most that many, and burn rates and consumption only fall as good events are added (the same float
+        operations, monotonic), so the real counts keep the state too. A pending tier (its `alert_after`
+        clock depends on the instant) or a slice-budgeted objective (slices are not events) is never skipped.
+        So the alert transitions, and the events and their ids, are those of evaluating every record; only
+        the stored status numbers may lag, by less than one second of event time.
         """
         assert state.watermark_ms is not None
         if bad or indicator in self._eager or self._evaluated_second.get(indicator) != state.watermark_ms // 1000:
             return True
-        states = self.alert_states
-        for o in self.objectives.get(indicator, ()):
-            found = states.get(o.id)
-            if found is not None and (found.firing or found.exhausted):
-                return True
-        return False
+        held = self._held.get(indicator)
+        if held is None:
+            return False
+        if held.pinned:
+            return True
+        held.added += added
+        if held.added <= held.safe:
+            return False
+        # Try a bound four times what was skipped so far, so the next few records need no check at all.
+        for bound in (4 * held.added, held.added):
+            if self._quiet_with(held, bound):
+                held.safe = bound
+                return False
+        return True
+
+    def _quiet_with(self, held: _Held, more: int) -> bool:
+        """Whether every held objective would stay quiet with `more` good events in each of its windows."""
+        plus: dict[int, Measured] = {}  # objectives of one shape measured alike: one `_plus` each
+        verdicts: set[tuple[int, int, AlertState]] = set()
+        for o, m, alert in held.objectives:
+            key = (self._terms_id[o.id], id(m), alert)
+            if key in verdicts:
+                continue
+            more_m = plus.get(id(m))
+            if more_m is None:
+                more_m = plus[id(m)] = _plus(m, more)
+            if not quiet(o.terms, alert, more_m):
+                return False
+            verdicts.add(key)
+        return True
+
+    def _hold(self, indicator: str, measured: list[tuple[ObjectiveConfig, Measured]]) -> None:
+        """After an evaluation: remember the objectives whose alert state good events alone could change."""
+        objectives = []
+        pinned = False
+        for o, m in measured:
+            alert = self.alert_states.get(o.id, NO_ALERTS)
+            if alert.firing or alert.exhausted or alert.crossed or alert.pending:
+                objectives.append((o, m, alert))
+                pinned = pinned or bool(alert.pending) or o.terms.budgeting is Budgeting.TIMESLICES
+        if objectives:
+            self._held[indicator] = _Held(objectives, pinned)
+        else:
+            self._held.pop(indicator, None)
 
     def _add_hour(self, indicator: str, key: SeriesKey, minute: int, good: int, total: int) -> None:
         cell = (indicator, key, minute // 60)
@@ -409,6 +466,8 @@ class Engine:
         # Objectives of one indicator mostly share their series and windows (fifty customers, one
         # availability): range sums are computed once per group and instant, not once per objective.
         groups: dict[SeriesGroup, SharedSums] = {}
+        measured_by: list[tuple[ObjectiveConfig, Measured]] = []
+        verdicts: dict[tuple[int, int, AlertState], bool] = {}
         for objective in self.objectives.get(indicator, ()):
             terms = objective.terms
             key = series_group(terms)
@@ -419,8 +478,13 @@ class Engine:
             measured = group.measured.get(shape)
             if measured is None:
                 measured = group.measured[shape] = measure(terms, group.source_for(terms), now)
+            measured_by.append((objective, measured))
             before = self.alert_states.get(objective.id, NO_ALERTS)
-            if quiet(terms, before, measured):
+            verdict_key = (self._terms_id[objective.id], id(measured), before)
+            silent = verdicts.get(verdict_key)
+            if silent is None:
+                silent = verdicts[verdict_key] = quiet(terms, before, measured)
+            if silent:
                 # Nothing to announce: the status row is worked out when it is next written.
                 self._quiet[objective.id] = (objective, measured, last_measurement_ms)
                 if before_ms is not None:
@@ -436,6 +500,7 @@ class Engine:
                 emitted += 1
             if before_ms is not None:
                 emitted += self._close_period(objective, group, before_ms, now)
+        self._hold(indicator, measured_by)
         return emitted
 
     def _left_a_period(self, indicator: str, before_ms: int, now_ms: int) -> bool:
@@ -491,7 +556,8 @@ class Engine:
         objective: under load they are refreshed in turn over a few checkpoints.
         """
         changes = Changes()
-        taken = list(self._quiet) if quiet_statuses is None else list(self._quiet)[:quiet_statuses]
+        # islice, not list(...)[:n]: a checkpoint takes a few of many, and must not copy them all.
+        taken = list(self._quiet) if quiet_statuses is None else list(itertools.islice(self._quiet, quiet_statuses))
         for oid in taken:
             objective, measured, last_ms = self._quiet.pop(oid)
             alert = self.alert_states.get(oid, NO_ALERTS)
@@ -576,3 +642,30 @@ def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> Eve
         time_ms=ev.now_ms,
         event=event,
     )
+
+
+class _Held:
+    """Objectives of one indicator holding an alert state that good events could end, with what they measured
+    at the indicator's last evaluation; the good events skipped since, and a bound known to change nothing."""
+
+    __slots__ = ("added", "objectives", "pinned", "safe")
+
+    def __init__(self, objectives: list[tuple[ObjectiveConfig, Measured, AlertState]], pinned: bool) -> None:
+        self.objectives = objectives
+        self.pinned = pinned  # a pending tier or slice budgeting: every record is evaluated
+        self.added = 0
+        self.safe = 0
+
+
+def _plus(m: Measured, n: int) -> Measured:
+    """`m` as if each of its windows had `n` more good events."""
+    tiers = tuple(
+        (Counts(long.good + n, long.total + n), events, Counts(short.good + n, short.total + n))
+        for long, events, short in m.tiers
+    )
+    return m._replace(units=Counts(m.units.good + n, m.units.total + n), tiers=tiers)
+
+
+def objectives_of(by_indicator: Mapping[str, list[ObjectiveConfig]]) -> Iterator[ObjectiveConfig]:
+    for objectives in by_indicator.values():
+        yield from objectives

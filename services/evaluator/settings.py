@@ -17,7 +17,7 @@ class EvaluatorSettings(CommonSettings):
         default=250, gt=0, description="Longest time applied measurements wait before their checkpoint commits."
     )
     max_statuses_per_checkpoint: int = Field(
-        default=2000,
+        default=500,
         gt=0,
         description="Most statuses without alert changes rewritten per checkpoint (the rest wait their turn).",
     )

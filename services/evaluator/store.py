@@ -323,18 +323,24 @@ async def write_checkpoint(
                 *(list(col) for col in zip(*rows, strict=True)),
             )
         if changes.events:
-            await conn.executemany(
+            # One statement (unnest), not one per event: a checkpoint made at once for events holds many
+            # under load. Duplicate ids are skipped (a replay decides the same events again).
+            await conn.execute(
                 """
                 INSERT INTO breach_events (id, objective_id, agreement_id, customer, type, seq, time, event)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+                SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int[],
+                                     $7::timestamptz[], $8::jsonb[])
                 ON CONFLICT (id) DO NOTHING
                 """,
-                [
-                    (e.id, e.objective_id, e.agreement_id, e.customer, e.type, e.seq, from_ms(e.time_ms),
-                     orjson.dumps(e.event).decode())
-                    for e in changes.events
-                ],
-            )  # fmt: skip
+                [e.id for e in changes.events],
+                [e.objective_id for e in changes.events],
+                [e.agreement_id for e in changes.events],
+                [e.customer for e in changes.events],
+                [e.type for e in changes.events],
+                [e.seq for e in changes.events],
+                [from_ms(e.time_ms) for e in changes.events],
+                [orjson.dumps(e.event).decode() for e in changes.events],
+            )
         if dead_letters:
             # A replay after a crash before this commit finds the same positions: nothing twice.
             await conn.executemany(
@@ -359,5 +365,14 @@ async def write_checkpoint(
                 list(parts),
                 list(nexts),
             )
-        for key, horizon in prune or ():
-            await conn.execute("DELETE FROM seen_measurements WHERE indicator_key = $1 AND minute < $2", key, horizon)
+        if prune:
+            # One statement for every indicator held (not one round trip each: a thousand every minute).
+            keys, horizons = zip(*prune, strict=True)
+            await conn.execute(
+                """
+                DELETE FROM seen_measurements s USING unnest($1::text[], $2::bigint[]) AS u(k, horizon)
+                WHERE s.indicator_key = u.k AND s.minute < u.horizon
+                """,
+                list(keys),
+                list(horizons),
+            )

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from strategies import Case, Raw, cases, reference
 
 from services.evaluator.engine import Engine
+from shared.budget import BurnRateTier, ObjectiveTerms, RollingWindow, Severity
 from shared.measurements import Measurement, label_pairs
 from shared.objective_config import ObjectiveConfig
 
@@ -26,7 +27,7 @@ INDICATOR = "svc.sli"
 class EveryRecord(Engine):
     """The engine evaluating after every record, as before the once-a-second cadence: the reference for it."""
 
-    def _must_evaluate(self, indicator: str, state: object, bad: bool) -> bool:
+    def _must_evaluate(self, indicator: str, state: object, bad: bool, added: int) -> bool:
         return True
 
 
@@ -99,3 +100,61 @@ def test_the_cadence_announces_exactly_what_evaluating_every_record_announces(ca
             s.objective_id: (s.evaluation, s.alert_state) for s in engine.drain(quiet_statuses=None).statuses
         }
     assert final["cadence"] == final["every"]
+
+
+# --- the cadence at the edges of an alert state: good events alone can end one ---------------------------------
+
+S = 1_795_772_400_000  # the start of an event-time second
+
+
+def _both(objective: ObjectiveConfig, records: list[tuple[int, int, int]]) -> tuple[list[object], list[object], int]:
+    """Events of the cadence engine and of the every-record engine for single-measurement records
+    (ms into the second, good, total); and how many records the cadence engine evaluated."""
+    out: list[list[object]] = []
+    evaluated = 0
+    for kind in (Engine, EveryRecord):
+        engine = kind([objective], dedup_horizon_minutes=10**9, max_age_minutes=10**9)
+        events: list[object] = []
+        for at, good, total in records:
+            before = engine._evaluated_second.get(INDICATOR), len(engine._statuses), len(engine._quiet)
+            engine.apply(0, INDICATOR, [Measurement(INDICATOR, S + at, good=good, total=total)])
+            if kind is Engine and (engine._statuses or engine._quiet) and before[1:] == (0, 0):
+                evaluated += 1
+            events.extend((e.id, e.type, e.seq, e.event) for e in engine.drain(quiet_statuses=None).events)
+        out.append(events)
+    return out[0], out[1], evaluated
+
+
+def _objective(**terms: object) -> ObjectiveConfig:
+    return ObjectiveConfig("o1", "o1", "a1", "A", "Acme", "Shop", INDICATOR, "w", ObjectiveTerms(**terms))  # type: ignore[arg-type]
+
+
+def test_a_good_record_that_re_arms_a_crossed_threshold_is_evaluated() -> None:
+    """Crossed at 60 % consumed; good events bring it to 30 % (re-armed, silently); errors bring it to 87 %:
+    crossed again, announced again. Skipping the good record (as the cadence once did, because no alert was
+    *on*) would have kept the threshold crossed and announced nothing the second time."""
+    o = _objective(target=0.99, window=RollingWindow(30 * 1440), budget_thresholds=(0.5, 1.0))
+    cadence, every, _ = _both(o, [(0, 994, 1000), (100, 1000, 1000), (200, 980, 1000)])
+    assert [e[1] for e in every] == ["accord.budget.threshold", "accord.budget.threshold"]  # type: ignore[index]
+    assert cadence == every
+
+
+def test_a_good_record_that_resolves_a_firing_tier_is_evaluated_at_that_record() -> None:
+    tier = BurnRateTier("fast", Severity.PAGE, 60, 5, 2.0)
+    o = _objective(target=0.99, window=RollingWindow(30 * 1440), tiers=(tier,), budget_thresholds=())
+    records = [(0, 900, 1000), *((10 * n, 1000, 1000) for n in range(1, 60)), (900, 990, 1000)]
+    cadence, every, _ = _both(o, records)
+    types = [e[1] for e in every]  # type: ignore[index]
+    assert "accord.burnrate.firing" in types
+    assert "accord.burnrate.resolved" in types
+    assert cadence == every
+
+
+def test_good_records_far_from_ending_a_held_state_are_not_evaluated() -> None:
+    """A threshold crossed by far: the good records of the same second cannot re-arm it, and are skipped."""
+    o = _objective(target=0.99, window=RollingWindow(30 * 1440), budget_thresholds=(0.25, 1.0))
+    records = [(0, 995, 1000), *((10 * n, 10, 10) for n in range(1, 40))]
+    cadence, every, evaluated = _both(o, records)
+    assert cadence == every
+    assert len(every) == 1
+    assert evaluated < 5  # the first, and a few bound checks that needed a fresh evaluation at most
