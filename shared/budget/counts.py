@@ -294,6 +294,13 @@ class SeriesCounts:
                 self._filled += 1
                 if self._zeros:
                     self._zeros.discard(minute)
+        elif not day.sums[3 + 2 * h]:
+            # An hour without events is known minute by minute (none): held from now on.
+            day.held |= 1 << h
+            first = minute - k % HOUR
+            for m in [m for m in self._late if first <= m < first + HOUR] if self._late else ():
+                del self._late[m]  # only zeros
+            return self._add_hours(day, minute, k, good, total)
         else:
             late = self._late.get(minute)
             if late is None:
@@ -673,15 +680,15 @@ class SeriesCounts:
     def coarse_hours(self, spans: Sequence[tuple[int, int]]) -> list[int]:
         """The hours meeting the minute `spans` that are held as cells only and hold events (to fetch)."""
         out: list[int] = []
-        for a, b in spans:
-            for d in range(a // DAY, (b - 1) // DAY + 1) if a < b else ():
-                day = self._days.get(d)
-                if not isinstance(day, _Hours):
-                    continue
-                for h in range(max(a - d * DAY, 0) // HOUR, (min(b - d * DAY, DAY) - 1) // HOUR + 1):
-                    if not day.held >> h & 1 and day.sums[3 + 2 * h]:
-                        out.append(d * 24 + h)
-        return sorted(set(out))
+        merged = sorted(spans)
+        for d, day in self._days.items():
+            if not isinstance(day, _Hours) or day.held == ALL_HOURS:
+                continue
+            for h in range(24):
+                first = d * DAY + h * HOUR
+                if not day.held >> h & 1 and day.sums[3 + 2 * h] and _meets(merged, first, first + HOUR):
+                    out.append(d * 24 + h)
+        return sorted(out)
 
     def fill(self, hours: Sequence[int], minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> int:
         """Hold the minutes of `hours` (held as cells only) from stored buckets, plus what `_late` added since
