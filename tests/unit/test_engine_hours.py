@@ -156,7 +156,8 @@ def test_a_restart_holding_hour_cells_gives_the_events_of_holding_every_minute(s
 
     restarted = held_engine()
     spans, ready = restarted.load_plan(IND, store.watermark)
-    assert spans is not None and ready is not None
+    assert spans is not None
+    assert ready is not None
     restarted.load_indicator_held(
         IND, 0, store.watermark, store.minute_columns(spans), store.hour_columns(), spans, ready, []
     )
@@ -170,5 +171,6 @@ def test_a_restart_holding_hour_cells_gives_the_events_of_holding_every_minute(s
     assert events == expected
     for oid in ("day", "two"):  # the numbers too, not only the events
         mine, theirs = restarted.reading(oid), reference.reading(oid)
-        assert mine is not None and theirs is not None
+        assert mine is not None
+        assert theirs is not None
         assert mine.evaluation == theirs.evaluation  # type: ignore[union-attr]

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from strategies import MINUTE_MS, Case, cases, is_excluded
 
 from shared.budget import CalendarWindow, Counts, PeriodKind, SeriesCounts, excluded_intervals, measure
-from shared.budget.reports import period_terms
 from shared.budget.counts import ZERO
+from shared.budget.reports import period_terms
 from shared.budget.rollups import (
     CellSums,
     PlannedSource,
