@@ -148,7 +148,7 @@ def test_a_restart_holding_hour_cells_gives_the_events_of_holding_every_minute(s
         expected.extend((e.id, e.type, e.seq) for e in reference.drain().events)
     assert len(expected) >= 2  # alerts started and ended: the comparison says something
 
-    store, events = Store(), []
+    store, events = Store(), list[tuple[str, str, int]]()
     cut = len(batches) * 2 // 3  # restart well into the third day: the 1d window's start is in old hours
     first = held_engine()
     run_held(first, store, batches[:cut], events, ahead=5)
