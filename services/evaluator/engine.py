@@ -66,6 +66,7 @@ class IndicatorCounts:
     # Evaluations at watermarks up to here read only minutes held in memory (older hours may be held as hour
     # cells only: `Engine.covers`); None: every minute of the history is held.
     ready_until_ms: int | None = None
+    coarsened_ms: int | None = None  # the watermark of the last `_coarsen`; None: minutes came in since
 
     def counts(self, key: SeriesKey) -> SeriesCounts:
         found = self.series.get(key)
@@ -343,6 +344,7 @@ class Engine:
         assert state.watermark_ms is not None
         spans = self.held_spans(indicator, state.watermark_ms, until_ms)
         state.ready_until_ms = None if spans is None else until_ms
+        state.coarsened_ms = None
         return mismatched
 
     def _coarsen(self, key: str, state: IndicatorCounts) -> None:
@@ -351,6 +353,9 @@ class Engine:
         band, watermark = self.minute_band_minutes, state.watermark_ms
         if band is None or watermark is None:
             return
+        last = state.coarsened_ms
+        if last is not None and watermark - last < self.recent_minutes * MINUTE_MS // 2:
+            return  # nothing new to let go of yet: a few hundred steps per indicator saved every minute
         ready = state.ready_until_ms
         if ready is None:
             ready = watermark + band * MINUTE_MS
@@ -361,6 +366,7 @@ class Engine:
         for counts in state.series.values():
             counts.coarsen(spans, FAR_MINUTE)
         state.ready_until_ms = ready
+        state.coarsened_ms = watermark
 
     # --- ownership -------------------------------------------------------------------------------
 
