@@ -325,6 +325,7 @@ class Checkpoint:
         async with self.lock:
             targets = self.engine.refills(self.blocked)
             if not targets and not self.held_back:
+                self.blocked.clear()  # indicators no longer held here
                 return
             wanted = [(key, until, self.engine.hours_to_fetch(key, until)) for key, until in targets]
             keys, starts, ends = [], [], []
