@@ -351,16 +351,16 @@ class Checkpoint:
                     mismatched = self.engine.fill(key, until, hours, fetched.get(key, []))
                     if mismatched:
                         log.warning("indicator %s: %d stored hours did not sum their minutes", key, mismatched)
-            hours = sum(len(h) for _, _, h in wanted)
+            fetched_hours = sum(len(h) for _, _, h in wanted)
             if self.held_back:
                 log.info(
                     "partitions %s held back until %d hours of minutes were fetched for %d indicators",
                     sorted(self.held_back),
-                    hours,
+                    fetched_hours,
                     len(wanted),
                 )
-            elif hours:
-                log.debug("fetched %d hours of minutes ahead for %d indicators", hours, len(wanted))
+            elif fetched_hours:
+                log.debug("fetched %d hours of minutes ahead for %d indicators", fetched_hours, len(wanted))
             self.blocked.clear()
             for p in sorted(self.held_back):
                 if p in self.expected and self.consumer is not None:
