@@ -18,7 +18,6 @@ exactly what the next Postgres transaction must write.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -413,15 +412,11 @@ class Engine:
         """Load the indicator with the stored minutes of the whole-hour `spans` (`load_plan`) and hour cells for
         the other hours; hour rows meeting the spans are ignored (their minutes are loaded instead)."""
         state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms, ready_until_ms=ready_until_ms)
-        for name, ms, goods, totals in minutes:
-            state.counts(series_key(name)).load(ms, goods, totals)
-        firsts = [a // 60 for a, _ in spans]
-        for name, hs, goods, totals in hours:
-            keep = [i for i, h in enumerate(hs) if not _in_hours(spans, firsts, h)]
-            if keep:
-                state.counts(series_key(name)).add_cells(
-                    [hs[i] for i in keep], [goods[i] for i in keep], [totals[i] for i in keep]
-                )
+        empty: tuple[Sequence[int], Sequence[int], Sequence[int]] = ((), (), ())
+        by_minutes = {name: (ms, goods, totals) for name, ms, goods, totals in minutes}
+        by_hours = {name: (hs, goods, totals) for name, hs, goods, totals in hours}
+        for name in by_minutes.keys() | by_hours.keys():
+            state.counts(series_key(name)).load_held(spans, *by_minutes.get(name, empty), *by_hours.get(name, empty))
         state.seen = dict(seen)
         self.indicators[key] = state
 
@@ -761,9 +756,3 @@ def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> Eve
         time_ms=ev.now_ms,
         event=event,
     )
-
-
-def _in_hours(spans: Sequence[tuple[int, int]], firsts: Sequence[int], hour: int) -> bool:
-    """Whether `hour` lies in one of the sorted whole-hour minute `spans` (`firsts`: their first hours)."""
-    i = bisect.bisect_right(firsts, hour) - 1
-    return i >= 0 and hour * 60 < spans[i][1]

@@ -625,6 +625,81 @@ class SeriesCounts:
         late = self._late.pop(minute, None)
         return None if late is None else Counts(late[0], late[1])
 
+    def load_held(
+        self,
+        spans: Sequence[tuple[int, int]],
+        minutes: Sequence[int],
+        goods: Sequence[int],
+        totals: Sequence[int],
+        hours: Sequence[int],
+        hour_goods: Sequence[int],
+        hour_totals: Sequence[int],
+    ) -> None:
+        """An empty series from stored rows: the minute buckets of the sorted whole-hour minute `spans` (strictly
+        ascending `minutes`, all within the spans) and hour cells for the other hours (cells of hours in the
+        spans are left out: their minutes are the truth). A whole hour of minutes is copied as arrays."""
+        if self._days or self._zeros:
+            raise ValueError("load_held loads an empty series")
+        if not all(map(operator.lt, minutes, itertools.islice(minutes, 1, None))):
+            raise ValueError("minutes must be strictly ascending")
+        days: dict[int, _Hours] = {}
+
+        def day_of(d: int) -> _Hours:
+            day = days.get(d)
+            if day is None:
+                day = days[d] = _Hours()
+                day.held = sum(1 << h for h in range(24) if _meets(spans, d * DAY + h * HOUR, d * DAY + (h + 1) * HOUR))
+            return day
+
+        for hour, good, total in zip(hours, hour_goods, hour_totals, strict=True):
+            if _meets(spans, hour * HOUR, (hour + 1) * HOUR):
+                continue
+            if not 0 <= good <= total:
+                raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
+            d, h = divmod(hour, 24)
+            sums = day_of(d).sums
+            sums[2 + 2 * h] += good
+            sums[3 + 2 * h] += total
+            sums[0] += good
+            sums[1] += total
+        filled = 0
+        i, n = 0, len(minutes)
+        while i < n:
+            hour = minutes[i] // HOUR
+            j = bisect.bisect_left(minutes, (hour + 1) * HOUR, i)
+            gs, ts = goods[i:j], totals[i:j]
+            if min(gs) < 0 or not all(map(operator.le, gs, ts)):
+                raise ValueError("counts need 0 <= good <= total")
+            d, h = divmod(hour, 24)
+            day = day_of(d)
+            if not day.held >> h & 1:
+                raise ValueError(f"minutes of hour {hour} are outside the spans")
+            arr = _BLANK_HOUR[:]
+            if j - i == HOUR:
+                arr[0::2] = array("q", gs)
+                arr[1::2] = array("q", ts)
+            else:
+                for minute, good, total in zip(minutes[i:j], gs, ts, strict=True):
+                    k = 2 * (minute - hour * HOUR)
+                    arr[k] = good
+                    arr[k + 1] = total
+            good, total = sum(gs), sum(ts)
+            nonzero = HOUR - arr[1::2].count(0)
+            if nonzero < j - i:  # buckets stored with total 0
+                self._zeros.update(m for m, t in zip(minutes[i:j], ts, strict=True) if not t)
+            if total:
+                day.minutes[h] = arr
+                filled += nonzero
+                sums = day.sums
+                sums[2 + 2 * h] += good
+                sums[3 + 2 * h] += total
+                sums[0] += good
+                sums[1] += total
+            i = j
+        self._days.update(days)
+        self._filled = filled
+        self._ranges.clear()
+
     def add_cells(self, hours: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
         """Hold hour cells (hour = minute // 60) for hours whose minutes are not held (a state load): each
         hour's minutes must hold nothing yet. Hours never given, and without minutes, hold no events."""

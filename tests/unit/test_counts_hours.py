@@ -117,6 +117,26 @@ def test_sums_over_hour_cells_and_held_minutes_equal_the_minute_sums(
     hours = sorted(cells)
     loaded.add_cells(hours, [cells[h][0] for h in hours], [cells[h][1] for h in hours])
     _check_ranges(loaded, ref, held, ranges)
+    # and as the evaluator loads it: one call, cells of held hours given too (and left out)
+    direct = _Small() if small else SeriesCounts()
+    all_cells: dict[int, list[int]] = {}
+    for m, c in ref.items():
+        cell = all_cells.setdefault(m // 60, [0, 0])
+        cell[0] += c.good
+        cell[1] += c.total
+    spans = _merged([(h * 60, h * 60 + 60) for h in sorted(held)])
+    every = sorted(all_cells)
+    direct.load_held(
+        spans,
+        [r[0] for r in minute_rows],
+        [r[1] for r in minute_rows],
+        [r[2] for r in minute_rows],
+        every,
+        [all_cells[h][0] for h in every],
+        [all_cells[h][1] for h in every],
+    )
+    _check_ranges(direct, ref, held, ranges)
+    assert len(direct) == len(loaded)
     for m, c in ref.items():
         if c.total:
             assert coarsened.holds(m) == loaded.holds(m) == (m // 60 in held)
