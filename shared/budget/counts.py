@@ -643,25 +643,53 @@ class SeriesCounts:
         if not all(map(operator.lt, minutes, itertools.islice(minutes, 1, None))):
             raise ValueError("minutes must be strictly ascending")
         days: dict[int, _Hours] = {}
+        # the hours of the spans that rows can fall in (the last span is open-ended: "from here on")
+        last = [minutes[-1] // HOUR] if len(minutes) else []
+        top = max([*last, *hours], default=0) + 1
+        held_hours = {h for a, b in spans for h in range(a // HOUR, min(-(-b // HOUR), top))}
 
         def day_of(d: int) -> _Hours:
             day = days.get(d)
             if day is None:
                 day = days[d] = _Hours()
-                day.held = sum(1 << h for h in range(24) if _meets(spans, d * DAY + h * HOUR, d * DAY + (h + 1) * HOUR))
+                day.held = sum(1 << h for h in range(24) if d * 24 + h in held_hours)
             return day
 
-        for hour, good, total in zip(hours, hour_goods, hour_totals, strict=True):
-            if _meets(spans, hour * HOUR, (hour + 1) * HOUR):
+        if len(hours) != len(hour_goods) or len(hours) != len(hour_totals):
+            raise ValueError("hours, goods and totals must have the same length")
+        ascending = all(map(operator.lt, hours, itertools.islice(hours, 1, None)))
+        i, n = 0, len(hours)
+        while i < n:
+            d = hours[i] // 24
+            j = bisect.bisect_left(hours, (d + 1) * 24, i) if ascending else n
+            gs, ts = hour_goods[i:j], hour_totals[i:j]
+            if (
+                ascending
+                and j - i == 24
+                and d not in days
+                and min(gs) >= 0
+                and all(map(operator.le, gs, ts))
+                and not any(d * 24 + h in held_hours for h in range(24))
+            ):  # a whole day of cells, none held: copied as arrays
+                day = days[d] = _Hours()
+                day.sums[2::2] = array("q", gs)
+                day.sums[3::2] = array("q", ts)
+                day.sums[0], day.sums[1] = sum(gs), sum(ts)
+                i = j
                 continue
-            if not 0 <= good <= total:
-                raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
-            d, h = divmod(hour, 24)
-            sums = day_of(d).sums
-            sums[2 + 2 * h] += good
-            sums[3 + 2 * h] += total
-            sums[0] += good
-            sums[1] += total
+            for hour, good, total in zip(hours[i:j], gs, ts, strict=True):
+                if hour in held_hours:
+                    continue
+                if not 0 <= good <= total:
+                    raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
+                dd, h = divmod(hour, 24)
+                day = days.get(dd) or day_of(dd)
+                sums = day.sums
+                sums[2 + 2 * h] += good
+                sums[3 + 2 * h] += total
+                sums[0] += good
+                sums[1] += total
+            i = j
         filled = 0
         i, n = 0, len(minutes)
         while i < n:
