@@ -134,8 +134,8 @@ async def load_partition(
     banded_minutes = await fetch_minutes(conn, span_keys, span_starts, span_ends)
     hour_rows = await conn.fetch(
         """
-        SELECT h.indicator_key, h.series, array_agg(h.hour ORDER BY h.hour) AS hours,
-               array_agg(h.good ORDER BY h.hour) AS goods, array_agg(h.total ORDER BY h.hour) AS totals
+        SELECT h.indicator_key, h.series, array_agg(h.hour) AS hours, array_agg(h.good) AS goods,
+               array_agg(h.total) AS totals
         FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
         JOIN series_hours h ON h.indicator_key = u.k AND h.hour >= u.since
         GROUP BY 1, 2
@@ -191,14 +191,15 @@ async def fetch_minutes(
     conn: asyncpg.Connection, keys: list[str], starts: list[int], ends: list[int]
 ) -> dict[str, list[tuple[str, list[int], list[int], list[int]]]]:
     """The stored minute buckets of the spans [starts[i], ends[i]) of indicator keys[i], as (series, minutes,
-    goods, totals) per indicator, minutes ascending. Each span is its own index range scan (OFFSET 0 keeps
-    PostgreSQL, which cannot see how narrow the spans are, from hash-joining the whole table)."""
+    goods, totals) per indicator. Each span is its own index range scan (OFFSET 0 keeps PostgreSQL, which cannot
+    see how narrow the spans are, from hash-joining the whole table); no ORDER BY (three sorts): the scans yield
+    minutes in order, and `SeriesCounts.load_held` and `fill` take them in any order."""
     if not keys:
         return {}
     rows = await conn.fetch(
         """
-        SELECT u.k AS indicator_key, b.series, array_agg(b.minute ORDER BY b.minute) AS minutes,
-               array_agg(b.good ORDER BY b.minute) AS goods, array_agg(b.total ORDER BY b.minute) AS totals
+        SELECT u.k AS indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
+               array_agg(b.total) AS totals
         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(k, a, z)
         CROSS JOIN LATERAL (
             SELECT s.series, s.minute, s.good, s.total FROM series_buckets s

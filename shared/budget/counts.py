@@ -635,13 +635,19 @@ class SeriesCounts:
         hour_goods: Sequence[int],
         hour_totals: Sequence[int],
     ) -> None:
-        """An empty series from stored rows: the minute buckets of the sorted whole-hour minute `spans` (strictly
-        ascending `minutes`, all within the spans) and hour cells for the other hours (cells of hours in the
+        """An empty series from stored rows: the minute buckets of the sorted whole-hour minute `spans` (`minutes`
+        all within the spans; ascending is fastest) and hour cells for the other hours (cells of hours in the
         spans are left out: their minutes are the truth). A whole hour of minutes is copied as arrays."""
         if self._days or self._zeros:
             raise ValueError("load_held loads an empty series")
         if not all(map(operator.lt, minutes, itertools.islice(minutes, 1, None))):
-            raise ValueError("minutes must be strictly ascending")
+            merged: dict[int, list[int]] = {}
+            for minute, good, total in zip(minutes, goods, totals, strict=True):
+                cell = merged.setdefault(minute, [0, 0])
+                cell[0] += good
+                cell[1] += total
+            minutes = sorted(merged)
+            goods, totals = [merged[m][0] for m in minutes], [merged[m][1] for m in minutes]
         days: dict[int, _Hours] = {}
         # the hours of the spans that rows can fall in (the last span is open-ended: "from here on")
         last = [minutes[-1] // HOUR] if len(minutes) else []

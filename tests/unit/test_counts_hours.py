@@ -126,14 +126,15 @@ def test_sums_over_hour_cells_and_held_minutes_equal_the_minute_sums(
         cell[1] += c.total
     spans = _merged([(h * 60, h * 60 + 60) for h in sorted(held)])
     every = sorted(all_cells)
+    backwards = minute_rows[::-1]  # in any order: PostgreSQL's array_agg promises none
     direct.load_held(
         spans,
-        [r[0] for r in minute_rows],
-        [r[1] for r in minute_rows],
-        [r[2] for r in minute_rows],
-        every,
-        [all_cells[h][0] for h in every],
-        [all_cells[h][1] for h in every],
+        [r[0] for r in backwards],
+        [r[1] for r in backwards],
+        [r[2] for r in backwards],
+        every[::-1],
+        [all_cells[h][0] for h in every[::-1]],
+        [all_cells[h][1] for h in every[::-1]],
     )
     _check_ranges(direct, ref, held, ranges)
     assert len(direct) == len(loaded)
