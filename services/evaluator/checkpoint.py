@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.evaluator.engine import Engine
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.store import DeadLetter, delete_expired, load_partition, write_checkpoint
+from services.evaluator.store import DeadLetter, delete_expired, fetch_minutes, load_partition, write_checkpoint
 from shared.budget.evaluate import TransitionType
 
 log = logging.getLogger("accord.evaluator")
@@ -164,6 +164,10 @@ class Checkpoint:
         self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
         self.lag_partitions: set[int] = set()  # partitions with a consumer lag sample
         self._writer: asyncio.Task[None] | None = None  # the background commit (`commit_soon`)
+        # Minutes to fetch before applying (`hold_back`): indicator -> newest timestamp waiting, and the paused
+        # partitions to resume once fetched.
+        self.blocked: dict[str, int] = {}
+        self.held_back: set[int] = set()
         metrics.postgres_up.set(1)
 
     # --- what the loop asks ----------------------------------------------------------------------
@@ -338,6 +342,74 @@ class Checkpoint:
         if minutes or hours:
             log.info("retention: deleted %d minute buckets and %d hour roll-ups", minutes, hours)
 
+    # --- minutes fetched ahead of the watermark ------------------------------------------------------
+
+    def hold_back(self, partition: int, offset: int, indicator: str, newest_ms: int) -> None:
+        """A record at `offset` would evaluate on minutes not held: pause the partition and read it again from
+        that record once `refill` fetched them (nothing of it was applied)."""
+        assert self.consumer is not None
+        tp = TopicPartition(self.topic, partition)
+        self.blocked[indicator] = max(newest_ms, self.blocked.get(indicator, newest_ms))
+        self.held_back.add(partition)
+        with contextlib.suppress(IllegalStateError, AssertionError):
+            self.consumer.seek(tp, offset)
+        self._pause([tp])
+
+    async def refill(self) -> None:
+        """Fetch the stored minutes each held indicator needs next (its rolling windows' start edges move into
+        hours held as cells only), for the blocked ones and those within half a band of the end of what they
+        hold, in one statement; then resume the partitions held back. Under the lock: no checkpoint runs in
+        between, so stored minutes plus what memory added since (late adds) are exactly the minutes."""
+        if not self.blocked and not self.held_back and self.engine.minute_band_minutes is None:
+            return
+        if self.blocked and time.monotonic() < self.retry_at:
+            return
+        async with self.lock:
+            targets = self.engine.refills(self.blocked)
+            if not targets and not self.held_back:
+                self.blocked.clear()  # indicators no longer held here
+                return
+            wanted = [(key, until, self.engine.hours_to_fetch(key, until)) for key, until in targets]
+            keys, starts, ends = [], [], []
+            for key, _, hours in wanted:
+                for first, last in _runs(hours):
+                    keys.append(key)
+                    starts.append(first * 60)
+                    ends.append((last + 1) * 60)
+            if keys:
+                try:
+                    async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS), self.pool.acquire() as conn:
+                        fetched = await fetch_minutes(conn, keys, starts, ends)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # retried after the backoff; the held-back partitions stay paused
+                    self._failed("fetching minutes ahead of the watermark", exc)
+                    return
+                self._reached_postgres()
+            else:
+                fetched = {}
+            for key, until, hours in wanted:
+                if key in self.engine.indicators:
+                    mismatched = self.engine.fill(key, until, hours, fetched.get(key, []))
+                    if mismatched:
+                        log.warning("indicator %s: %d stored hours did not sum their minutes", key, mismatched)
+            fetched_hours = sum(len(h) for _, _, h in wanted)
+            if self.held_back:
+                log.info(
+                    "partitions %s held back until %d hours of minutes were fetched for %d indicators",
+                    sorted(self.held_back),
+                    fetched_hours,
+                    len(wanted),
+                )
+            elif fetched_hours:
+                log.debug("fetched %d hours of minutes ahead for %d indicators", fetched_hours, len(wanted))
+            self.blocked.clear()
+            for p in sorted(self.held_back):
+                if p in self.expected and self.consumer is not None:
+                    with contextlib.suppress(IllegalStateError, AssertionError):
+                        self.consumer.resume(TopicPartition(self.topic, p))
+            self.held_back.clear()
+
     # --- partitions ------------------------------------------------------------------------------
 
     async def assign(self, assigned: Iterable[TopicPartition]) -> None:
@@ -467,3 +539,14 @@ class Checkpoint:
         self._reached_postgres()
         self.failures = 0
         self.retry_at = 0.0
+
+
+def _runs(hours: list[int]) -> list[tuple[int, int]]:
+    """Sorted hours as (first, last) runs of consecutive hours."""
+    out: list[tuple[int, int]] = []
+    for h in hours:
+        if out and h == out[-1][1] + 1:
+            out[-1] = (out[-1][0], h)
+        else:
+            out.append((h, h))
+    return out

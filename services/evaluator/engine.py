@@ -47,7 +47,7 @@ from shared.budget import (
 )
 from shared.budget.periods import Calendar
 from shared.budget.reports import judge_period, period_terms
-from shared.budget.rollups import retention_cutoffs
+from shared.budget.rollups import FAR_MINUTE, held_minutes, retention_cutoffs, whole_hours
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.objective_config import ObjectiveConfig
@@ -63,6 +63,10 @@ class IndicatorCounts:
     series: dict[SeriesKey, SeriesCounts] = field(default_factory=dict)
     watermark_ms: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
+    # Evaluations at watermarks up to here read only minutes held in memory (older hours may be held as hour
+    # cells only: `Engine.covers`); None: every minute of the history is held.
+    ready_until_ms: int | None = None
+    coarsened_ms: int | None = None  # the watermark of the last `_coarsen`; None: minutes came in since
 
     def counts(self, key: SeriesKey) -> SeriesCounts:
         found = self.series.get(key)
@@ -149,13 +153,24 @@ class Changes:
     # (indicator, series, hour, good added, total added) since the last drain: added to series_hours
     # in the same transaction as the minutes and offsets, so each delta is stored exactly once.
     hours: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    # (indicator, series, minute, good added, total added): counts added to minutes whose hour memory holds
+    # as a cell only (late data), added to series_buckets like the hours (memory does not know the minute).
+    bucket_deltas: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     indicators: list[tuple[str, int, int]] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.buckets or self.hours or self.seen or self.indicators or self.statuses or self.events)
+        return bool(
+            self.buckets
+            or self.hours
+            or self.bucket_deltas
+            or self.seen
+            or self.indicators
+            or self.statuses
+            or self.events
+        )
 
 
 @dataclass
@@ -169,9 +184,21 @@ class ApplyResult:
 class Engine:
     """Counts, dedup, watermarks and alert states of the indicators on the partitions this process owns."""
 
-    def __init__(self, objectives: Iterable[ObjectiveConfig], *, dedup_horizon_minutes: int, max_age_minutes: int):
+    def __init__(
+        self,
+        objectives: Iterable[ObjectiveConfig],
+        *,
+        dedup_horizon_minutes: int,
+        max_age_minutes: int,
+        minute_band_minutes: int | None = None,
+        recent_minutes: int = 120,
+    ):
         self.dedup_horizon_minutes = dedup_horizon_minutes
         self.max_age_minutes = max_age_minutes
+        # Old hours held as cells only, minutes where evaluations read them, for watermarks up to
+        # `minute_band_minutes` ahead (docs/evaluator.md "What is held"); None: every minute held.
+        self.minute_band_minutes = minute_band_minutes
+        self.recent_minutes = recent_minutes
         self.indicators: dict[str, IndicatorCounts] = {}
         self.alert_states: dict[str, AlertState] = {}
         self.objectives: dict[str, list[ObjectiveConfig]] = {}
@@ -196,6 +223,8 @@ class Engine:
     # --- configuration -------------------------------------------------------------------------
 
     def set_objectives(self, objectives: Iterable[ObjectiveConfig]) -> None:
+        objectives = list(objectives)
+        before = getattr(self, "objectives", {})
         by_indicator: dict[str, list[ObjectiveConfig]] = {}
         rules: dict[str, dict[str, ThresholdRule]] = {}
         for o in objectives:
@@ -217,6 +246,10 @@ class Engine:
         self._evaluated_second = {}
         self._held = {}
         self._latest = {oid: r for oid, r in self._latest.items() if oid in self._shapes}
+        self._held_terms: dict[str, list[ObjectiveTerms]] = {}
+        for key, state in getattr(self, "indicators", {}).items():
+            if state.ready_until_ms is not None and before.get(key) != by_indicator.get(key):
+                state.ready_until_ms = -1  # other terms may read other minutes: fetched before the next record
 
     def history_minutes(self, indicator: str) -> int:
         """Minutes of history any objective of `indicator` can still look at."""
@@ -227,6 +260,120 @@ class Engine:
             tiers = [t.long_minutes for o in self.objectives.get(indicator, ()) for t in o.terms.tiers]
             found = self._history[indicator] = max([*windows, *tiers], default=self.max_age_minutes)
         return found
+
+    # --- what is held: hour cells, and minutes where evaluations read them --------------------------
+
+    def _terms_read(self, indicator: str) -> list[ObjectiveTerms]:
+        """The distinct terms whose evaluations read the indicator's counts: objectives, and their reporting
+        periods (closing one judges the whole period)."""
+        found = self._held_terms.get(indicator)
+        if found is None:
+            shapes: dict[tuple[object, ...], ObjectiveTerms] = {}
+            for o in self.objectives.get(indicator, ()):
+                for terms in (o.terms, period_terms(o.terms, o.reporting_period, o.timezone)):
+                    shapes.setdefault(shape_of(terms), terms)
+            found = self._held_terms[indicator] = list(shapes.values())
+        return found
+
+    def held_spans(self, indicator: str, from_ms: int, to_ms: int) -> list[tuple[int, int]] | None:
+        """Whole-hour minute spans holding every minute the indicator's evaluations read one by one at
+        watermarks in [from_ms, to_ms] (`rollups.held_minutes`); None when every minute is read."""
+        spans: list[tuple[int, int]] = []
+        for terms in self._terms_read(indicator):
+            held = held_minutes(terms, from_ms, to_ms, self.recent_minutes)
+            if held is None:
+                return None
+            spans.extend(held)
+        if not self.objectives.get(indicator):
+            return None  # no objective yet: nothing says what will be read
+        return whole_hours(spans)
+
+    def load_plan(self, indicator: str, watermark_ms: int) -> tuple[list[tuple[int, int]] | None, int | None]:
+        """(minute spans to load, ready until) for loading the indicator at `watermark_ms`: (None, None) when
+        every minute of its history is loaded."""
+        if self.minute_band_minutes is None:
+            return None, None
+        ready = watermark_ms + self.minute_band_minutes * MINUTE_MS
+        spans = self.held_spans(indicator, watermark_ms, ready)
+        return (None, None) if spans is None else (spans, ready)
+
+    def covers(self, indicator: str, measurements: Sequence[Measurement]) -> bool:
+        """Whether applying these measurements evaluates only on minutes held; False: fetch first (`wants`)."""
+        state = self.indicators.get(indicator)
+        if state is None or state.ready_until_ms is None or not measurements:
+            return True
+        newest = max(m.timestamp_ms for m in measurements)
+        return max(newest, state.watermark_ms or newest) <= state.ready_until_ms
+
+    def refills(self, blocked: Mapping[str, int]) -> list[tuple[str, int]]:
+        """(indicator, watermark to be ready until) for the indicators whose held minutes must be fetched: the
+        `blocked` ones (indicator -> newest timestamp waiting), and those within half a band of its end."""
+        band = self.minute_band_minutes
+        if band is None:
+            return []
+        out: list[tuple[str, int]] = []
+        for key, state in self.indicators.items():
+            ready, watermark = state.ready_until_ms, state.watermark_ms
+            if ready is None or watermark is None:
+                continue
+            waiting = blocked.get(key)
+            if waiting is not None or ready - watermark < band * MINUTE_MS // 2:
+                out.append((key, max(watermark, waiting or watermark) + band * MINUTE_MS))
+        return out
+
+    def hours_to_fetch(self, indicator: str, until_ms: int) -> list[int]:
+        """The hours (minute // 60) whose stored minutes must be fetched before evaluating up to `until_ms`."""
+        state = self.indicators[indicator]
+        assert state.watermark_ms is not None
+        spans = self.held_spans(indicator, state.watermark_ms, until_ms)
+        everything = [(-FAR_MINUTE, FAR_MINUTE)]
+        hours: set[int] = set()
+        for counts in state.series.values():
+            hours.update(counts.coarse_hours(everything if spans is None else spans))
+        return sorted(hours)
+
+    def fill(
+        self,
+        indicator: str,
+        until_ms: int,
+        hours: Sequence[int],
+        series: Iterable[tuple[str, Sequence[int], Sequence[int], Sequence[int]]],
+    ) -> int:
+        """Hold the stored minutes of `hours` (from `hours_to_fetch`, read since: nothing was checkpointed in
+        between) for each series; the indicator is then ready up to `until_ms`. Returns the hours whose stored
+        minutes did not sum to their cell."""
+        state = self.indicators[indicator]
+        rows = {name: (minutes, goods, totals) for name, minutes, goods, totals in series}
+        mismatched = 0
+        for key, counts in state.series.items():
+            minutes, goods, totals = rows.get(series_name(key), ((), (), ()))
+            mismatched += counts.fill(hours, minutes, goods, totals)
+        assert state.watermark_ms is not None
+        spans = self.held_spans(indicator, state.watermark_ms, until_ms)
+        state.ready_until_ms = None if spans is None else until_ms
+        state.coarsened_ms = None
+        return mismatched
+
+    def _coarsen(self, key: str, state: IndicatorCounts) -> None:
+        """Hold as hour cells only what no evaluation up to the indicator's ready watermark reads minute by
+        minute (never a timeslices series: it reads every minute)."""
+        band, watermark = self.minute_band_minutes, state.watermark_ms
+        if band is None or watermark is None:
+            return
+        last = state.coarsened_ms
+        if last is not None and watermark - last < self.recent_minutes * MINUTE_MS // 2:
+            return  # nothing new to let go of yet: a few hundred steps per indicator saved every minute
+        ready = state.ready_until_ms
+        if ready is None:
+            ready = watermark + band * MINUTE_MS
+        spans = self.held_spans(key, watermark, ready)
+        if spans is None:
+            state.ready_until_ms = None
+            return
+        for counts in state.series.values():
+            counts.coarsen(spans, FAR_MINUTE)
+        state.ready_until_ms = ready
+        state.coarsened_ms = watermark
 
     # --- ownership -------------------------------------------------------------------------------
 
@@ -256,6 +403,28 @@ class Engine:
         state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms)
         for name, minutes, goods, totals in series:
             state.counts(series_key(name)).load(minutes, goods, totals)
+        state.seen = dict(seen)
+        self.indicators[key] = state
+
+    def load_indicator_held(
+        self,
+        key: str,
+        partition: int,
+        watermark_ms: int,
+        minutes: Iterable[tuple[str, Sequence[int], Sequence[int], Sequence[int]]],
+        hours: Iterable[tuple[str, Sequence[int], Sequence[int], Sequence[int]]],
+        spans: Sequence[tuple[int, int]],
+        ready_until_ms: int,
+        seen: Iterable[tuple[str, int]],
+    ) -> None:
+        """Load the indicator with the stored minutes of the whole-hour `spans` (`load_plan`) and hour cells for
+        the other hours; hour rows meeting the spans are ignored (their minutes are loaded instead)."""
+        state = IndicatorCounts(partition=partition, watermark_ms=watermark_ms, ready_until_ms=ready_until_ms)
+        empty: tuple[Sequence[int], Sequence[int], Sequence[int]] = ((), (), ())
+        by_minutes = {name: (ms, goods, totals) for name, ms, goods, totals in minutes}
+        by_hours = {name: (hs, goods, totals) for name, hs, goods, totals in hours}
+        for name in by_minutes.keys() | by_hours.keys():
+            state.counts(series_key(name)).load_held(spans, *by_minutes.get(name, empty), *by_hours.get(name, empty))
         state.seen = dict(seen)
         self.indicators[key] = state
 
@@ -441,7 +610,7 @@ class Engine:
             alert = self.alert_states.get(o.id, NO_ALERTS)
             if alert.firing or alert.exhausted or alert.crossed or alert.pending:
                 objectives.append((o, m, alert))
-                pinned = pinned or bool(alert.pending) or o.terms.budgeting is Budgeting.TIMESLICES
+                pinned = pinned or bool(alert.pending) or o.terms.budgeting.sliced
         if objectives:
             self._held[indicator] = _Held(objectives, pinned)
         else:
@@ -566,8 +735,14 @@ class Engine:
             state = self.indicators.get(indicator)
             if state is None:
                 continue
-            c = state.counts(key).bucket(minute)
-            changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
+            counts = state.counts(key)
+            if counts.holds(minute):
+                c = counts.bucket(minute)
+                changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
+            else:
+                late = counts.take_late(minute)
+                if late is not None:
+                    changes.bucket_deltas.append((indicator, series_name(key), minute, late.good, late.total))
         changes.hours = [
             (indicator, series_name(key), hour, good, total)
             for (indicator, key, hour), (good, total) in self._hour_deltas.items()
@@ -595,12 +770,17 @@ class Engine:
         Returns (indicator, oldest id minute kept), for the checkpoint to delete the same ids.
         """
         cut: list[tuple[str, int]] = []
+        # A minute waiting for the checkpoint is written with its absolute value: its hour keeps its minutes
+        # until then (the checkpoint drains before it prunes, so this is only ever a guard).
+        dirty = {indicator for indicator, _, _ in self._dirty_buckets}
         for key, state in self.indicators.items():
             if state.watermark_ms is None:
                 continue
             now_minute = minute_of(state.watermark_ms)
             for counts in state.series.values():
                 counts.drop_before(now_minute - self.history_minutes(key))
+            if key not in dirty:
+                self._coarsen(key, state)
             horizon = now_minute - self.dedup_horizon_minutes
             state.seen = {i: m for i, m in state.seen.items() if m >= horizon}
             cut.append((key, horizon))

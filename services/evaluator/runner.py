@@ -64,7 +64,11 @@ class Evaluator:
         """No connection is made here (min_size=0): the loop waits for Postgres itself, /readyz answers meanwhile."""
         pool = await asyncpg.create_pool(settings.asyncpg_dsn, min_size=0, max_size=4, timeout=5)
         engine = Engine(
-            (), dedup_horizon_minutes=settings.dedup_horizon_minutes, max_age_minutes=settings.max_age_minutes
+            (),
+            dedup_horizon_minutes=settings.dedup_horizon_minutes,
+            max_age_minutes=settings.max_age_minutes,
+            minute_band_minutes=settings.minute_band_minutes or None,
+            recent_minutes=settings.recent_minutes,
         )
         return cls(settings, metrics, pool, engine)
 
@@ -128,6 +132,7 @@ class Evaluator:
                 # Reloading after a failed commit happens here, between polls: the loop never stops
                 # polling for long, so the consumer's membership in its group stays healthy.
                 await checkpoint.recover()
+                await checkpoint.refill()  # minutes ahead of rolling windows' start edges (docs/evaluator.md)
                 try:
                     batches = await consumer.getmany(
                         timeout_ms=settings.checkpoint_interval_ms, max_records=settings.max_batch
@@ -187,6 +192,8 @@ class Evaluator:
         yield_at = time.perf_counter() + YIELD_EVERY_SECONDS
         for tp, records in batches.items():
             for start in range(0, len(records), APPLY_SLICE):
+                if tp.partition in self.checkpoint.held_back:
+                    break  # paused and sought back to the record that waits for its minutes
                 self._apply(tp, records[start : start + APPLY_SLICE])
                 if time.perf_counter() >= yield_at:
                     await asyncio.sleep(0)
@@ -219,6 +226,11 @@ class Evaluator:
                     letter = DeadLetter.of(tp.partition, record.offset, None, str(exc), record.value)
                     checkpoint.dead_letter(letter, exc.kind)
                 else:
+                    if decoded.measurements and not engine.covers(decoded.indicator, decoded.measurements):
+                        # Its evaluation would read minutes held only as hour cells: fetch them, then read it again.
+                        newest = max(m.timestamp_ms for m in decoded.measurements)
+                        checkpoint.hold_back(partition, record.offset, decoded.indicator, newest)
+                        return  # nothing of this record applied; `finally` marks the records before it
                     if decoded.rejected:
                         self._dead_letters(tp, record.offset, decoded.rejected)
                     if decoded.measurements:

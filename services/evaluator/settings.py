@@ -49,6 +49,18 @@ class EvaluatorSettings(CommonSettings):
         gt=0,
         description="Days of hour roll-ups kept behind each indicator's watermark (at least as long as the minutes).",
     )
+    minute_band_minutes: int = Field(
+        default=360,
+        ge=0,
+        description="Old hours are held in memory as hour cells only, with the minutes evaluations read one by one "
+        "(window and tier-window edges, hours cut by exclusions) for watermarks up to this many minutes ahead, "
+        "fetched again as the watermark advances. 0: hold every minute of the history (as before).",
+    )
+    recent_minutes: int = Field(
+        default=120,
+        ge=60,
+        description="Minutes behind the watermark always held minute by minute (with the band).",
+    )
     retention_interval_seconds: float = Field(
         default=600.0, gt=0, description="How often the evaluator deletes buckets and roll-ups past retention."
     )

@@ -106,8 +106,13 @@ async def load_partition(
     # day at a time; in any other order it adds them one by one, with the same result.
     keys = [ind["indicator_key"] for ind in indicators]
     watermarks = {ind["indicator_key"]: ind["watermark_ms"] for ind in indicators}
-    oldest = [watermarks[k] // MINUTE_MS - engine.history_minutes(k) for k in keys]
     horizons = [watermarks[k] // MINUTE_MS - engine.dedup_horizon_minutes for k in keys]
+    # Every minute of the history, or (ACCORD_EVALUATOR_MINUTE_BAND_MINUTES) hour cells for it and the minutes
+    # of the spans evaluations read one by one up to a band ahead (`Engine.load_plan`).
+    plans = {k: engine.load_plan(k, watermarks[k]) for k in keys}
+    oldest = {k: watermarks[k] // MINUTE_MS - engine.history_minutes(k) for k in keys}
+    everything = [k for k in keys if plans[k][0] is None]
+    banded = [k for k in keys if plans[k][0] is not None]
     series_rows = await conn.fetch(
         """
         SELECT b.indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
@@ -116,9 +121,31 @@ async def load_partition(
         JOIN series_buckets b ON b.indicator_key = u.k AND b.minute >= u.since
         GROUP BY 1, 2
         """,
-        keys,
-        oldest,
+        everything,
+        [oldest[k] for k in everything],
     )
+    span_keys, span_starts, span_ends = [], [], []
+    for k in banded:
+        for a, b in plans[k][0] or ():
+            if b > oldest[k]:
+                span_keys.append(k)
+                span_starts.append(max(a, oldest[k]))
+                span_ends.append(b)
+    banded_minutes = await fetch_minutes(conn, span_keys, span_starts, span_ends)
+    hour_rows = await conn.fetch(
+        """
+        SELECT h.indicator_key, h.series, array_agg(h.hour) AS hours, array_agg(h.good) AS goods,
+               array_agg(h.total) AS totals
+        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
+        JOIN series_hours h ON h.indicator_key = u.k AND h.hour >= u.since
+        GROUP BY 1, 2
+        """,
+        banded,
+        [oldest[k] // 60 for k in banded],
+    )
+    hours_of: dict[str, list[tuple[str, list[int], list[int], list[int]]]] = {}
+    for r in hour_rows:
+        hours_of.setdefault(r["indicator_key"], []).append((r["series"], r["hours"], r["goods"], r["totals"]))
     seen_rows = await conn.fetch(
         """
         SELECT s.indicator_key, array_agg(s.measurement_id) AS ids, array_agg(s.minute) AS minutes
@@ -135,8 +162,15 @@ async def load_partition(
     seen_of = {r["indicator_key"]: zip(r["ids"], r["minutes"], strict=True) for r in seen_rows}
     total_buckets = 0
     for key in keys:
-        loaded = series_of.get(key, [])
-        engine.load_indicator_series(key, partition, watermarks[key], loaded, seen_of.get(key, ()))
+        spans, ready = plans[key]
+        if spans is None or ready is None:
+            loaded = series_of.get(key, [])
+            engine.load_indicator_series(key, partition, watermarks[key], loaded, seen_of.get(key, ()))
+        else:
+            loaded = banded_minutes.get(key, [])
+            engine.load_indicator_held(
+                key, partition, watermarks[key], loaded, hours_of.get(key, []), spans, ready, seen_of.get(key, ())
+            )
         total_buckets += sum(len(minutes) for _, minutes, _, _ in loaded)
     objective_ids = [o.id for key in keys for o in engine.objectives.get(key, ())]
     for r in await conn.fetch(
@@ -151,6 +185,36 @@ async def load_partition(
         engine.load_alert_state(r["id"], state)
         engine.load_reading(r["id"], _stored_reading(r, state))
     return PartitionLoad(next_offset, len(indicators), total_buckets)
+
+
+async def fetch_minutes(
+    conn: asyncpg.Connection, keys: list[str], starts: list[int], ends: list[int]
+) -> dict[str, list[tuple[str, list[int], list[int], list[int]]]]:
+    """The stored minute buckets of the spans [starts[i], ends[i]) of indicator keys[i], as (series, minutes,
+    goods, totals) per indicator. Each span is its own index range scan (OFFSET 0 keeps PostgreSQL, which cannot
+    see how narrow the spans are, from hash-joining the whole table); no ORDER BY (three sorts): the scans yield
+    minutes in order, and `SeriesCounts.load_held` and `fill` take them in any order."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT u.k AS indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
+               array_agg(b.total) AS totals
+        FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(k, a, z)
+        CROSS JOIN LATERAL (
+            SELECT s.series, s.minute, s.good, s.total FROM series_buckets s
+            WHERE s.indicator_key = u.k AND s.minute >= u.a AND s.minute < u.z OFFSET 0
+        ) b
+        GROUP BY 1, 2
+        """,
+        keys,
+        starts,
+        ends,
+    )
+    out: dict[str, list[tuple[str, list[int], list[int], list[int]]]] = {}
+    for r in rows:
+        out.setdefault(r["indicator_key"], []).append((r["series"], r["minutes"], r["goods"], r["totals"]))
+    return out
 
 
 RETENTION_BATCH = 50_000
@@ -256,6 +320,18 @@ async def write_checkpoint(
                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
                 ON CONFLICT (indicator_key, series, hour)
                 DO UPDATE SET good = series_hours.good + EXCLUDED.good, total = series_hours.total + EXCLUDED.total
+                """,
+                *cols,
+            )
+        if changes.bucket_deltas:
+            # Late counts for minutes memory holds only as part of an hour cell: added, exactly once like the hours.
+            cols = list(zip(*changes.bucket_deltas, strict=True))
+            await conn.execute(
+                """
+                INSERT INTO series_buckets (indicator_key, series, minute, good, total)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                ON CONFLICT (indicator_key, series, minute)
+                DO UPDATE SET good = series_buckets.good + EXCLUDED.good, total = series_buckets.total + EXCLUDED.total
                 """,
                 *cols,
             )

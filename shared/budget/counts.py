@@ -81,17 +81,89 @@ class _Dense:
             sums[0], sums[1] = sparse.sums
 
 
-def _filled(day: _Sparse | _Dense) -> int:
+ALL_HOURS = (1 << 24) - 1
+
+
+class _Hours:
+    """A day held as hour cells: `sums` laid out as a dense day's (day, then hour h at 2 + 2h and 3 + 2h), and
+    the minutes ([good, total] int64 pairs) only of the hours whose bit is set in `held`; an hour without
+    events needs no array. About 0.5 KB a day, plus 1 KB per held hour with events."""
+
+    __slots__ = ("held", "minutes", "sums")
+
+    def __init__(self, day: _Sparse | _Dense | None = None, mask: int = ALL_HOURS) -> None:
+        """Empty, or `day` with the minutes of the hours in `mask` (the others held as cells only)."""
+        self.sums = array("q", bytes(8 * (2 + 2 * 24)))
+        self.minutes: dict[int, array[int]] = {}
+        self.held = 0 if day is None else mask
+        if isinstance(day, _Dense):
+            self.sums[:] = array("q", day.sums)
+            for h in range(24):
+                if day.sums[3 + 2 * h] and mask >> h & 1:
+                    self.minutes[h] = day.minutes[2 * HOUR * h : 2 * HOUR * (h + 1)]
+        elif day is not None:
+            sums = self.sums
+            for k, (good, total) in day.cells.items():
+                h = k // HOUR
+                sums[2 + 2 * h] += good
+                sums[3 + 2 * h] += total
+                if not mask >> h & 1:
+                    continue
+                arr = self.minutes.get(h)
+                if arr is None:
+                    arr = self.minutes[h] = _BLANK_HOUR[:]
+                i = 2 * (k - h * HOUR)
+                arr[i] += good
+                arr[i + 1] += total
+            sums[0], sums[1] = day.sums
+
+
+def _filled(day: _Sparse | _Dense | _Hours) -> int:
     """How many minute buckets of the day hold events."""
     if isinstance(day, _Sparse):
         return len(day.cells)
+    if isinstance(day, _Hours):
+        return sum(HOUR - arr[1::2].count(0) for arr in day.minutes.values())
     return DAY - day.minutes[1::2].count(0)
 
 
-def _part(day: _Sparse | _Dense, a: int, b: int) -> tuple[int, int]:
+def _hour_part(day: _Hours, h: int, a: int, b: int) -> tuple[int, int]:
+    """(good, total) of minutes a <= k < b of hour h of an hour-celled day (0 <= a < b <= HOUR)."""
+    if a == 0 and b == HOUR:
+        return day.sums[2 + 2 * h], day.sums[3 + 2 * h]
+    arr = day.minutes.get(h)
+    if arr is None:
+        if day.held >> h & 1 or not day.sums[3 + 2 * h]:
+            return 0, 0  # no events in the hour: none in any part of it
+        raise LookupError(f"the minutes of hour {h} of the day are held as an hour cell only")
+    return sum(arr[2 * a : 2 * b : 2]), sum(arr[2 * a + 1 : 2 * b : 2])
+
+
+def _hours_part(day: _Hours, a: int, b: int) -> tuple[int, int]:
+    ha, hb = -(-a // HOUR), b // HOUR
+    if ha > hb:  # within one hour
+        h = a // HOUR
+        return _hour_part(day, h, a - h * HOUR, b - h * HOUR)
+    sums = day.sums
+    good = sum(sums[2 + 2 * ha : 2 + 2 * hb : 2])
+    total = sum(sums[3 + 2 * ha : 3 + 2 * hb : 2])
+    if a < ha * HOUR:
+        g, t = _hour_part(day, ha - 1, a - (ha - 1) * HOUR, HOUR)
+        good += g
+        total += t
+    if hb * HOUR < b:
+        g, t = _hour_part(day, hb, 0, b - hb * HOUR)
+        good += g
+        total += t
+    return good, total
+
+
+def _part(day: _Sparse | _Dense | _Hours, a: int, b: int) -> tuple[int, int]:
     """(good, total) of the day's minutes a <= k < b, for 0 <= a < b <= DAY."""
     if a == 0 and b == DAY:
         return day.sums[0], day.sums[1]
+    if isinstance(day, _Hours):
+        return _hours_part(day, a, b)
     if isinstance(day, _Sparse):
         good = total = 0
         for k, cell in day.cells.items():
@@ -122,7 +194,7 @@ class SeriesCounts:
     total 0 hold nothing but still count as buckets (`len`, `minutes`): they live in `_zeros`.
     """
 
-    __slots__ = ("_days", "_filled", "_ranges", "_zeros")
+    __slots__ = ("_days", "_filled", "_late", "_ranges", "_zeros")
 
     # Range sums asked for recently, kept exact by `add`: windows ending at the same minute are
     # asked again and again (every record of the indicator), and a walk costs a few dozen steps.
@@ -131,8 +203,11 @@ class SeriesCounts:
     DENSE_AT = 96
 
     def __init__(self) -> None:
-        self._days: dict[int, _Sparse | _Dense] = {}
+        self._days: dict[int, _Sparse | _Dense | _Hours] = {}
         self._zeros: set[int] = set()
+        # Added to minutes whose hour is held as a cell only, since `take_late` last took them: what the next
+        # checkpoint adds to the stored minute rows (memory cannot know their absolute values).
+        self._late: dict[int, list[int]] = {}
         self._filled = 0  # minute buckets with total > 0
         self._ranges: dict[tuple[int, int], list[int]] = {}
 
@@ -171,6 +246,8 @@ class SeriesCounts:
         d = minute // DAY
         k = minute - d * DAY
         day = self._days.get(d)
+        if type(day) is _Hours:
+            return self._add_hours(day, minute, k, good, total)
         if not total:
             if day is None or not (k in day.cells if isinstance(day, _Sparse) else day.minutes[2 * k + 1]):
                 self._zeros.add(minute)
@@ -196,6 +273,50 @@ class SeriesCounts:
         self.add(minute, good, total)  # to a dense day now
         return False
 
+    def _add_hours(self, day: _Hours, minute: int, k: int, good: int, total: int) -> bool:
+        h = k // HOUR
+        if day.held >> h & 1:
+            arr = day.minutes.get(h)
+            if arr is None:
+                if not total:
+                    self._zeros.add(minute)
+                    return False
+                arr = day.minutes[h] = _BLANK_HOUR[:]
+            i = 2 * (k - h * HOUR)
+            was = arr[i + 1]
+            arr[i + 1] = was + total
+            arr[i] += good
+            if not total:
+                if not was:
+                    self._zeros.add(minute)
+                return False
+            if not was:
+                self._filled += 1
+                if self._zeros:
+                    self._zeros.discard(minute)
+        elif not day.sums[3 + 2 * h]:
+            # An hour without events is known minute by minute (none): held from now on.
+            day.held |= 1 << h
+            first = minute - k % HOUR
+            for m in [m for m in self._late if first <= m < first + HOUR] if self._late else ():
+                del self._late[m]  # only zeros
+            return self._add_hours(day, minute, k, good, total)
+        else:
+            late = self._late.get(minute)
+            if late is None:
+                self._late[minute] = [good, total]
+            else:
+                late[0] += good
+                late[1] += total
+            if not total:
+                return False
+        sums = day.sums
+        sums[0] += good
+        sums[1] += total
+        sums[2 + 2 * h] += good
+        sums[3 + 2 * h] += total
+        return True
+
     def load(self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
         """`add` each (minute, good, total), faster for the days that will be dense (a state load)."""
         if len(minutes) != len(goods) or len(minutes) != len(totals):
@@ -214,6 +335,9 @@ class SeriesCounts:
                 day = days[d] = _Dense()
             elif isinstance(day, _Sparse):
                 day = days[d] = _Dense(day)
+            elif isinstance(day, _Hours):
+                self.add(minute, good, total)
+                continue
             k = minute - d * DAY
             cells = day.minutes
             was = cells[2 * k + 1]
@@ -269,10 +393,13 @@ class SeriesCounts:
         if isinstance(day, _Sparse):
             cell = day.cells.get(k)
             return Counts(cell[0], cell[1]) if cell else ZERO
+        if isinstance(day, _Hours):
+            good, total = _hour_part(day, k // HOUR, k % HOUR, k % HOUR + 1)
+            return Counts(good, total) if total else ZERO
         total = day.minutes[2 * k + 1]
         return Counts(day.minutes[2 * k], total) if total else ZERO
 
-    def _spanned(self, start: int, end: int) -> list[tuple[int, int, int, _Sparse | _Dense]]:
+    def _spanned(self, start: int, end: int) -> list[tuple[int, int, int, _Sparse | _Dense | _Hours]]:
         """(first minute, a, b, day) of the days with buckets in [start, end), ascending; a <= minute of day < b."""
         if start >= end:
             return []
@@ -292,6 +419,8 @@ class SeriesCounts:
     def buckets(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
         """The non-empty buckets with start <= minute < end, ascending; skips empty days and hours."""
         for base, a, b, day in self._spanned(start, end):
+            if isinstance(day, _Hours):
+                day = _held_day(day, a, b)
             if isinstance(day, _Sparse):
                 cells = day.cells
                 for k in sorted(cells):
@@ -318,6 +447,8 @@ class SeriesCounts:
         A bucket added with total 0 gives its slice a cell too (maybe [0, 0]).
         """
         for base, a, b, day in self._spanned(start, end):
+            if isinstance(day, _Hours):
+                day = _held_day(day, a, b)
             if isinstance(day, _Sparse):
                 cells = day.cells
                 for k in sorted(cells):
@@ -371,6 +502,9 @@ class SeriesCounts:
             base = d * DAY
             if isinstance(day, _Sparse):
                 out.extend(base + k for k in day.cells)
+            elif isinstance(day, _Hours):
+                for h, arr in day.minutes.items():
+                    out.extend(base + h * HOUR + k for k, total in enumerate(arr[1::2]) if total)
             else:
                 out.extend(base + k for k, total in enumerate(day.minutes[1::2]) if total)
         out.sort()
@@ -437,7 +571,12 @@ class SeriesCounts:
         for d in [d for d in self._days if d < cut]:
             filled += _filled(self._days.pop(d))
         day = self._days.get(cut)
-        if day is not None and o:
+        if isinstance(day, _Hours):
+            if o:
+                filled += _drop_hours_before(day, o)
+                if not day.sums[1]:
+                    del self._days[cut]
+        elif day is not None and o:
             sums = day.sums
             if isinstance(day, _Sparse):
                 for k in [k for k in day.cells if k < o]:
@@ -470,6 +609,236 @@ class SeriesCounts:
         self._filled -= filled
         return filled + len(zeros)
 
+    # --- hours held as cells only ------------------------------------------------------------------
+    # Old history can be held as hour cells, with the minutes only of the hours an evaluation reads one by
+    # one (rollups.held_minutes). Sums over whole hours come from the cells; asking for part of an hour held
+    # only as a cell (and not empty) raises LookupError, never a wrong sum. `add` to such an hour adds to its
+    # cell and to `_late` (the delta the checkpoint adds to the stored minute).
+
+    def holds(self, minute: int) -> bool:
+        """Whether the minute's own bucket is held (False: only its hour's cell is)."""
+        day = self._days.get(minute // DAY)
+        return not isinstance(day, _Hours) or bool(day.held >> (minute % DAY // HOUR) & 1)
+
+    def take_late(self, minute: int) -> Counts | None:
+        """What was added to `minute` while its hour was held as a cell only, since the last take (forgotten)."""
+        late = self._late.pop(minute, None)
+        return None if late is None else Counts(late[0], late[1])
+
+    def load_held(
+        self,
+        spans: Sequence[tuple[int, int]],
+        minutes: Sequence[int],
+        goods: Sequence[int],
+        totals: Sequence[int],
+        hours: Sequence[int],
+        hour_goods: Sequence[int],
+        hour_totals: Sequence[int],
+    ) -> None:
+        """An empty series from stored rows: the minute buckets of the sorted whole-hour minute `spans` (`minutes`
+        all within the spans; ascending is fastest) and hour cells for the other hours (cells of hours in the
+        spans are left out: their minutes are the truth). A whole hour of minutes is copied as arrays."""
+        if self._days or self._zeros:
+            raise ValueError("load_held loads an empty series")
+        if not all(map(operator.lt, minutes, itertools.islice(minutes, 1, None))):
+            merged: dict[int, list[int]] = {}
+            for minute, good, total in zip(minutes, goods, totals, strict=True):
+                cell = merged.setdefault(minute, [0, 0])
+                cell[0] += good
+                cell[1] += total
+            minutes = sorted(merged)
+            goods, totals = [merged[m][0] for m in minutes], [merged[m][1] for m in minutes]
+        days: dict[int, _Hours] = {}
+        # the hours of the spans that rows can fall in (the last span is open-ended: "from here on")
+        last = [minutes[-1] // HOUR] if len(minutes) else []
+        top = max([*last, *hours], default=0) + 1
+        held_hours = {h for a, b in spans for h in range(a // HOUR, min(-(-b // HOUR), top))}
+
+        def day_of(d: int) -> _Hours:
+            day = days.get(d)
+            if day is None:
+                day = days[d] = _Hours()
+                day.held = sum(1 << h for h in range(24) if d * 24 + h in held_hours)
+            return day
+
+        if len(hours) != len(hour_goods) or len(hours) != len(hour_totals):
+            raise ValueError("hours, goods and totals must have the same length")
+        ascending = all(map(operator.lt, hours, itertools.islice(hours, 1, None)))
+        i, n = 0, len(hours)
+        while i < n:
+            d = hours[i] // 24
+            j = bisect.bisect_left(hours, (d + 1) * 24, i) if ascending else n
+            gs, ts = hour_goods[i:j], hour_totals[i:j]
+            if (
+                ascending
+                and j - i == 24
+                and d not in days
+                and min(gs) >= 0
+                and all(map(operator.le, gs, ts))
+                and not any(d * 24 + h in held_hours for h in range(24))
+            ):  # a whole day of cells, none held: copied as arrays
+                day = days[d] = _Hours()
+                day.sums[2::2] = array("q", gs)
+                day.sums[3::2] = array("q", ts)
+                day.sums[0], day.sums[1] = sum(gs), sum(ts)
+                i = j
+                continue
+            for hour, good, total in zip(hours[i:j], gs, ts, strict=True):
+                if hour in held_hours:
+                    continue
+                if not 0 <= good <= total:
+                    raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
+                dd, h = divmod(hour, 24)
+                day = days.get(dd) or day_of(dd)
+                sums = day.sums
+                sums[2 + 2 * h] += good
+                sums[3 + 2 * h] += total
+                sums[0] += good
+                sums[1] += total
+            i = j
+        filled = 0
+        i, n = 0, len(minutes)
+        while i < n:
+            hour = minutes[i] // HOUR
+            j = bisect.bisect_left(minutes, (hour + 1) * HOUR, i)
+            gs, ts = goods[i:j], totals[i:j]
+            if min(gs) < 0 or not all(map(operator.le, gs, ts)):
+                raise ValueError("counts need 0 <= good <= total")
+            d, h = divmod(hour, 24)
+            day = day_of(d)
+            if not day.held >> h & 1:
+                raise ValueError(f"minutes of hour {hour} are outside the spans")
+            arr = _BLANK_HOUR[:]
+            if j - i == HOUR:
+                arr[0::2] = array("q", gs)
+                arr[1::2] = array("q", ts)
+            else:
+                for minute, good, total in zip(minutes[i:j], gs, ts, strict=True):
+                    k = 2 * (minute - hour * HOUR)
+                    arr[k] = good
+                    arr[k + 1] = total
+            good, total = sum(gs), sum(ts)
+            nonzero = HOUR - arr[1::2].count(0)
+            if nonzero < j - i:  # buckets stored with total 0
+                self._zeros.update(m for m, t in zip(minutes[i:j], ts, strict=True) if not t)
+            if total:
+                day.minutes[h] = arr
+                filled += nonzero
+                sums = day.sums
+                sums[2 + 2 * h] += good
+                sums[3 + 2 * h] += total
+                sums[0] += good
+                sums[1] += total
+            i = j
+        self._days.update(days)
+        self._filled = filled
+        self._ranges.clear()
+
+    def add_cells(self, hours: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
+        """Hold hour cells (hour = minute // 60) for hours whose minutes are not held (a state load): each
+        hour's minutes must hold nothing yet. Hours never given, and without minutes, hold no events."""
+        days = self._days
+        for hour, good, total in zip(hours, goods, totals, strict=True):
+            if not 0 <= good <= total:
+                raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
+            d, h = divmod(hour, 24)
+            day = days.get(d)
+            if not isinstance(day, _Hours):
+                day = days[d] = _Hours(day)
+            sums = day.sums
+            if h in day.minutes or sums[3 + 2 * h]:
+                raise ValueError(f"hour {hour} already holds counts")
+            day.held &= ~(1 << h)
+            sums[2 + 2 * h] = good
+            sums[3 + 2 * h] = total
+            sums[0] += good
+            sums[1] += total
+        self._ranges.clear()
+
+    def coarsen(self, keep: Sequence[tuple[int, int]], before: int) -> int:
+        """Hold as hour cells only the hours before minute `before` that meet none of the sorted, disjoint
+        minute spans `keep`; returns how many minute buckets went. Sums do not change."""
+        dropped = 0
+        spans = list(keep)
+        for d in sorted(self._days):
+            if d * DAY >= before:
+                break
+            mask = 0
+            for h in range(24):
+                first = d * DAY + h * HOUR
+                if first + HOUR > before or _meets(spans, first, first + HOUR):
+                    mask |= 1 << h
+            if mask == ALL_HOURS:
+                continue
+            day = self._days[d]
+            if not isinstance(day, _Hours):
+                self._days[d] = _Hours(day, mask)
+                dropped += _filled(day) - _filled(self._days[d])
+                continue
+            if day.held & ~mask:
+                for h in range(24):
+                    if day.held >> h & 1 and not mask >> h & 1:
+                        arr = day.minutes.pop(h, None)
+                        if arr is not None:
+                            dropped += HOUR - arr[1::2].count(0)
+                day.minutes = dict(day.minutes)  # a dict does not shrink when emptied
+                day.held &= mask
+        self._filled -= dropped
+        return dropped
+
+    def coarse_hours(self, spans: Sequence[tuple[int, int]]) -> list[int]:
+        """The hours meeting the minute `spans` that are held as cells only and hold events (to fetch)."""
+        out: list[int] = []
+        merged = sorted(spans)
+        for d, day in self._days.items():
+            if not isinstance(day, _Hours) or day.held == ALL_HOURS:
+                continue
+            for h in range(24):
+                first = d * DAY + h * HOUR
+                if not day.held >> h & 1 and day.sums[3 + 2 * h] and _meets(merged, first, first + HOUR):
+                    out.append(d * 24 + h)
+        return sorted(out)
+
+    def fill(self, hours: Sequence[int], minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> int:
+        """Hold the minutes of `hours` (held as cells only) from stored buckets, plus what `_late` added since
+        (not stored yet); hours already held are left alone (memory is ahead). Returns how many hours' stored
+        minutes did not sum to the cell (the cell is then set to the minutes' sum)."""
+        wanted = {}
+        for hour in hours:
+            day = self._days.get(hour // 24)
+            if isinstance(day, _Hours) and not day.held >> (hour % 24) & 1:
+                wanted[hour] = _BLANK_HOUR[:]
+        for minute, good, total in zip(minutes, goods, totals, strict=True):
+            arr = wanted.get(minute // HOUR)
+            if arr is not None:
+                i = 2 * (minute % HOUR)
+                arr[i] += good
+                arr[i + 1] += total
+        mismatched = 0
+        for hour, arr in wanted.items():
+            first = hour * HOUR
+            for minute in [m for m in self._late if first <= m < first + HOUR] if self._late else ():
+                good, total = self._late.pop(minute)
+                i = 2 * (minute - first)
+                arr[i] += good
+                arr[i + 1] += total
+            d, h = divmod(hour, 24)
+            day = self._days[d]
+            assert isinstance(day, _Hours)
+            good, total = sum(arr[0::2]), sum(arr[1::2])
+            sums = day.sums
+            if (good, total) != (sums[2 + 2 * h], sums[3 + 2 * h]):
+                mismatched += 1
+                sums[0] += good - sums[2 + 2 * h]
+                sums[1] += total - sums[3 + 2 * h]
+                sums[2 + 2 * h], sums[3 + 2 * h] = good, total
+                self._ranges.clear()
+            day.held |= 1 << h
+            if total:
+                day.minutes[h] = arr
+                self._filled += HOUR - arr[1::2].count(0)
+        return mismatched
+
 
 def _add_cell(into: dict[int, list[int]], key: int, good: int, total: int) -> None:
     acc = into.get(key)
@@ -478,3 +847,53 @@ def _add_cell(into: dict[int, list[int]], key: int, good: int, total: int) -> No
     else:
         acc[0] += good
         acc[1] += total
+
+
+def _meets(spans: Sequence[tuple[int, int]], a: int, b: int) -> bool:
+    """Whether [a, b) meets one of the sorted, disjoint `spans`."""
+    i = bisect.bisect_right(spans, (a, 1 << 62)) - 1
+    if i >= 0 and spans[i][1] > a:
+        return True
+    return i + 1 < len(spans) and spans[i + 1][0] < b
+
+
+def _held_day(day: _Hours, a: int, b: int) -> _Dense:
+    """The minutes a <= k < b of an hour-celled day as a dense day; LookupError when one of them is not held."""
+    dense = _Dense()
+    for h in range(a // HOUR, (b - 1) // HOUR + 1):
+        if not day.held >> h & 1 and day.sums[3 + 2 * h]:
+            raise LookupError(f"the minutes of hour {h} of the day are held as an hour cell only")
+        arr = day.minutes.get(h)
+        if arr is not None:
+            dense.minutes[2 * HOUR * h : 2 * HOUR * (h + 1)] = arr
+            dense.sums[2 + 2 * h] = day.sums[2 + 2 * h]
+            dense.sums[3 + 2 * h] = day.sums[3 + 2 * h]
+    dense.sums[0], dense.sums[1] = sum(dense.sums[2::2]), sum(dense.sums[3::2])
+    return dense
+
+
+def _drop_hours_before(day: _Hours, o: int) -> int:
+    """Forget an hour-celled day's minutes before minute of day `o`: whole hours, and the held minutes of the
+    hour of `o` (an hour held only as a cell stays whole: nothing reads before the cut); buckets dropped."""
+    sums, filled = day.sums, 0
+    for h in range(o // HOUR):
+        arr = day.minutes.pop(h, None)
+        if arr is not None:
+            filled += HOUR - arr[1::2].count(0)
+        sums[0] -= sums[2 + 2 * h]
+        sums[1] -= sums[3 + 2 * h]
+        sums[2 + 2 * h] = sums[3 + 2 * h] = 0
+        day.held |= 1 << h  # empty now
+    h = o // HOUR
+    arr = day.minutes.get(h)
+    if arr is not None:
+        for k in range(o - h * HOUR):
+            good, total = arr[2 * k], arr[2 * k + 1]
+            if total:
+                filled += 1
+            sums[0] -= good
+            sums[1] -= total
+            sums[2 + 2 * h] -= good
+            sums[3 + 2 * h] -= total
+            arr[2 * k] = arr[2 * k + 1] = 0
+    return filled

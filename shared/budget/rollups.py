@@ -22,7 +22,7 @@ from itertools import accumulate, pairwise
 from shared.budget.counts import ZERO, Counts
 from shared.budget.evaluate import window_bounds
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
-from shared.budget.model import ObjectiveTerms
+from shared.budget.model import CalendarWindow, ObjectiveTerms
 from shared.timeutil import MINUTES_PER_DAY, MINUTES_PER_HOUR
 
 
@@ -170,6 +170,56 @@ def needed_minutes(terms: ObjectiveTerms, now_ms: int) -> list[Interval] | None:
     for s in starts:
         spans.extend(plan_window(s, end, excluded).minutes)
     return _merge(spans)
+
+
+FAR_MINUTE = 1 << 40
+"""A minute past every timestamp Accord accepts (year 9999 is minute ≈ 1.7e8): "from here on"."""
+
+
+def held_minutes(terms: ObjectiveTerms, from_ms: int, to_ms: int, recent_minutes: int) -> list[Interval] | None:
+    """Minute spans that hold every minute `measure(terms, source, t)` reads one by one (`needed_minutes`) for
+    every instant t in [from_ms, to_ms], when whole hours come from hour cells; None when every minute is.
+
+    The spans: the last `recent_minutes` (at least an hour) before the window's end at `from_ms` and everything
+    after (the current hour, whatever the end edge reaches); the band each sliding start (a rolling window's, a
+    tier window's) sweeps from `from_ms` to `to_ms`, with the rest of the hour it ends in; and the needed
+    minutes at instants `recent_minutes` apart from `from_ms` to `to_ms`, which hold the hours that
+    exclusions and fixed calendar starts cut. Why that is enough: a cut at a fixed minute x read at t lies in
+    the window at the last such instant before t (windows only move forward, and a window shorter than the
+    recent span lies in it), and that instant reads the same minutes of x's hour or more.
+    """
+    if terms.budgeting.sliced:
+        return None
+    recent = max(recent_minutes, MINUTES_PER_HOUR)
+    _, end = window_bounds(terms.window, from_ms)
+    _, last_end = window_bounds(terms.window, max(from_ms, to_ms))
+    spans: list[Interval] = [(end - recent, FAR_MINUTE)]
+    instant = from_ms
+    while True:
+        needed = needed_minutes(terms, instant)
+        assert needed is not None
+        spans.extend(needed)
+        if instant >= to_ms:
+            break
+        instant = min(instant + recent * 60_000, to_ms)
+    lengths = [t.long_minutes for t in terms.tiers] + [t.short_minutes for t in terms.tiers]
+    if not isinstance(terms.window, CalendarWindow):
+        lengths.append(terms.window.minutes)
+    for length in lengths:
+        if length > recent:
+            spans.append((end - length, last_end - length + MINUTES_PER_HOUR))
+    return _merge(spans)
+
+
+def whole_hours(spans: Sequence[Interval]) -> list[Interval]:
+    """The minute spans widened to whole hours, merged."""
+    return _merge(
+        [
+            (a // MINUTES_PER_HOUR * MINUTES_PER_HOUR, -(-b // MINUTES_PER_HOUR) * MINUTES_PER_HOUR)
+            for a, b in spans
+            if a < b
+        ]
+    )
 
 
 def earliest_minute(terms: ObjectiveTerms, now_ms: int) -> int:

@@ -11,11 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import MINUTE_MS, Case, cases, is_excluded
 
-from shared.budget import CalendarWindow, Counts, SeriesCounts, excluded_intervals, measure
+from shared.budget import CalendarWindow, Counts, PeriodKind, SeriesCounts, excluded_intervals, measure
 from shared.budget.counts import ZERO
+from shared.budget.reports import period_terms
 from shared.budget.rollups import (
     CellSums,
     PlannedSource,
+    held_minutes,
     needed_minutes,
     plan,
     plan_window,
@@ -183,3 +185,31 @@ def test_a_planned_source_refuses_minutes_it_was_not_given() -> None:
         source.range(61, 200)
     with pytest.raises(LookupError):
         PlannedSource.of_columns([], [], [(60, 70)]).range(61, 200)
+
+
+def _inside(spans: list[tuple[int, int]], held: list[tuple[int, int]]) -> bool:
+    return all(any(c <= a and b <= d for c, d in held) for a, b in spans if a < b)
+
+
+@given(
+    cases(),
+    st.integers(0, 2 * MINUTES_PER_DAY * MINUTE_MS),
+    st.lists(st.floats(0, 1), min_size=1, max_size=6),
+    st.integers(0, 6 * MINUTES_PER_HOUR),
+)
+def test_held_minutes_hold_what_every_later_evaluation_up_to_its_end_reads(
+    case: Case, ahead: int, at: list[float], recent: int
+) -> None:
+    """The band: minutes held for [now, now + ahead] are all that measuring at any instant between reads, for
+    the objective's terms and for its reporting-period terms (what closing a period reads)."""
+    tz = case.terms.window.timezone if isinstance(case.terms.window, CalendarWindow) else "Asia/Kolkata"
+    for terms in (case.terms, period_terms(case.terms, PeriodKind.MONTH, tz)):
+        held = held_minutes(terms, case.now_ms, case.now_ms + ahead, recent)
+        if held is None:
+            assert terms.budgeting.sliced
+            continue
+        for f in at:
+            instant = case.now_ms + int(f * ahead)
+            needed = needed_minutes(terms, instant)
+            assert needed is not None
+            assert _inside(needed, held), (instant, needed, held)
