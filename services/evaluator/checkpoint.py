@@ -31,7 +31,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.evaluator.engine import Engine
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.store import DeadLetter, delete_expired, fetch_minutes, load_partition, write_checkpoint
+from services.evaluator.store import (
+    DeadLetter,
+    delete_expired,
+    fetch_minutes,
+    load_partition,
+    stored_offsets,
+    write_checkpoint,
+)
 from shared.budget.evaluate import TransitionType
 
 log = logging.getLogger("accord.evaluator")
@@ -451,7 +458,26 @@ class Checkpoint:
             return
         async with self.lock:
             if stale := self.stale:
-                await self._load({min(stale)})
+                await self._load({await self._most_waiting(stale)})
+
+    async def _most_waiting(self, stale: set[int]) -> int:
+        """Of the partitions waiting for their state, the one with the most records waiting in the log (its end
+        offset minus the stored one; ties and any failure to ask: the lowest number). After a restart the
+        partition that received records meanwhile is served first, not after every quieter one is loaded."""
+        if len(stale) == 1 or self.consumer is None:
+            return min(stale)
+        tps = [TopicPartition(self.topic, p) for p in sorted(stale)]
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS):
+                ends = await self.consumer.end_offsets(tps)
+                async with self.pool.acquire() as conn:
+                    stored = await stored_offsets(conn, self.settings.group_id, self.topic, sorted(stale))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the load that follows meets the same failure and backs off
+            log.debug("could not order the partitions to load: %r", exc)
+            return min(stale)
+        return waiting_order({tp.partition: end for tp, end in ends.items()}, stored)[0]
 
     def rebase(self, partition: int) -> None:
         """The stored offset is outside the log: the partition reads the log from its beginning."""
@@ -539,6 +565,12 @@ class Checkpoint:
         self._reached_postgres()
         self.failures = 0
         self.retry_at = 0.0
+
+
+def waiting_order(ends: dict[int, int], stored: dict[int, int]) -> list[int]:
+    """Partitions by records waiting (log end offset minus stored next offset; nothing stored: the whole log,
+    approximately), most first, then by number."""
+    return sorted(ends, key=lambda p: (-(ends[p] - stored.get(p, 0)), p))
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:
