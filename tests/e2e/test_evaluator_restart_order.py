@@ -1,6 +1,6 @@
-"""A restarted evaluator loads first the partition whose records waited for it, not the lowest-numbered one:
-after a restart the indicators that received records meanwhile are evaluated before the quiet ones are loaded
-(issue 10, SIGKILL → first event)."""
+"""A restarted evaluator loads first the partition whose records waited for it, not the lowest-numbered one,
+applies those records and stores their breach events before it loads the next partition: after a restart the
+indicators that received records meanwhile are evaluated first (issue 10, SIGKILL → first event)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ START_MS = (int(time.time()) // 60 - 30) * 60_000
 POLICY = {"tiers": [], "budget_thresholds": [1.0]}
 
 
-def record(key: str, minute: int) -> tuple[str, bytes]:
-    return key, encode_record(key, [Measurement(key, START_MS + minute * 60_000, 99, 100, id=f"{key}/{minute}")])
+def record(key: str, minute: int, good: int = 99) -> tuple[str, bytes]:
+    return key, encode_record(key, [Measurement(key, START_MS + minute * 60_000, good, 100, id=f"{key}/{minute}")])
 
 
 async def test_the_partition_with_records_waiting_is_loaded_first(
@@ -56,13 +56,21 @@ async def test_the_partition_with_records_waiting_is_loaded_first(
     busiest = max(partition_of.values())  # not the lowest-numbered partition, which a load in order takes first
     assert busiest > 0, f"every indicator landed on partition 0 ({partition_of}); the test proves nothing"
     key = next(k for k, p in partition_of.items() if p == busiest)
-    waiting = [record(key, m) for m in range(1, 40)]
+    waiting = [record(key, m, good=0) for m in range(1, 40)]  # exhausts its objectives' budgets
     await produce(servers.bootstrap, topics.measurements, waiting, offsets)
 
     restarted = launch("accord-evaluator")
     await restarted.wait_ready()
     await wait_offsets(database_url, topics.group, offsets)
     assert restarted.log is not None
-    loaded = [int(p) for p in re.findall(r"partition (\d+) loaded", restarted.log.read_text())]
-    assert sorted(loaded) == [0, 1, 2, 3], loaded
-    assert loaded[0] == busiest, f"loaded in the order {loaded}; partition {busiest} had {len(waiting)} records waiting"
+    lines = restarted.log.read_text().splitlines()
+    loads = [
+        (n, int(found[1])) for n, line in enumerate(lines) if (found := re.search(r"partition (\d+) loaded", line))
+    ]
+    assert sorted(p for _, p in loads) == [0, 1, 2, 3], loads
+    assert loads[0][1] == busiest, (
+        f"loaded in the order {loads}; partition {busiest} had {len(waiting)} records waiting"
+    )
+    events = [n for n, line in enumerate(lines) if "breach event" in line]
+    assert events, "the waiting records exhaust budgets: breach events were expected"
+    assert events[0] < loads[1][0], "the waiting records' events were stored only after the next partition loaded"
