@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from accord.localstack import Broker, die_with_parent, free_port
 from accord.localstack import ServiceProcess as ServiceProcess  # the tests' name for it
@@ -309,15 +309,17 @@ async def post_until_accepted(ingest: ServiceProcess, body: list[dict[str, Any]]
         await wait_until(accepted, timeout=15, what="ingest to accept the new indicator")
 
 
-async def insert_two_objectives_per_indicator(
+async def insert_objectives_per_indicator(
     conn: asyncpg.Connection,
     agreement: uuid.UUID,
     indicators: Sequence[str],
     policy: dict[str, Any],
     objective_id: Callable[[int, int], uuid.UUID] = lambda n, m: uuid.uuid4(),
+    objectives: Sequence[tuple[float, str]] = ((0.9, "2h"), (0.95, "1h")),
 ) -> None:
-    """Agreement `agreement` (Shop SLA for Acme, UTC) with two objectives on each ratio indicator, 90 % over 2 h
-    and 95 % over 1 h, alerting by `policy`: rows as the api writes them (complete specs), without the api."""
+    """Agreement `agreement` (Shop SLA for Acme, UTC) with `objectives` (target, window; by default 90 % over 2 h
+    and 95 % over 1 h) on each ratio indicator, alerting by `policy`: rows as the api writes them (complete
+    specs), without the api."""
     spec = agreement_spec(name="Shop SLA", provider="Shop", customer="Acme", timezone="UTC")
     await conn.execute(
         "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5)",
@@ -329,7 +331,7 @@ async def insert_two_objectives_per_indicator(
     )
     for n, key in enumerate(indicators):
         await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", key)
-        for m, (target, window) in enumerate(((0.9, "2h"), (0.95, "1h"))):
+        for m, (target, window) in enumerate(objectives):
             objective = objective_spec(
                 name=f"{key} {window}", indicator=key, target=target, window=window, alert_policy=policy
             )
@@ -341,6 +343,46 @@ async def insert_two_objectives_per_indicator(
                 key,
                 orjson.dumps(objective.to_json()).decode(),
             )
+
+
+# --- records straight to Kafka, and the offsets the evaluator stores -------------------------------------
+
+Record = tuple[str, bytes]
+"""(key, value) of a measurements record."""
+
+
+async def produce(bootstrap: str, topic: str, records: Sequence[Record], offsets: dict[int, int]) -> None:
+    """Publish in order (acks=all); `offsets` gets each partition's next offset after the last record."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        for key, value in records:
+            meta = await producer.send_and_wait(topic, value, key=key.encode())
+            offsets[meta.partition] = meta.offset + 1
+    finally:
+        await producer.stop()
+
+
+async def stored_offsets(conn: asyncpg.Connection, group: str) -> dict[int, int]:
+    """The evaluator group's stored next offset per partition."""
+    rows = await conn.fetch("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", group)
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def wait_offsets(database_url: str, group: str, offsets: dict[int, int], timeout: float = 90) -> None:
+    """Until the stored offsets are exactly `offsets` (a connection refused counts as not yet)."""
+
+    async def done() -> bool:
+        try:
+            conn = await asyncpg.connect(database_url, timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        try:
+            return await stored_offsets(conn, group) == offsets
+        finally:
+            await conn.close()
+
+    await wait_until(done, timeout=timeout, what=f"stored offsets {offsets}")
 
 
 # --- `accord run` as a process (the e2e stack fixture) -------------------------------------------------

@@ -144,8 +144,9 @@ def export_documents(document: Mapping[str, Any]) -> list[Doc]:
         slo_name = str(((objective.get("openslo") or {}).get("slo") or {}).get("name") or name)
         groups.setdefault(slo_name, []).append(objective)
     used: set[str] = set()
+    named: dict[tuple[str, str], Doc] = {}
     for slo_name, group in groups.items():
-        docs.extend(_export_slo(service, slo_name, group, document["timezone"], used))
+        docs.extend(_once_each(named, _export_slo(service, slo_name, group, document["timezone"], used)))
     if used - target_names:
         docs.append(
             {
@@ -159,6 +160,37 @@ def export_documents(document: Mapping[str, Any]) -> list[Doc]:
             }
         )
     return docs
+
+
+def _once_each(named: dict[tuple[str, str], Doc], docs: list[Doc]) -> list[Doc]:
+    """One SLO's documents less those an earlier SLO's export holds already (same kind, name and content: an
+    SLI or an alert policy both SLOs referenced). One that only shares a name with an earlier document (an
+    SLI kept from an import and one named after an SLO made in Accord) is renamed `name-2`, `name-3`, ...,
+    and the references to it follow."""
+    renamed: dict[tuple[str, str], str] = {}
+    kept: list[int] = []
+    order = ("AlertCondition", "AlertPolicy", "SLI", "SLO")  # each after the kinds it references
+    for n, doc in sorted(enumerate(docs), key=lambda d: order.index(d[1]["kind"])):
+        kind, spec = doc["kind"], doc["spec"]
+        if kind == "AlertPolicy":
+            for ref in spec["conditions"]:
+                ref["conditionRef"] = renamed.get(("AlertCondition", ref["conditionRef"]), ref["conditionRef"])
+        elif kind == "SLO":
+            if "indicatorRef" in spec:
+                spec["indicatorRef"] = renamed.get(("SLI", spec["indicatorRef"]), spec["indicatorRef"])
+            if "alertPolicies" in spec:
+                spec["alertPolicies"] = [renamed.get(("AlertPolicy", p), p) for p in spec["alertPolicies"]]
+        name = doc["metadata"]["name"]
+        if named.get((kind, name)) == doc:
+            continue
+        if (kind, name) in named:
+            count = 2
+            while (kind, new := f"{name[: MAX_NAME - 1 - len(str(count))]}-{count}") in named:
+                count += 1
+            renamed[(kind, name)] = doc["metadata"]["name"] = new
+        named[(kind, doc["metadata"]["name"])] = doc
+        kept.append(n)
+    return [docs[n] for n in sorted(kept)]
 
 
 def _export_slo(
@@ -195,6 +227,7 @@ def _export_slo(
     else:
         metric = {"thresholdMetric": {"metricSource": {"type": "accord", "spec": source}}}
     sli = {"apiVersion": API_VERSION, "kind": "SLI", "metadata": sli_meta, "spec": metric}
+    inline = bool(sli_kept.get("inline"))
 
     entries = []
     for objective in group:
@@ -245,13 +278,13 @@ def _export_slo(
         "spec": {
             "description": first.get("description", ""),
             "service": service,
-            "indicatorRef": sli_name,
+            **({"indicator": {"metadata": sli_meta, "spec": metric}} if inline else {"indicatorRef": sli_name}),
             "timeWindow": [time_window],
             "budgetingMethod": METHODS.get(str(first.get("budgeting")), "Occurrences"),
             "objectives": entries,
         },
     }
-    docs: list[Doc] = [sli, slo]
+    docs: list[Doc] = [slo] if inline else [sli, slo]
     tiers = policy.get("tiers")
     if tiers is not None:
         alerts_kept: list[Doc] = list(kept.get("alerts") or [])
@@ -585,6 +618,8 @@ def _import_slo(
     if indicator is None:
         return []
     key, kind, matchers, sli_kept = indicator
+    if "indicatorRef" not in spec:
+        sli_kept["inline"] = True  # exported inline again: its name need not be unique among the SLIs
 
     windows = spec.get("timeWindow")
     window: str | None = None

@@ -31,7 +31,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.evaluator.engine import Engine
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.store import DeadLetter, delete_expired, fetch_minutes, load_partition, write_checkpoint
+from services.evaluator.store import (
+    DeadLetter,
+    delete_expired,
+    fetch_minutes,
+    load_partition,
+    stored_offsets,
+    write_checkpoint,
+)
 from shared.budget.evaluate import TransitionType
 
 log = logging.getLogger("accord.evaluator")
@@ -43,6 +50,8 @@ RETRY_MAX_SECONDS = 5.0
 """Reloading after a failure is retried after 0.5 s, 1 s, 2 s, 4 s, then every 5 s."""
 ATTEMPT_TIMEOUT_SECONDS = 60.0
 """Longest a commit or a reload may take before it counts as failed (a hung connection)."""
+CATCH_UP_SECONDS = 5.0
+"""Longest the records waiting in a newly loaded partition hold back the load of the next one (`recover`)."""
 
 
 MEASUREMENT_OUTCOMES = ("applied", "duplicate", "too_late")
@@ -168,6 +177,9 @@ class Checkpoint:
         # partitions to resume once fetched.
         self.blocked: dict[str, int] = {}
         self.held_back: set[int] = set()
+        # The partition loaded last with records waiting: (partition, its end offset then, until when they go
+        # before the next load).
+        self.catch_up: tuple[int, int, float] | None = None
         metrics.postgres_up.set(1)
 
     # --- what the loop asks ----------------------------------------------------------------------
@@ -446,12 +458,55 @@ class Checkpoint:
 
     async def recover(self) -> None:
         """Load one partition that waits for its state (newly assigned, or thrown away after a failure), once
-        the backoff is over; the loop polls between two loads, so loaded partitions are consumed meanwhile."""
-        if not self.stale or time.monotonic() < self.retry_at:
+        the backoff is over; the loop polls between two loads, so loaded partitions are consumed meanwhile.
+
+        Served before the next load (which holds the lock, and the loop, for a while): a checkpoint being
+        written (it may hold breach events), and the records that waited in the last loaded partition's log
+        when it was chosen (for at most CATCH_UP_SECONDS, so a busy partition cannot keep the others out)."""
+        if not self.stale or time.monotonic() < self.retry_at or self._catching_up():
             return
+        if self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer})  # its failure is raised by the loop (`raise_writer_error`)
         async with self.lock:
             if stale := self.stale:
-                await self._load({min(stale)})
+                partition, end = await self._most_waiting(stale)
+                await self._load({partition})
+                if end is not None and partition in self.expected:
+                    self.catch_up = (partition, end, time.monotonic() + CATCH_UP_SECONDS)
+
+    def _catching_up(self) -> bool:
+        if self.catch_up is None:
+            return False
+        partition, end, until = self.catch_up
+        if partition in self.expected and self.expected[partition] < end and time.monotonic() < until:
+            return True
+        self.catch_up = None
+        return False
+
+    async def _most_waiting(self, stale: set[int]) -> tuple[int, int | None]:
+        """Of the partitions waiting for their state, the one with the most records waiting in the log (its end
+        offset minus the stored one; ties and any failure to ask: the lowest number), and its end offset when
+        records wait there and other partitions wait for their state too. After a restart the partition that
+        received records meanwhile is loaded and caught up first, not after every quieter one is loaded."""
+        if len(stale) == 1 or self.consumer is None:
+            return min(stale), None
+        tps = [TopicPartition(self.topic, p) for p in sorted(stale)]
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS):
+                found = await self.consumer.end_offsets(tps)
+                async with self.pool.acquire() as conn:
+                    stored = await stored_offsets(conn, self.settings.group_id, self.topic, sorted(stale))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the load that follows meets the same failure and backs off
+            log.debug("could not order the partitions to load: %r", exc)
+            return min(stale), None
+        ends = {tp.partition: end for tp, end in found.items()}
+        first = waiting_order(ends, stored)[0]
+        waiting = ends[first] - stored.get(first, 0)
+        if waiting > 0:
+            log.info("partition %d first: %d records wait in its log", first, waiting)
+        return first, ends[first] if waiting > 0 else None
 
     def rebase(self, partition: int) -> None:
         """The stored offset is outside the log: the partition reads the log from its beginning."""
@@ -539,6 +594,12 @@ class Checkpoint:
         self._reached_postgres()
         self.failures = 0
         self.retry_at = 0.0
+
+
+def waiting_order(ends: dict[int, int], stored: dict[int, int]) -> list[int]:
+    """Partitions by records waiting (log end offset minus stored next offset; nothing stored: the whole log,
+    approximately), most first, then by number."""
+    return sorted(ends, key=lambda p: (-(ends[p] - stored.get(p, 0)), p))
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:

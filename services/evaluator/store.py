@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -10,6 +11,7 @@ import orjson
 
 from services.evaluator.engine import Changes, Engine, StoredReading
 from shared.budget import AlertState, TierReading
+from shared.cells import COLUMN, Table, fetch_spans
 from shared.contract import objective_terms
 from shared.objective_config import ObjectiveConfig
 from shared.spec import AgreementSpec, ObjectiveSpec
@@ -80,6 +82,22 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
     return out
 
 
+async def stored_offsets(conn: asyncpg.Connection, group: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    """The stored next offset of each of `partitions` that has one."""
+    rows = await conn.fetch(
+        "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2"
+        " AND partition = ANY($3::int[])",
+        group,
+        topic,
+        partitions,
+    )
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+SeriesColumns = tuple[str, Sequence[int], Sequence[int], Sequence[int]]
+"""(series, minutes or hours, goods, totals) of one series of an indicator."""
+
+
 @dataclass(frozen=True)
 class PartitionLoad:
     next_offset: int | None
@@ -113,17 +131,7 @@ async def load_partition(
     oldest = {k: watermarks[k] // MINUTE_MS - engine.history_minutes(k) for k in keys}
     everything = [k for k in keys if plans[k][0] is None]
     banded = [k for k in keys if plans[k][0] is not None]
-    series_rows = await conn.fetch(
-        """
-        SELECT b.indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
-               array_agg(b.total) AS totals
-        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
-        JOIN series_buckets b ON b.indicator_key = u.k AND b.minute >= u.since
-        GROUP BY 1, 2
-        """,
-        everything,
-        [oldest[k] for k in everything],
-    )
+    series_of = await _everything_since(conn, "series_buckets", everything, [oldest[k] for k in everything])
     span_keys, span_starts, span_ends = [], [], []
     for k in banded:
         for a, b in plans[k][0] or ():
@@ -132,20 +140,7 @@ async def load_partition(
                 span_starts.append(max(a, oldest[k]))
                 span_ends.append(b)
     banded_minutes = await fetch_minutes(conn, span_keys, span_starts, span_ends)
-    hour_rows = await conn.fetch(
-        """
-        SELECT h.indicator_key, h.series, array_agg(h.hour) AS hours, array_agg(h.good) AS goods,
-               array_agg(h.total) AS totals
-        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
-        JOIN series_hours h ON h.indicator_key = u.k AND h.hour >= u.since
-        GROUP BY 1, 2
-        """,
-        banded,
-        [oldest[k] // 60 for k in banded],
-    )
-    hours_of: dict[str, list[tuple[str, list[int], list[int], list[int]]]] = {}
-    for r in hour_rows:
-        hours_of.setdefault(r["indicator_key"], []).append((r["series"], r["hours"], r["goods"], r["totals"]))
+    hours_of = await _everything_since(conn, "series_hours", banded, [oldest[k] // 60 for k in banded])
     seen_rows = await conn.fetch(
         """
         SELECT s.indicator_key, array_agg(s.measurement_id) AS ids, array_agg(s.minute) AS minutes
@@ -156,9 +151,6 @@ async def load_partition(
         keys,
         horizons,
     )
-    series_of: dict[str, list[tuple[str, list[int], list[int], list[int]]]] = {}
-    for r in series_rows:
-        series_of.setdefault(r["indicator_key"], []).append((r["series"], r["minutes"], r["goods"], r["totals"]))
     seen_of = {r["indicator_key"]: zip(r["ids"], r["minutes"], strict=True) for r in seen_rows}
     total_buckets = 0
     for key in keys:
@@ -187,34 +179,38 @@ async def load_partition(
     return PartitionLoad(next_offset, len(indicators), total_buckets)
 
 
-async def fetch_minutes(
-    conn: asyncpg.Connection, keys: list[str], starts: list[int], ends: list[int]
-) -> dict[str, list[tuple[str, list[int], list[int], list[int]]]]:
-    """The stored minute buckets of the spans [starts[i], ends[i]) of indicator keys[i], as (series, minutes,
-    goods, totals) per indicator. Each span is its own index range scan (OFFSET 0 keeps PostgreSQL, which cannot
-    see how narrow the spans are, from hash-joining the whole table); no ORDER BY (three sorts): the scans yield
-    minutes in order, and `SeriesCounts.load_held` and `fill` take them in any order."""
+async def _everything_since(
+    conn: asyncpg.Connection, table: Table, keys: list[str], since: list[int]
+) -> dict[str, list[SeriesColumns]]:
+    """Every stored cell of indicator keys[i] from since[i] on (minutes or hours, by `table`), unordered: a plain
+    join, as most of the table is read (the spans of `fetch_spans` are narrow)."""
     if not keys:
         return {}
+    column = COLUMN[table]
     rows = await conn.fetch(
-        """
-        SELECT u.k AS indicator_key, b.series, array_agg(b.minute) AS minutes, array_agg(b.good) AS goods,
-               array_agg(b.total) AS totals
-        FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(k, a, z)
-        CROSS JOIN LATERAL (
-            SELECT s.series, s.minute, s.good, s.total FROM series_buckets s
-            WHERE s.indicator_key = u.k AND s.minute >= u.a AND s.minute < u.z OFFSET 0
-        ) b
+        f"""
+        SELECT t.indicator_key, t.series, array_agg(t.{column}), array_agg(t.good), array_agg(t.total)
+        FROM unnest($1::text[], $2::bigint[]) AS u(k, since)
+        JOIN {table} t ON t.indicator_key = u.k AND t.{column} >= u.since
         GROUP BY 1, 2
         """,
         keys,
-        starts,
-        ends,
+        since,
     )
-    out: dict[str, list[tuple[str, list[int], list[int], list[int]]]] = {}
-    for r in rows:
-        out.setdefault(r["indicator_key"], []).append((r["series"], r["minutes"], r["goods"], r["totals"]))
+    out: dict[str, list[SeriesColumns]] = {}
+    for key, name, at, good, total in rows:
+        out.setdefault(key, []).append((name, at, good, total))
     return out
+
+
+async def fetch_minutes(
+    conn: asyncpg.Connection, keys: list[str], starts: list[int], ends: list[int]
+) -> dict[str, list[SeriesColumns]]:
+    """The stored minute buckets of the spans [starts[i], ends[i]) of indicator keys[i], as (series, minutes,
+    goods, totals) per indicator, unordered: `SeriesCounts.load_held` and `fill` take them in any order."""
+    spans = [(k, None, a, z) for k, a, z in zip(keys, starts, ends, strict=True)]
+    found = await fetch_spans(conn, "series_buckets", spans, ordered=False)
+    return {k: [(name, *columns) for name, columns in by_series.items()] for k, by_series in found.items()}
 
 
 RETENTION_BATCH = 50_000

@@ -20,8 +20,16 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
-from support import Servers, ServiceProcess, Topics, insert_two_objectives_per_indicator, wait_until
+from support import (
+    Record,
+    Servers,
+    ServiceProcess,
+    Topics,
+    insert_objectives_per_indicator,
+    produce,
+    wait_offsets,
+    wait_until,
+)
 
 from services.evaluator.engine import Engine
 from services.evaluator.store import load_objectives
@@ -36,8 +44,6 @@ POLICY = {
     "tiers": [{"name": "fast", "severity": "page", "long_window": "30m", "short_window": "5m", "factor": 4}],
     "budget_thresholds": [0.5, 0.9, 1.0],
 }
-
-Record = tuple[str, bytes]  # (key, value)
 
 
 def ms(text: str) -> int:
@@ -58,20 +64,8 @@ def workload(minutes: range) -> list[Record]:
     return out
 
 
-async def produce(servers: Servers, topic: str, records: list[Record], offsets: dict[int, int]) -> None:
-    """Publish in order (acks=all); `offsets` gets each partition's next offset after the last record."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers.bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        for key, value in records:
-            meta = await producer.send_and_wait(topic, value, key=key.encode())
-            offsets[meta.partition] = meta.offset + 1
-    finally:
-        await producer.stop()
-
-
 async def add_objectives(conn: asyncpg.Connection) -> None:
-    await insert_two_objectives_per_indicator(conn, uuid.uuid4(), INDICATORS, POLICY)
+    await insert_objectives_per_indicator(conn, uuid.uuid4(), INDICATORS, POLICY)
 
 
 async def reference(conn: asyncpg.Connection, records: list[Record]) -> dict[str, set[Any]]:
@@ -97,25 +91,6 @@ async def stored(conn: asyncpg.Connection) -> dict[str, set[Any]]:
         "hours": {tuple(r) for r in hours},
         "events": {r["id"] for r in events},
     }
-
-
-async def stored_offsets(conn: asyncpg.Connection, topics: Topics) -> dict[int, int]:
-    rows = await conn.fetch("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", topics.group)
-    return {r["partition"]: r["next_offset"] for r in rows}
-
-
-async def wait_offsets(database_url: str, topics: Topics, offsets: dict[int, int], timeout: float = 90) -> None:
-    async def done() -> bool:
-        try:
-            conn = await asyncpg.connect(database_url, timeout=2)
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            return False
-        try:
-            return await stored_offsets(conn, topics) == offsets
-        finally:
-            await conn.close()
-
-    await wait_until(done, timeout=timeout, what=f"stored offsets {offsets}")
 
 
 async def metric(evaluator: ServiceProcess, name: str) -> float:
@@ -162,8 +137,8 @@ async def test_bad_ids_are_dead_lettered_and_everything_else_in_their_record_cou
         (a, encode_record(a, [Measurement(a, ts + 120_000, 3, 3, id="fine-2")])),
     ]
     offsets: dict[int, int] = {}
-    await produce(servers, topics.measurements, records, offsets)
-    await wait_offsets(database_url, topics, offsets)
+    await produce(servers.bootstrap, topics.measurements, records, offsets)
+    await wait_offsets(database_url, topics.group, offsets)
 
     conn = await asyncpg.connect(database_url)
     try:
@@ -209,8 +184,8 @@ async def test_a_checkpoint_that_fails_once_changes_nothing_and_loses_nothing(
         assert expected["events"], "the workload must cause breach events, or the check proves little"
         evaluator, pid = await start_evaluator(launch)
         offsets: dict[int, int] = {}
-        await produce(servers, topics.measurements, first, offsets)
-        await wait_offsets(database_url, topics, offsets)
+        await produce(servers.bootstrap, topics.measurements, first, offsets)
+        await wait_offsets(database_url, topics.group, offsets)
         # The next statement inserting buckets fails, once: a sequence counts outside transactions.
         await conn.execute(
             """
@@ -226,8 +201,8 @@ async def test_a_checkpoint_that_fails_once_changes_nothing_and_loses_nothing(
                 FOR EACH STATEMENT EXECUTE FUNCTION fail_once();
             """
         )
-        await produce(servers, topics.measurements, second, offsets)
-        await wait_offsets(database_url, topics, offsets)
+        await produce(servers.bootstrap, topics.measurements, second, offsets)
+        await wait_offsets(database_url, topics.group, offsets)
         assert await conn.fetchval("SELECT last_value FROM fault_once") >= 2, "the fault never fired"
         outcome = await stored(conn)
     finally:
@@ -254,8 +229,8 @@ async def test_postgres_refusing_connections_for_a_while_is_waited_out_exactly_o
         await conn.close()
     evaluator, pid = await start_evaluator(launch, ACCORD_EVALUATOR_CONFIG_REFRESH_SECONDS="1")
     offsets: dict[int, int] = {}
-    await produce(servers, topics.measurements, first, offsets)
-    await wait_offsets(database_url, topics, offsets)
+    await produce(servers.bootstrap, topics.measurements, first, offsets)
+    await wait_offsets(database_url, topics.group, offsets)
 
     codes: list[int] = []
 
@@ -273,7 +248,7 @@ async def test_postgres_refusing_connections_for_a_while_is_waited_out_exactly_o
                 name,
             )
             outage_started = time.monotonic()
-            await produce(servers, topics.measurements, during, offsets)
+            await produce(servers.bootstrap, topics.measurements, during, offsets)
 
             async def refused() -> bool:
                 return await readyz(client) == 503 and await metric(evaluator, "accord_evaluator_postgres_up") == 0
@@ -285,10 +260,10 @@ async def test_postgres_refusing_connections_for_a_while_is_waited_out_exactly_o
                 assert_alive(evaluator, pid)
                 await asyncio.sleep(0.2)
             assert await metric(evaluator, "accord_evaluator_checkpoint_age_seconds") > 3
-            await produce(servers, topics.measurements, after[:20], offsets)
+            await produce(servers.bootstrap, topics.measurements, after[:20], offsets)
             await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
-            await produce(servers, topics.measurements, after[20:], offsets)
-            await wait_offsets(database_url, topics, offsets)
+            await produce(servers.bootstrap, topics.measurements, after[20:], offsets)
+            await wait_offsets(database_url, topics.group, offsets)
 
             async def ready() -> bool:
                 return await readyz(client) == 200
@@ -334,11 +309,11 @@ async def test_an_id_repeated_past_the_dedup_horizon_within_one_checkpoint_is_st
         ),
     ]
     offsets: dict[int, int] = {}
-    await produce(servers, topics.measurements, records[:1], offsets)
+    await produce(servers.bootstrap, topics.measurements, records[:1], offsets)
     evaluator, pid = await start_evaluator(launch)
-    await wait_offsets(database_url, topics, offsets)
-    await produce(servers, topics.measurements, records[1:], offsets)
-    await wait_offsets(database_url, topics, offsets)
+    await wait_offsets(database_url, topics.group, offsets)
+    await produce(servers.bootstrap, topics.measurements, records[1:], offsets)
+    await wait_offsets(database_url, topics.group, offsets)
     conn = await asyncpg.connect(database_url)
     try:
         buckets = {r[0]: (r[1], r[2]) for r in await conn.fetch("SELECT minute, good, total FROM series_buckets")}

@@ -10,10 +10,16 @@ import uuid
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
-from support import Servers, ServiceProcess, Topics, agreement_spec, objective_spec, wait_until
+from support import (
+    Record,
+    Servers,
+    ServiceProcess,
+    Topics,
+    insert_objectives_per_indicator,
+    produce,
+    wait_offsets,
+)
 
 from services.evaluator.engine import Engine
 from services.evaluator.store import load_objectives
@@ -28,32 +34,6 @@ POLICY = {
     "tiers": [{"name": "fast", "severity": "page", "long_window": "30m", "short_window": "5m", "factor": 4}],
     "budget_thresholds": [0.5, 0.9, 1.0],
 }
-Record = tuple[str, bytes]
-
-
-async def produce(servers: Servers, topic: str, records: list[Record], offsets: dict[int, int]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers.bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        for key, value in records:
-            meta = await producer.send_and_wait(topic, value, key=key.encode())
-            offsets[meta.partition] = meta.offset + 1
-    finally:
-        await producer.stop()
-
-
-async def wait_offsets(database_url: str, topics: Topics, offsets: dict[int, int]) -> None:
-    async def done() -> bool:
-        conn = await asyncpg.connect(database_url, timeout=2)
-        try:
-            rows = await conn.fetch(
-                "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", topics.group
-            )
-            return {r["partition"]: r["next_offset"] for r in rows} == offsets
-        finally:
-            await conn.close()
-
-    await wait_until(done, timeout=90, what=f"stored offsets {offsets}")
 
 
 async def stored(conn: asyncpg.Connection) -> dict[str, set[Any]]:
@@ -70,30 +50,6 @@ async def start_evaluator(launch: Any, **env: str) -> ServiceProcess:
 
 def record(minute: int, bad: int, mid: str) -> Record:
     return KEY, encode_record(KEY, [Measurement(KEY, START_MS + minute * 60_000 + 7_000, 100 - bad, 100, id=mid)])
-
-
-async def add_objectives(conn: asyncpg.Connection) -> None:
-    agreement = uuid.uuid4()
-    spec = agreement_spec(name="Held SLA", provider="Shop", customer="Acme", timezone="UTC")
-    await conn.execute(
-        "INSERT INTO agreements (id, name, provider, customer, spec) VALUES ($1, $2, $3, $4, $5)",
-        agreement,
-        spec.name,
-        spec.provider,
-        spec.customer,
-        orjson.dumps(spec.to_json()).decode(),
-    )
-    await conn.execute("INSERT INTO indicators (key, kind) VALUES ($1, 'ratio')", KEY)
-    for target, window in ((0.9, "1d"), (0.97, "6h")):
-        objective = objective_spec(name=f"{window}", indicator=KEY, target=target, window=window, alert_policy=POLICY)
-        await conn.execute(
-            "INSERT INTO objectives (id, agreement_id, name, indicator_key, spec) VALUES ($1, $2, $3, $4, $5)",
-            uuid.uuid4(),
-            agreement,
-            objective.name,
-            KEY,
-            orjson.dumps(objective.to_json()).decode(),
-        )
 
 
 async def reference(conn: asyncpg.Connection, records: list[Record]) -> tuple[dict[str, set[Any]], set[Any]]:
@@ -125,17 +81,17 @@ async def test_a_restart_with_hour_cells_fetches_the_sliding_edge_and_stores_wha
     after += [record(m, 1, f"c{m}") for m in range(28 * 60 + 300, 28 * 60 + 420, 5)]
     conn = await asyncpg.connect(database_url)
     try:
-        await add_objectives(conn)
+        await insert_objectives_per_indicator(conn, uuid.uuid4(), [KEY], POLICY, objectives=((0.9, "1d"), (0.97, "6h")))
         expected, expected_statuses = await reference(conn, before + after)
         assert expected["events"], "the workload must cause breach events, or the check proves little"
         evaluator = await start_evaluator(launch, **env)
         offsets: dict[int, int] = {}
-        await produce(servers, topics.measurements, before, offsets)
-        await wait_offsets(database_url, topics, offsets)
+        await produce(servers.bootstrap, topics.measurements, before, offsets)
+        await wait_offsets(database_url, topics.group, offsets)
         evaluator.kill()
         restarted = await start_evaluator(launch, **env)
-        await produce(servers, topics.measurements, after, offsets)
-        await wait_offsets(database_url, topics, offsets)
+        await produce(servers.bootstrap, topics.measurements, after, offsets)
+        await wait_offsets(database_url, topics.group, offsets)
         outcome = await stored(conn)
         statuses = {
             (str(r["objective_id"]), (r["good"], r["total"]))

@@ -17,14 +17,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 from support import (
     Servers,
     ServiceProcess,
     Topics,
     create_database,
-    insert_two_objectives_per_indicator,
+    insert_objectives_per_indicator,
+    produce,
     read_topic,
+    stored_offsets,
     wait_until,
 )
 
@@ -79,7 +80,7 @@ async def _prepare(servers: Servers, create_database: Callable[[], Any], publish
     await ensure_topics(servers.bootstrap, {topics.measurements: 4, topics.breaches: 2})
     conn = await asyncpg.connect(url)
     try:
-        await insert_two_objectives_per_indicator(
+        await insert_objectives_per_indicator(
             conn, uuid.UUID(int=1), INDICATORS, POLICY, lambda n, m: uuid.UUID(int=100 + 10 * n + m)
         )
     finally:
@@ -91,24 +92,13 @@ async def _prepare(servers: Servers, create_database: Callable[[], Any], publish
 
 
 async def _publish(servers: Servers, run: Run, records: list[tuple[str, list[Measurement]]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers.bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        for key, batch in records:
-            meta = await producer.send_and_wait(run.topics.measurements, encode_record(key, batch), key=key.encode())
-            run.final_offsets[meta.partition] = meta.offset + 1
-    finally:
-        await producer.stop()
-
-
-async def _stored_offsets(conn: asyncpg.Connection, run: Run) -> dict[int, int]:
-    rows = await conn.fetch("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", run.topics.group)
-    return {r["partition"]: r["next_offset"] for r in rows}
+    encoded = [(key, encode_record(key, batch)) for key, batch in records]
+    await produce(servers.bootstrap, run.topics.measurements, encoded, run.final_offsets)
 
 
 async def _wait_done(conn: asyncpg.Connection, run: Run) -> None:
     async def done() -> bool:
-        return await _stored_offsets(conn, run) == run.final_offsets
+        return await stored_offsets(conn, run.topics.group) == run.final_offsets
 
     await wait_until(done, timeout=120, what="the evaluator to reach the end of the workload")
 
@@ -186,7 +176,7 @@ async def test_killing_the_evaluator_at_random_points_changes_nothing(
             ).start()
 
             async def reached(point: int = point) -> bool:
-                return sum((await _stored_offsets(conn, run)).values()) >= point
+                return sum((await stored_offsets(conn, run.topics.group)).values()) >= point
 
             await wait_until(reached, timeout=60, what=f"offset sum {point} (seed {seed})")
             evaluator.kill()

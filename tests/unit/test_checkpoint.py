@@ -11,6 +11,7 @@ import pytest
 from support import engine_for as engine
 from support import objective_config as objective
 
+from services.evaluator.checkpoint import waiting_order
 from services.evaluator.store import MAX_DEAD_LETTER_BYTES, DeadLetter
 from shared.measurements import MAX_ID_LENGTH, Measurement, PoisonRecord, decode_record
 
@@ -150,3 +151,10 @@ def test_forgetting_a_partition_leaves_nothing_of_it_to_write() -> None:
     assert {s.objective_id for s in changes.statuses} == {"o2"}
     assert all(ev.objective_id != "o1" for ev in changes.events)
     assert not e.pending()
+
+
+def test_partitions_are_loaded_most_records_waiting_first() -> None:
+    ends = {0: 500, 1: 90, 2: 400, 3: 7}
+    stored = {0: 500, 1: 10, 2: 390}  # 3 has nothing stored: its whole log waits
+    assert waiting_order(ends, stored) == [1, 2, 3, 0]
+    assert waiting_order({0: 5, 1: 5, 2: 5}, {0: 5, 1: 5, 2: 5}) == [0, 1, 2]  # nothing waits: in order

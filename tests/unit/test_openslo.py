@@ -200,6 +200,48 @@ UNREPRESENTABLE = [
 ]  # fmt: skip
 
 
+def test_slos_sharing_an_sli_and_a_policy_export_them_once_and_inline_slis_stay_inline() -> None:
+    def query(text: str) -> dict[str, Any]:
+        return {"metricSource": {"type": "Prometheus", "spec": {"query": text}}}
+
+    def ratio(good: str) -> dict[str, Any]:
+        return {"ratioMetric": {"counter": True, "good": query(good), "total": query("total")}}
+
+    def slo(name: str, **spec: Any) -> dict[str, Any]:
+        return {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": {"name": name},
+                "spec": {"service": "shop", "timeWindow": [{"duration": "30d", "isRolling": True}],
+                         "budgetingMethod": "Occurrences", "objectives": [{"target": 0.99}], **spec}}  # fmt: skip
+
+    docs = [
+        {"apiVersion": "openslo/v1", "kind": "Service", "metadata": {"name": "shop"}, "spec": {}},
+        {"apiVersion": "openslo/v1", "kind": "SLI", "metadata": {"name": "shared"}, "spec": ratio("good")},
+        {"apiVersion": "openslo/v1", "kind": "AlertCondition", "metadata": {"name": "fast"},
+         "spec": {"severity": "page", "condition": {"kind": "burnrate", "op": "gt", "threshold": 14.4,
+                                                    "lookbackWindow": "1h", "alertAfter": "0m"}}},
+        {"apiVersion": "openslo/v1", "kind": "AlertPolicy", "metadata": {"name": "page"},
+         "spec": {"conditions": [{"conditionRef": "fast"}], "notificationTargets": [{"targetRef": "oncall"}]}},
+        {"apiVersion": "openslo/v1", "kind": "AlertNotificationTarget", "metadata": {"name": "oncall"},
+         "spec": {"target": "pagerduty"}},
+        slo("a", indicatorRef="shared", alertPolicies=["page"]),
+        slo("b", indicatorRef="shared", alertPolicies=["page"]),
+        slo("c", indicator={"metadata": {"name": "inline"}, "spec": ratio("good-c")}),
+        slo("d", indicator={"metadata": {"name": "inline"}, "spec": ratio("good-d")}),
+    ]  # fmt: skip
+    imported = canonical(import_documents(docs, customer="Acme", provider="Shop").document)
+    exported = parse_yaml(export_yaml(imported))
+    names = [(d["kind"], d["metadata"]["name"]) for d in exported]
+    assert len(names) == len(set(names)), names
+    slos = {d["metadata"]["name"]: d["spec"] for d in exported if d["kind"] == "SLO"}
+    assert {name: spec.get("indicatorRef") for name, spec in slos.items()} == {"a": "shared", "b": "shared",
+                                                                              "c": None, "d": None}  # fmt: skip
+    assert [d["metadata"]["name"] for d in exported if d["kind"] == "SLI"] == ["shared"]
+    for name, good in (("c", "good-c"), ("d", "good-d")):
+        assert slos[name]["indicator"]["metadata"]["name"] == "inline"
+        assert slos[name]["indicator"]["spec"] == ratio(good)
+    assert rules.check(exported) == []
+    assert canonical(import_documents(exported).document) == imported
+
+
 @pytest.mark.parametrize(("case", "edit", "field"), UNREPRESENTABLE, ids=[c[0] for c in UNREPRESENTABLE])
 def test_what_accord_cannot_represent_is_named(case: str, edit: tuple[str, str], field: str) -> None:
     assert edit[0] in BASE, case

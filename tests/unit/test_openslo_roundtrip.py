@@ -52,8 +52,10 @@ def files(draw: st.DrawFn) -> list[dict[str, Any]]:
                       "annotations": draw(ANNOTATIONS)},
          "spec": {"description": draw(st.just("") | TEXT)}}
     ]  # fmt: skip
+    first_sli: tuple[str, bool] | None = None
     for n, slo in enumerate(draw(st.lists(NAMES, min_size=1, max_size=3, unique=True))):
-        threshold = draw(st.booleans())
+        shared = first_sli is not None and draw(st.booleans())  # the first SLO's SLI, referenced again
+        sli_name, threshold = first_sli if shared and first_sli else (f"{slo}-sli", draw(st.booleans()))
         method = draw(st.sampled_from(["Occurrences", "Timeslices", "RatioTimeslices"]))
         sli_spec = (
             {"thresholdMetric": query(f"latency_{n}")}
@@ -96,18 +98,26 @@ def files(draw: st.DrawFn) -> list[dict[str, Any]]:
                                         "lookbackWindow": draw(st.sampled_from(["1h", "6h", "1d"])),
                                         "alertAfter": draw(st.sampled_from(["0m", "5m", "1h"]))}}}
             )  # fmt: skip
-        docs.append(
-            {"apiVersion": "openslo/v1", "kind": "SLI",
-             "metadata": {"name": f"{slo}-sli", "displayName": draw(TEXT)}, "spec": sli_spec}
-        )  # fmt: skip
+        sli_doc: dict[str, Any] = {"apiVersion": "openslo/v1", "kind": "SLI",
+                   "metadata": {"name": sli_name, "displayName": draw(TEXT)}, "spec": sli_spec}  # fmt: skip
+        inline = not shared and draw(st.booleans())  # inline SLIs named alike (one Accord indicator per kind)
+        if inline:
+            sli_doc["metadata"]["name"] = "inline-threshold" if threshold else "inline-ratio"
+        elif not shared:
+            docs.append(sli_doc)
+            first_sli = first_sli or (sli_name, threshold)
         slo_doc: dict[str, Any] = {
             "apiVersion": "openslo/v1", "kind": "SLO",
             "metadata": {"name": slo, "displayName": draw(TEXT), "labels": draw(LABELS),
                          "annotations": draw(ANNOTATIONS)},
-            "spec": {"description": "", "service": service, "indicatorRef": f"{slo}-sli",
+            "spec": {"description": "", "service": service,
                      "timeWindow": [draw(WINDOWS)], "budgetingMethod": method,
                      "objectives": entries},
         }  # fmt: skip
+        if inline:
+            slo_doc["spec"]["indicator"] = {"metadata": sli_doc["metadata"], "spec": sli_spec}
+        else:
+            slo_doc["spec"]["indicatorRef"] = sli_name
         if policies:
             slo_doc["spec"]["alertPolicies"] = policies
         docs.append(slo_doc)
@@ -128,6 +138,8 @@ def test_a_file_survives_import_export_import(docs: list[dict[str, Any]]) -> Non
     first = canonical(import_documents(docs, customer="c", provider="p").document)
     exported = parse_yaml(export_yaml(first))
     assert openslo_rules.check(exported) == []
+    names = [(d["kind"], d["metadata"]["name"]) for d in exported]
+    assert len(names) == len(set(names)), f"a name twice in the export: {names}"
     assert canonical(import_documents(exported).document) == first
     for kind in ("Service", "SLO", "SLI", "AlertPolicy", "AlertCondition"):
         before, after = by_name(docs, kind), by_name(exported, kind)

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.budget.rollups import Columns
+from shared.cells import fetch_spans
 from shared.db import BreachEvent, IndicatorState, ObjectiveStatus
 from shared.series import SeriesKey, series_key
 
@@ -85,44 +86,12 @@ async def rolled_up(
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
 
-    async def fetch(
-        table: str, column: str, spans: Sequence[tuple[str, str | None, int, int]]
-    ) -> dict[str, dict[str, Columns]]:
-        if not spans:
-            return {}
-        keys, names, starts, ends = (list(c) for c in zip(*spans, strict=True))
-        # One index range scan per span: LATERAL with OFFSET 0 (not pulled up into a join). Otherwise the planner,
-        # which cannot see how narrow the spans are, hash-joins a scan of the whole table (≈ 0.5 s for 20
-        # indicators of 30 days). A plain equality on the series when it is given bounds the range.
-        series = "t.series = u.s" if names[0] is not None else "u.s IS NULL"
-        rows = await driver.fetch(
-            f"""
-            SELECT u.k, t.series, array_agg(t.{column} ORDER BY t.{column}),
-                   array_agg(t.good ORDER BY t.{column}), array_agg(t.total ORDER BY t.{column})
-            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(k, s, a, b)
-            CROSS JOIN LATERAL (
-                SELECT t.series, t.{column}, t.good, t.total FROM {table} t
-                WHERE t.indicator_key = u.k AND {series} AND t.{column} >= u.a AND t.{column} < u.b
-                OFFSET 0
-            ) AS t
-            GROUP BY 1, 2
-            """,
-            keys,
-            names,
-            starts,
-            ends,
-        )
-        out: dict[str, dict[str, Columns]] = {}
-        for key, name, at, good, total in rows:
-            out.setdefault(key, {})[name] = (at, good, total)
-        return out
-
-    hour_cells = await fetch("series_hours", "hour", [(k, None, a, b) for k, a, b in hours])
+    hour_cells = await fetch_spans(driver, "series_hours", [(k, None, a, b) for k, a, b in hours])
     # The minutes are fetched per series, so that every primary-key column bounds the index range: without
     # the series, each span would filter every minute of the indicator. A minute at an edge lies in an hour
     # of the hour spans, and its hour row is written with it, so the hours name every series needed.
-    minute_cells = await fetch(
-        "series_buckets", "minute", [(k, name, a, b) for k, a, b in minutes for name in hour_cells.get(k, {})]
+    minute_cells = await fetch_spans(
+        driver, "series_buckets", [(k, name, a, b) for k, a, b in minutes for name in hour_cells.get(k, {})]
     )
 
     def keyed(cells: dict[str, dict[str, Columns]]) -> Cells:
