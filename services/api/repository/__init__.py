@@ -39,6 +39,7 @@ from services.api.repository.readings import (
     StoredStatus,
     rolled_up,
     series_buckets,
+    sort_in_memory,
     status_inputs,
 )
 from services.api.repository.reviews import add_review, get_review, list_reviews
@@ -79,6 +80,7 @@ __all__ = [
     "rolled_up",
     "save_revision",
     "series_buckets",
+    "sort_in_memory",
     "status_inputs",
     "update_indicator",
 ]

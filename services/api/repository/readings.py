@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.budget.rollups import Columns
@@ -105,15 +106,14 @@ async def status_inputs(
     """
     arg: object
     if customer is not None:
-        where, arg = "a.customer = $1 AND a.archived_at IS NULL", customer
+        where, arg = "a.customer = :arg AND a.archived_at IS NULL", customer
     elif agreement_id is not None:
-        where, arg = "a.id = $1", agreement_id
+        where, arg = "a.id = :arg", agreement_id
     else:
-        where, arg = "o.id = $1", objective_id
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
-    rows = await driver.fetch(STATUS_INPUTS.format(where=where), arg)
+        where, arg = "o.id = :arg", objective_id
+    # Through the session, not the driver: its first statement begins the transaction, so this read and the
+    # roll-up reads after it (on the driver) are one snapshot (`read_snapshot`).
+    rows = (await session.execute(text(STATUS_INPUTS.format(where=where)), {"arg": arg})).all()
     agreements: dict[uuid.UUID, StatusAgreement] = {}
     found = []
     for (
@@ -137,6 +137,20 @@ async def status_inputs(
         objective = StatusObjective(oid, aid, objective_name, indicator, objective_spec(objective_text))
         found.append(StatusInput(agreement, objective, status, watermark, exhausted_at))
     return list(agreements.values()), found
+
+
+SORT_MEMORY = "16MB"
+"""work_mem for the rest of a status read's transaction: the hour roll-ups of a customer's 100 indicators over
+30 days are ≈ 72,000 cells, ≈ 5 MB to sort before aggregating, which the default 4 MB spills to temporary
+files (≈ 15–20 % of the statement's time, measured)."""
+
+
+async def sort_in_memory(session: AsyncSession) -> None:
+    """Let the roll-up reads that follow sort in memory (`SORT_MEMORY`, this transaction only)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")
 
 
 async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, Columns]:
