@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import repository as repo
+from services.api.repository import StatusAgreement, StatusInput, StatusObjective, StoredStatus
 from services.api.schemas import (
     AgreementStatusOut,
     AlertStates,
@@ -48,7 +49,7 @@ from shared.budget.exclusions import Interval, merge_intervals
 from shared.budget.model import tier_name
 from shared.budget.rollups import PlannedSource, earliest_minute, needed_minutes
 from shared.contract import WALK_WORK, RuleMemo, objective_terms, point_work, rule_rates
-from shared.db import Agreement, AgreementRevision, Objective, ObjectiveStatus
+from shared.db import AgreementRevision
 from shared.errors import Invalid
 from shared.history import (
     HistoryPoint,
@@ -63,21 +64,21 @@ from shared.series import SeriesGroup, selects, series_group
 from shared.spec import AgreementSpec, ObjectiveSpec
 from shared.timeutil import MINUTE_MS, from_minute, from_ms, to_ms
 
-Planned = tuple[Objective, ObjectiveSpec, ObjectiveTerms, ObjectiveStatus | None, int | None]
+Planned = tuple[StatusObjective, ObjectiveSpec, ObjectiveTerms, StoredStatus | None, int | None]
 Plan = tuple[list[Planned], dict[str, tuple[int, int]], dict[str, tuple[int, int]], dict[str, list[Interval]]]
 
 
 @dataclass(frozen=True)
 class Reading:
-    objective: Objective
+    objective: StatusObjective
     spec: ObjectiveSpec  # the terms as stored, of the revision the reading is under
     terms: ObjectiveTerms
-    status: ObjectiveStatus | None
+    status: StoredStatus | None
     evaluation: Evaluation | None
     exhausted_since: datetime | None = None
 
 
-async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, Agreement]]) -> list[Reading]:
+async def readings(session: AsyncSession, objectives: Sequence[StatusInput]) -> list[Reading]:
     """Each objective evaluated as the evaluator last evaluated it: at that instant, under that revision's terms.
 
     The instant is the stored status' `evaluated_at` and the terms those of its `revision` (the current ones
@@ -85,15 +86,12 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     indicator's watermark under the current terms; without either there is no reading. Buckets are loaded
     once per indicator for all its objectives.
     """
-    statuses = await repo.statuses_of(session, [o.id for o, _ in objectives])
-    exhausted = await repo.exhausted_since(session, [o.id for o, _ in objectives])
-    marks = await repo.watermarks(session, {o.indicator_key for o, _ in objectives})
     earlier = await repo.revision_documents(
         session,
         {
-            (a.id, s.revision)
-            for o, a in objectives
-            if (s := statuses.get(o.id)) is not None and s.revision is not None and s.revision != a.revision
+            (i.agreement.id, s.revision)
+            for i in objectives
+            if (s := i.status) is not None and s.revision is not None and s.revision != i.agreement.revision
         },
     )
 
@@ -104,15 +102,14 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
         minute_spans: dict[str, list[Interval]] = {}
         rules: RuleMemo = {}
         plans: dict[tuple[tuple[object, ...], int], list[Interval] | None] = {}
-        for objective, agreement in objectives:
-            status = statuses.get(objective.id)
+        for agreement, objective, status, watermark, _ in objectives:
             agreement_spec: AgreementSpec = agreement.spec
             spec: ObjectiveSpec = objective.spec
             document = earlier.get((agreement.id, status.revision)) if status and status.revision else None
             if document is not None and (evaluated := document.objective(objective.id)) is not None:
                 agreement_spec, spec = document, evaluated
             terms = stored_terms(objective.id, agreement_spec, spec, rules)
-            instant = to_ms(status.evaluated_at) if status is not None else marks.get(objective.indicator_key)
+            instant = to_ms(status.evaluated_at) if status is not None else watermark
             planned.append((objective, spec, terms, status, instant))
             if instant is None:
                 continue
@@ -141,10 +138,12 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     loaded: dict[str, IndicatorBuckets] = {}
     for indicator, (start, end) in spans.items():
         loaded[indicator] = await repo.series_buckets(session, indicator, start, end)
+    # Spans in key order: each span's cells are aggregated on their own (`shared.cells.fetch_spans`), in the
+    # order of the index they are read by.
     hour_cells, minute_cells = await repo.rolled_up(
         session,
-        [(key, a, b) for key, (a, b) in hour_spans.items()],
-        [(key, a, b) for key, found in merged.items() for a, b in found],
+        [(key, a, b) for key, (a, b) in sorted(hour_spans.items())],
+        [(key, a, b) for key, found in sorted(merged.items()) for a, b in found],
     )
 
     def planned_source(key: str, group: SeriesGroup) -> PlannedSource:
@@ -156,7 +155,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
     def compute() -> list[Reading]:
         sources: dict[tuple[str, SeriesGroup], CountSource] = {}
         out = []
-        for objective, spec, terms, status, instant in planned:
+        for (objective, spec, terms, status, instant), given in zip(planned, objectives, strict=True):
             evaluation = None
             if instant is not None:
                 key = objective.indicator_key
@@ -167,7 +166,7 @@ async def readings(session: AsyncSession, objectives: Sequence[tuple[Objective, 
                     source = combine(loaded[key], group[1]) if full else planned_source(key, group[1])
                     sources[group] = source
                 evaluation = evaluate(terms, source, instant)
-            out.append(Reading(objective, spec, terms, status, evaluation, exhausted.get(objective.id)))
+            out.append(Reading(objective, spec, terms, status, evaluation, given.exhausted_at))
         return out
 
     # The math runs in a worker thread, so the event loop (and /healthz) keeps answering meanwhile.
@@ -276,11 +275,12 @@ def status_out(reading: Reading) -> ObjectiveStatusOut:
     )
 
 
-async def agreement_statuses(session: AsyncSession, agreements: Sequence[Agreement]) -> list[AgreementStatusOut]:
-    """Status of every current objective of the agreements (one bucket load per indicator for all of them)."""
-    by_id = {a.id: a for a in agreements}
-    objectives = await repo.objectives_of(session, list(by_id))
-    found = await readings(session, [(o, by_id[o.agreement_id]) for o in objectives])
+async def agreement_statuses(
+    session: AsyncSession, agreements: Sequence[StatusAgreement], objectives: Sequence[StatusInput]
+) -> list[AgreementStatusOut]:
+    """Status of every current objective of the agreements (`repo.status_inputs`; one bucket load per indicator
+    for all of them)."""
+    found = await readings(session, objectives)
     grouped: dict[uuid.UUID, list[ObjectiveStatusOut]] = {a.id: [] for a in agreements}
     for reading in found:
         grouped[reading.objective.agreement_id].append(status_out(reading))

@@ -7,9 +7,11 @@ must show exactly what the engine computed.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from support import (
@@ -25,8 +27,11 @@ from support import (
     workload,
 )
 
+from services.api import repository as repo
 from shared.budget import AlertState, Evaluation, thresholds_announced
 from shared.budget.model import tier_name
+from shared.db import make_engine, make_sessionmaker
+from shared.series import series_key
 
 pytestmark = pytest.mark.asyncio
 
@@ -267,3 +272,37 @@ async def test_breach_events_are_filtered_by_agreement_customer_objective_type_a
     assert paged == [e["id"] for e in everything]
     assert (await api.get("/v1/breaches", params={"cursor": "nope"})).status_code == 422
     assert (await api.get("/v1/breaches", params={"since": "yesterday"})).status_code == 422
+
+
+async def test_a_status_read_is_one_snapshot_from_its_first_statement(
+    api: httpx.AsyncClient, database_url: str
+) -> None:
+    """The inputs and the roll-up cells of a status read come from one REPEATABLE READ snapshot: a checkpoint
+    committed between them (here, a roll-up cell) is not seen, so a stored reading is recomputed from the
+    buckets it was computed from."""
+    await register(api)
+    agreement = await create_agreement(api)
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            await repo.read_snapshot(session)
+            agreements, found = await repo.status_inputs(session, agreement_id=uuid.UUID(agreement["id"]))
+            assert [a.id for a in agreements] == [uuid.UUID(agreement["id"])]
+            indicator = found[0].objective.indicator_key
+            other = await asyncpg.connect(database_url)
+            try:
+                await other.execute(
+                    "INSERT INTO series_hours (indicator_key, series, hour, good, total) VALUES ($1, '{}|', 1, 5, 5)",
+                    indicator,
+                )
+            finally:
+                await other.close()
+            hours, _ = await repo.rolled_up(session, [(indicator, 0, 10)], [])
+            assert hours == {}
+        async with make_sessionmaker(engine)() as session:  # a later read sees it
+            await repo.read_snapshot(session)
+            await repo.status_inputs(session, agreement_id=uuid.UUID(agreement["id"]))
+            hours, _ = await repo.rolled_up(session, [(indicator, 0, 10)], [])
+            assert [list(c) for c in hours[indicator][series_key("{}|")]] == [[1], [5], [5]]
+    finally:
+        await engine.dispose()

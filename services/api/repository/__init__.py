@@ -30,14 +30,16 @@ from services.api.repository.indicators import (
     list_indicators,
     update_indicator,
 )
-from services.api.repository.objectives import get_objective, list_objectives, objectives_of
+from services.api.repository.objectives import get_objective, list_objectives
 from services.api.repository.readings import (
     Cells,
-    exhausted_since,
+    StatusAgreement,
+    StatusInput,
+    StatusObjective,
+    StoredStatus,
     rolled_up,
     series_buckets,
-    statuses_of,
-    watermarks,
+    status_inputs,
 )
 from services.api.repository.reviews import add_review, get_review, list_reviews
 from services.api.repository.session import announce_config_change, now, read_snapshot
@@ -46,6 +48,10 @@ from shared.budget.rollups import Columns
 __all__ = [
     "Cells",
     "Columns",
+    "StatusAgreement",
+    "StatusInput",
+    "StatusObjective",
+    "StoredStatus",
     "add_review",
     "all_revisions",
     "announce_config_change",
@@ -53,7 +59,6 @@ __all__ = [
     "create_agreement",
     "create_indicator",
     "customer_agreements",
-    "exhausted_since",
     "get_agreement_row",
     "get_indicator",
     "get_objective",
@@ -69,13 +74,11 @@ __all__ = [
     "list_revisions",
     "lock_agreement",
     "now",
-    "objectives_of",
     "read_snapshot",
     "revision_documents",
     "rolled_up",
     "save_revision",
     "series_buckets",
-    "statuses_of",
+    "status_inputs",
     "update_indicator",
-    "watermarks",
 ]

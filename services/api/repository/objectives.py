@@ -53,9 +53,3 @@ async def get_objective(session: AsyncSession, objective_id: uuid.UUID) -> tuple
     if row is None:
         raise NotFound(f"No objective {objective_id}.")
     return row[0], row[1]
-
-
-async def objectives_of(session: AsyncSession, agreement_ids: list[uuid.UUID]) -> Sequence[Objective]:
-    """The current objectives of the agreements, by name."""
-    query = select(Objective).where(Objective.agreement_id.in_(agreement_ids)).order_by(Objective.name, Objective.id)
-    return (await session.scalars(query)).all()

@@ -2,50 +2,142 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import distinct_on
+import orjson
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.budget.rollups import Columns
 from shared.cells import fetch_spans
-from shared.db import BreachEvent, IndicatorState, ObjectiveStatus
 from shared.series import SeriesKey, series_key
+from shared.spec import AgreementSpec, ObjectiveSpec
 
 
-async def statuses_of(session: AsyncSession, objective_ids: list[uuid.UUID]) -> dict[uuid.UUID, ObjectiveStatus]:
-    rows = (await session.scalars(select(ObjectiveStatus).where(ObjectiveStatus.objective_id.in_(objective_ids)))).all()
-    return {r.objective_id: r for r in rows}
+class StatusAgreement(NamedTuple):
+    """An agreement as status shows it."""
+
+    id: uuid.UUID
+    name: str
+    provider: str
+    customer: str
+    revision: int
+    spec: AgreementSpec
 
 
-async def exhausted_since(session: AsyncSession, objective_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:
-    """When each objective's budget was announced exhausted, for those whose latest budget
-    exhausted/recovered event is an exhaustion (the event's time: the evaluation instant)."""
-    latest = (
-        select(BreachEvent.objective_id, BreachEvent.type, BreachEvent.time)
-        .where(
-            BreachEvent.objective_id.in_(objective_ids),
-            BreachEvent.type.in_(("accord.budget.exhausted", "accord.budget.recovered")),
+class StatusObjective(NamedTuple):
+    """An objective as status reads it."""
+
+    id: uuid.UUID
+    agreement_id: uuid.UUID
+    name: str
+    indicator_key: str
+    spec: ObjectiveSpec
+
+
+class StoredStatus(NamedTuple):
+    """What status reads of the evaluator's stored reading of an objective (`objective_status`)."""
+
+    alert_state: dict[str, Any]
+    evaluated_at: datetime
+    last_measurement_at: datetime | None
+    revision: int | None
+    """The agreement revision whose terms the reading is under (None: written before migration 0004)."""
+
+
+class StatusInput(NamedTuple):
+    """An objective with its agreement, the evaluator's stored reading, its indicator's watermark (ms) and
+    when its budget was announced exhausted (its latest budget exhausted/recovered event is an exhaustion)."""
+
+    agreement: StatusAgreement
+    objective: StatusObjective
+    status: StoredStatus | None
+    watermark_ms: int | None
+    exhausted_at: datetime | None
+
+
+@lru_cache(maxsize=512)
+def agreement_spec(stored: str) -> AgreementSpec:
+    """The agreement spec stored as this JSON text (jsonb's text is canonical: equal text, equal spec)."""
+    return AgreementSpec.model_validate(json.loads(stored))
+
+
+@lru_cache(maxsize=4096)
+def objective_spec(stored: str) -> ObjectiveSpec:
+    """The objective spec stored as this JSON text; specs are frozen, so one parse serves every request."""
+    return ObjectiveSpec.model_validate(json.loads(stored))
+
+
+STATUS_INPUTS = """
+SELECT a.id, a.name, a.provider, a.customer, a.revision, a.spec::text,
+       o.id, o.name, o.indicator_key, o.spec::text,
+       s.objective_id IS NOT NULL, s.alert_state::text, s.evaluated_at, s.last_measurement_at, s.revision,
+       w.watermark_ms, e.time
+FROM agreements a
+LEFT JOIN objectives o ON o.agreement_id = a.id
+LEFT JOIN objective_status s ON s.objective_id = o.id
+LEFT JOIN indicator_state w ON w.indicator_key = o.indicator_key
+LEFT JOIN LATERAL (
+    SELECT b.type, b.time FROM breach_events b
+    WHERE b.objective_id = o.id AND b.type IN ('accord.budget.exhausted', 'accord.budget.recovered')
+    ORDER BY b.seq DESC LIMIT 1
+) e ON e.type = 'accord.budget.exhausted'
+WHERE {where}
+ORDER BY a.name, a.id, o.name, o.id
+"""
+
+
+async def status_inputs(
+    session: AsyncSession,
+    *,
+    customer: str | None = None,
+    agreement_id: uuid.UUID | None = None,
+    objective_id: uuid.UUID | None = None,
+) -> tuple[list[StatusAgreement], list[StatusInput]]:
+    """The agreements (a customer's not archived, or one by id, or an objective's) by name, and their current
+    objectives by name, each with what its status is recomputed from: one statement, the columns status shows.
+
+    Specs are read as their JSON text and parsed once per text (`objective_spec`), so a change is seen at once
+    by every process: a changed spec is another text.
+    """
+    arg: object
+    if customer is not None:
+        where, arg = "a.customer = :arg AND a.archived_at IS NULL", customer
+    elif agreement_id is not None:
+        where, arg = "a.id = :arg", agreement_id
+    else:
+        where, arg = "o.id = :arg", objective_id
+    # Through the session, not the driver: its first statement begins the transaction, so this read and the
+    # roll-up reads after it (on the driver) are one snapshot (`read_snapshot`).
+    rows = (await session.execute(text(STATUS_INPUTS.format(where=where)), {"arg": arg})).all()
+    agreements: dict[uuid.UUID, StatusAgreement] = {}
+    found = []
+    for (
+        aid, name, provider, customer_, revision, spec,
+        oid, objective_name, indicator, objective_text,
+        has_status, alert_state, evaluated_at, last_measurement_at, status_revision,
+        watermark, exhausted_at,
+    ) in rows:  # fmt: skip
+        agreement = agreements.get(aid)
+        if agreement is None:
+            agreement = agreements[aid] = StatusAgreement(
+                aid, name, provider, customer_, revision, agreement_spec(spec)
+            )
+        if oid is None:  # an agreement without objectives
+            continue
+        status = (
+            StoredStatus(orjson.loads(alert_state), evaluated_at, last_measurement_at, status_revision)
+            if has_status
+            else None
         )
-        .order_by(BreachEvent.objective_id, BreachEvent.seq.desc())
-        .ext(distinct_on(BreachEvent.objective_id))
-    )
-    rows = (await session.execute(latest)).all()
-    return {objective_id: time for objective_id, kind, time in rows if kind == "accord.budget.exhausted"}
-
-
-async def watermarks(session: AsyncSession, indicators: Iterable[str]) -> dict[str, int]:
-    """The evaluator's event-time watermark (ms) of each indicator it has seen."""
-    rows = await session.execute(
-        select(IndicatorState.indicator_key, IndicatorState.watermark_ms).where(
-            IndicatorState.indicator_key.in_(set(indicators))
-        )
-    )
-    return {key: watermark for key, watermark in rows.all()}
+        objective = StatusObjective(oid, aid, objective_name, indicator, objective_spec(objective_text))
+        found.append(StatusInput(agreement, objective, status, watermark, exhausted_at))
+    return list(agreements.values()), found
 
 
 async def series_buckets(session: AsyncSession, indicator: str, start: int, end: int) -> dict[SeriesKey, Columns]:

@@ -33,16 +33,20 @@ async def objective_status(objective_id: uuid.UUID, session: Session) -> Objecti
     under the terms it evaluated with (the agreement revision its reading names).
     """
     await repo.read_snapshot(session)
-    objective, agreement = await repo.get_objective(session, objective_id)
-    (reading,) = await readings(session, [(objective, agreement)])
+    _, found = await repo.status_inputs(session, objective_id=objective_id)
+    if not found:
+        raise NotFound(f"No objective {objective_id}.")
+    (reading,) = await readings(session, found)
     return status_out(reading)
 
 
 @router.get("/v1/agreements/{agreement_id}/status", summary="Status of every objective of an agreement")
 async def agreement_status(agreement_id: uuid.UUID, session: Session) -> AgreementStatusOut:
     await repo.read_snapshot(session)
-    agreement = await repo.get_agreement_row(session, agreement_id)
-    (out,) = await agreement_statuses(session, [agreement])
+    agreements, found = await repo.status_inputs(session, agreement_id=agreement_id)
+    if not agreements:
+        raise NotFound(f"No agreement {agreement_id}.")
+    (out,) = await agreement_statuses(session, agreements, found)
     return out
 
 
@@ -50,10 +54,10 @@ async def agreement_status(agreement_id: uuid.UUID, session: Session) -> Agreeme
 async def customer_status(customer: CustomerPath, session: Session) -> CustomerStatusOut:
     """Every agreement of the customer that is not archived, with the status of each objective."""
     await repo.read_snapshot(session)
-    agreements = await repo.customer_agreements(session, customer)
+    agreements, found = await repo.status_inputs(session, customer=customer)
     if not agreements:
         raise NotFound(f"No agreement (not archived) with customer {customer!r}.")
-    out = await agreement_statuses(session, agreements)
+    out = await agreement_statuses(session, agreements, found)
     objectives = [o for a in out for o in a.objectives]
     return CustomerStatusOut(
         customer=customer,
