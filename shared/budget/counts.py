@@ -310,11 +310,7 @@ class SeriesCounts:
                 late[1] += total
             if not total:
                 return False
-        sums = day.sums
-        sums[0] += good
-        sums[1] += total
-        sums[2 + 2 * h] += good
-        sums[3 + 2 * h] += total
+        _add_to_hour(day, h, good, total)
         return True
 
     def load(self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
@@ -689,12 +685,7 @@ class SeriesCounts:
                 if not 0 <= good <= total:
                     raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
                 dd, h = divmod(hour, 24)
-                day = days.get(dd) or day_of(dd)
-                sums = day.sums
-                sums[2 + 2 * h] += good
-                sums[3 + 2 * h] += total
-                sums[0] += good
-                sums[1] += total
+                _add_to_hour(days.get(dd) or day_of(dd), h, good, total)
             i = j
         filled = 0
         i, n = 0, len(minutes)
@@ -724,11 +715,7 @@ class SeriesCounts:
             if total:
                 day.minutes[h] = arr
                 filled += nonzero
-                sums = day.sums
-                sums[2 + 2 * h] += good
-                sums[3 + 2 * h] += total
-                sums[0] += good
-                sums[1] += total
+                _add_to_hour(day, h, good, total)
             i = j
         self._days.update(days)
         self._filled = filled
@@ -838,6 +825,15 @@ class SeriesCounts:
                 day.minutes[h] = arr
                 self._filled += HOUR - arr[1::2].count(0)
         return mismatched
+
+
+def _add_to_hour(day: _Hours, h: int, good: int, total: int) -> None:
+    """Count `good` of `total` events in hour h of an hour-celled day's sums (the hour's cell and the day's)."""
+    sums = day.sums
+    sums[2 + 2 * h] += good
+    sums[3 + 2 * h] += total
+    sums[0] += good
+    sums[1] += total
 
 
 def _add_cell(into: dict[int, list[int]], key: int, good: int, total: int) -> None:
