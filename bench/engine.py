@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     profile = cProfile.Profile() if args.profile else None
     if profile:
         profile.enable()
-    started = clock()
+    started, cpu_started = clock(), time.process_time()
     for n, (partition, value) in enumerate(work, 1):
         t0 = clock()
         decoded = decode_record(value)
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             t_drain += clock() - t2
         if args.keep:
             decoded_all.append(decoded)
-    elapsed = clock() - started
+    elapsed, cpu = clock() - started, time.process_time() - cpu_started
     if profile:
         profile.disable()
         profile.dump_stats(args.profile)
@@ -189,6 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "apply_us": 1e6 * t_apply / n,
         "drain_us": 1e6 * t_drain / n,
         "total_us": 1e6 * elapsed / n,
+        "cpu_us": 1e6 * cpu / n,
         "events": events,
         "statuses": statuses,
         "evaluations": engine.evaluations,
@@ -217,7 +218,8 @@ def main() -> None:
     for _ in range(args.repeat):
         r = run(args)
         print(
-            f"{r['records']:,} records in {r['seconds']:.2f} s: {r['records_per_s']:,.0f} records/s; "
+            f"{r['records']:,} records in {r['seconds']:.2f} s: {r['records_per_s']:,.0f} records/s, "
+            f"CPU {r['cpu_us']:.1f} µs/record; "
             f"µs/record: total {r['total_us']:.1f} = decode {r['decode_us']:.1f} + apply {r['apply_us']:.1f} "
             f"+ drain {r['drain_us']:.1f} (+ loop); apply includes evaluations {r['evaluate_share_us']:.1f} "
             f"({r['evaluations']:,} evaluations, {r['evaluate_us']:.0f} µs each); events {r['events']:,}, "

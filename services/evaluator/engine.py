@@ -87,8 +87,9 @@ class SharedSums:
         self.measured: dict[tuple[object, ...], Measured] = {}
 
     def source_for(self, terms: ObjectiveTerms) -> SharedSums | SeriesCounts:
-        # Timeslices walk buckets, not ranges: a lone series goes as itself, to SeriesCounts' fast path.
-        if terms.budgeting.sliced and len(self.series) == 1:
+        # A lone series goes as itself: the same sums (SeriesCounts remembers its recent ranges), and
+        # timeslices walk its buckets on SeriesCounts' fast path.
+        if len(self.series) == 1:
             return self.series[0]
         return self
 
@@ -233,6 +234,8 @@ class Engine:
                 rules.setdefault(o.indicator, {})[o.terms.threshold.key] = o.terms.threshold
         self.objectives = by_indicator
         self._shapes = {o.id: shape_of(o.terms) for objs in by_indicator.values() for o in objs}
+        self._plans: dict[str, _Plan] = {}
+        self._period_spans: dict[str, tuple[int, int]] = {}
         # Objectives with equal terms (fifty customers, one availability target) in the same alert state,
         # measured alike, are quiet alike: `_evaluate` asks once per (terms, measured, state).
         canonical: dict[ObjectiveTerms, int] = {}
@@ -602,20 +605,6 @@ class Engine:
             verdicts.add(key)
         return True
 
-    def _hold(self, indicator: str, measured: list[tuple[ObjectiveConfig, Measured]]) -> None:
-        """After an evaluation: remember the objectives whose alert state good events alone could change."""
-        objectives = []
-        pinned = False
-        for o, m in measured:
-            alert = self.alert_states.get(o.id, NO_ALERTS)
-            if alert.firing or alert.exhausted or alert.crossed or alert.pending:
-                objectives.append((o, m, alert))
-                pinned = pinned or bool(alert.pending) or o.terms.budgeting.sliced
-        if objectives:
-            self._held[indicator] = _Held(objectives, pinned)
-        else:
-            self._held.pop(indicator, None)
-
     def _add_hour(self, indicator: str, key: SeriesKey, minute: int, good: int, total: int) -> None:
         cell = (indicator, key, minute // 60)
         acc = self._hour_deltas.get(cell)
@@ -625,6 +614,25 @@ class Engine:
             acc[0] += good
             acc[1] += total
 
+    def _plan(self, indicator: str) -> _Plan:
+        """How `_evaluate` walks the indicator's objectives (built once per set of objectives)."""
+        plan = self._plans.get(indicator)
+        if plan is None:
+            groups: dict[SeriesGroup, int] = {}
+            shapes: dict[tuple[int, tuple[object, ...]], int] = {}
+            plan = self._plans[indicator] = _Plan([], [], [])
+            for o in self.objectives.get(indicator, ()):
+                g = groups.get(key := series_group(o.terms))
+                if g is None:
+                    g = groups[key] = len(plan.groups)
+                    plan.groups.append(key)
+                m = shapes.get((g, self._shapes[o.id]))
+                if m is None:
+                    m = shapes[(g, self._shapes[o.id])] = len(plan.shapes)
+                    plan.shapes.append((g, o.terms))
+                plan.objectives.append((o, g, m, self._terms_id[o.id]))
+        return plan
+
     def _evaluate(self, indicator: str, state: IndicatorCounts, last_measurement_ms: int, before_ms: int | None) -> int:
         """Evaluate `indicator`'s objectives at its watermark; close reporting periods it moved past."""
         assert state.watermark_ms is not None
@@ -633,53 +641,70 @@ class Engine:
         if before_ms is not None and not self._left_a_period(indicator, before_ms, now):
             before_ms = None  # the watermark is still in every reporting period it was in
         # Objectives of one indicator mostly share their series and windows (fifty customers, one
-        # availability): range sums are computed once per group and instant, not once per objective.
-        groups: dict[SeriesGroup, SharedSums] = {}
-        measured_by: list[tuple[ObjectiveConfig, Measured]] = []
-        verdicts: dict[tuple[int, int, AlertState], bool] = {}
-        for objective in self.objectives.get(indicator, ()):
-            terms = objective.terms
-            key = series_group(terms)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = SharedSums([c for k, c in state.series.items() if selects(key, k)])
-            shape = self._shapes[objective.id]
-            measured = group.measured.get(shape)
-            if measured is None:
-                measured = group.measured[shape] = measure(terms, group.source_for(terms), now)
-            measured_by.append((objective, measured))
-            before = self.alert_states.get(objective.id, NO_ALERTS)
-            verdict_key = (self._terms_id[objective.id], id(measured), before)
+        # availability): range sums are computed once per group and instant, and objectives of one shape
+        # (`shape_of`) share one `measure()` of them, each then only applying its target.
+        plan = self._plan(indicator)
+        series = state.series
+        groups = [SharedSums([c for k, c in series.items() if selects(key, k)]) for key in plan.groups]
+        measured = [measure(terms, groups[g].source_for(terms), now) for g, terms in plan.shapes]
+        # Objectives with equal terms in the same alert state, measured alike, are quiet alike: asked once.
+        # Keyed by the state's identity (equal states held apart are asked again, the same answer): hashing
+        # an AlertState costs more than asking. `alive` keeps every state keyed alive, so no id is reused.
+        verdicts: dict[tuple[int, int, int], bool] = {}
+        alive: list[AlertState] = []
+        held: list[tuple[ObjectiveConfig, Measured, AlertState]] = []
+        pinned = False
+        alert_states, waiting = self.alert_states, self._quiet
+        for objective, g, si, tid in plan.objectives:
+            m = measured[si]
+            oid = objective.id
+            alert = alert_states.get(oid, NO_ALERTS)
+            verdict_key = (tid, si, id(alert))
             silent = verdicts.get(verdict_key)
             if silent is None:
-                silent = verdicts[verdict_key] = quiet(terms, before, measured)
+                silent = verdicts[verdict_key] = quiet(objective.terms, alert, m)
+                alive.append(alert)
             if silent:
                 # Nothing to announce: the status row is worked out when it is next written.
-                self._quiet[objective.id] = (objective, measured, last_measurement_ms)
-                if before_ms is not None:
-                    emitted += self._close_period(objective, group, before_ms, now)
-                continue
-            ev = judge(terms, measured)
-            after, transitions = decide(terms, before, ev)
-            self.alert_states[objective.id] = after
-            self._quiet.pop(objective.id, None)
-            self._statuses[objective.id] = StatusRow(objective.id, ev, after, last_measurement_ms, objective.revision)
-            for t in transitions:
-                self._events.append(_event_row(objective, t, ev))
-                emitted += 1
+                waiting[oid] = (objective, m, last_measurement_ms)
+            else:
+                terms = objective.terms
+                ev = judge(terms, m)
+                alert, transitions = decide(terms, alert, ev)
+                alert_states[oid] = alert
+                waiting.pop(oid, None)
+                self._statuses[oid] = StatusRow(oid, ev, alert, last_measurement_ms, objective.revision)
+                for t in transitions:
+                    self._events.append(_event_row(objective, t, ev))
+                    emitted += 1
             if before_ms is not None:
-                emitted += self._close_period(objective, group, before_ms, now)
-        self._hold(indicator, measured_by)
+                emitted += self._close_period(objective, groups[g], before_ms, now)
+            if alert is not NO_ALERTS and (alert.firing or alert.exhausted or alert.crossed or alert.pending):
+                # Good events alone could end this state: `_must_evaluate` checks it before skipping a record.
+                held.append((objective, m, alert))
+                pinned = pinned or bool(alert.pending) or objective.terms.budgeting.sliced
+        if held:
+            self._held[indicator] = _Held(held, pinned)
+        else:
+            self._held.pop(indicator, None)
         return emitted
 
     def _left_a_period(self, indicator: str, before_ms: int, now_ms: int) -> bool:
         """Whether moving the watermark from `before_ms` to `now_ms` left any reporting period of the indicator."""
-        kinds = self._reporting.get(indicator)
-        if kinds is None:
-            kinds = self._reporting[indicator] = {
-                (o.reporting_period, o.timezone) for o in self.objectives.get(indicator, ())
-            }
-        return any(now_ms >= self._period(kind, tz, before_ms).end_ms for kind, tz in kinds)
+        # The periods of the indicator's kinds holding `before_ms` all hold [start, end) (their latest start, their
+        # earliest end): the watermark left one of them exactly when it reached that end.
+        span = self._period_spans.get(indicator)
+        if span is None or not span[0] <= before_ms < span[1]:
+            kinds = self._reporting.get(indicator)
+            if kinds is None:
+                kinds = self._reporting[indicator] = {
+                    (o.reporting_period, o.timezone) for o in self.objectives.get(indicator, ())
+                }
+            periods = [self._period(kind, tz, before_ms) for kind, tz in kinds]
+            if not periods:
+                return False
+            span = self._period_spans[indicator] = (max(p.start_ms for p in periods), min(p.end_ms for p in periods))
+        return now_ms >= span[1]
 
     def _period(self, kind: PeriodKind | Calendar, tz: str, instant_ms: int) -> Period:
         """period_bounds, remembered: every record asks, and the answer changes once a period."""
@@ -822,6 +847,15 @@ def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> Eve
         time_ms=ev.now_ms,
         event=event,
     )
+
+
+class _Plan(NamedTuple):
+    """An indicator's objectives for `_evaluate`: the series groups they read, the distinct (group, terms of
+    one shape) to measure, and per objective, in order, (objective, group, shape, `_terms_id`)."""
+
+    groups: list[SeriesGroup]
+    shapes: list[tuple[int, ObjectiveTerms]]
+    objectives: list[tuple[ObjectiveConfig, int, int, int]]
 
 
 class _Held:
