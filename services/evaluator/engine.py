@@ -174,7 +174,7 @@ class Changes:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class ApplyResult:
     applied: int = 0
     duplicates: int = 0
@@ -207,8 +207,10 @@ class Engine:
         # The latest reading of each objective held here, as last drained (or loaded): for the gauges.
         self._latest: dict[str, StatusRow | StoredReading] = {}
         self.set_objectives(objectives)
-        self._dirty_buckets: set[tuple[str, SeriesKey, int]] = set()
-        self._hour_deltas: dict[tuple[str, SeriesKey, int], list[int]] = {}
+        # (indicator, series, minute) -> [good, total] added since the last drain: the minute buckets the next
+        # checkpoint writes, and the deltas of their hour roll-ups (summed by hour when drained).
+        self._deltas: dict[tuple[str, SeriesKey, int], list[int]] = {}
+        self._names: dict[SeriesKey, str] = {}  # series_name, remembered
         # One entry per (indicator, id): an id repeated past the dedup horizon within one drain is
         # written once, with the minute memory holds (the last one counted), never twice in one upsert.
         self._new_seen: dict[tuple[str, str], int] = {}
@@ -305,7 +307,7 @@ class Engine:
         state = self.indicators.get(indicator)
         if state is None or state.ready_until_ms is None or not measurements:
             return True
-        newest = max(m.timestamp_ms for m in measurements)
+        newest = measurements[0].timestamp_ms if len(measurements) == 1 else max(m.timestamp_ms for m in measurements)
         return max(newest, state.watermark_ms or newest) <= state.ready_until_ms
 
     def refills(self, blocked: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -469,22 +471,14 @@ class Engine:
             self._statuses.pop(oid, None)
             self._latest.pop(oid, None)
         if gone:
-            self._dirty_buckets = {d for d in self._dirty_buckets if d[0] not in gone}
-            self._hour_deltas = {d: v for d, v in self._hour_deltas.items() if d[0] not in gone}
+            self._deltas = {d: v for d, v in self._deltas.items() if d[0] not in gone}
             self._new_seen = {k: m for k, m in self._new_seen.items() if k[0] not in gone}
             self._dirty_indicators -= gone
             self._events = [e for e in self._events if e.objective_id not in objectives]
 
     def pending(self) -> bool:
         """Whether anything waits for a checkpoint (tests and assertions)."""
-        return bool(
-            self._dirty_buckets
-            or self._hour_deltas
-            or self._new_seen
-            or self._dirty_indicators
-            or self._statuses
-            or self._events
-        )
+        return bool(self._deltas or self._new_seen or self._dirty_indicators or self._statuses or self._events)
 
     # --- the hot path ----------------------------------------------------------------------------
 
@@ -495,15 +489,20 @@ class Engine:
         if state is None:
             state = self.indicators[indicator] = IndicatorCounts(partition=partition)
         state.partition = partition
-        before_ms = state.watermark_ms
-        newest = max(m.timestamp_ms for m in measurements) if measurements else None
-        if newest is not None and (state.watermark_ms is None or newest > state.watermark_ms):
-            state.watermark_ms = newest
-        assert state.watermark_ms is not None or not measurements
-        oldest_minute = (state.watermark_ms or 0) // MINUTE_MS - self.history_minutes(indicator)
+        before_ms = watermark = state.watermark_ms
+        if len(measurements) == 1:  # the common record: no generator for one timestamp
+            newest: int | None = measurements[0].timestamp_ms
+        else:
+            newest = max(m.timestamp_ms for m in measurements) if measurements else None
+        if newest is not None and (watermark is None or newest > watermark):
+            watermark = state.watermark_ms = newest
+        assert watermark is not None or not measurements
+        now_minute = (watermark or 0) // MINUTE_MS
+        history = self._history.get(indicator)
+        oldest_minute = now_minute - (self.history_minutes(indicator) if history is None else history)
         # An id is remembered for the dedup horizon behind the watermark, whether or not prune() has
         # forgotten it yet: what counts never depends on when memory was tidied.
-        dedup_from = (state.watermark_ms or 0) // MINUTE_MS - self.dedup_horizon_minutes
+        dedup_from = now_minute - self.dedup_horizon_minutes
         # Sum the record per (series, minute) first: one bucket update per pair, not per measurement.
         sums: dict[tuple[Labels, int], list[int]] = {}
         bad = False
@@ -535,23 +534,34 @@ class Engine:
                 for rule in rules:
                     c = classify(rule, m.value, m.weight)
                     bad = bad or c.good < c.total
-                    state.counts((m.labels, rule.key)).add(minute, c.good, c.total)
-                    self._dirty_buckets.add((indicator, (m.labels, rule.key), minute))
-                    self._add_hour(indicator, (m.labels, rule.key), minute, c.good, c.total)
+                    self._count(indicator, state, (m.labels, rule.key), minute, c.good, c.total)
             result.applied += 1
         for (labels, minute), (good, total) in sums.items():
             bad = bad or good < total
             added += total
-            key = (labels, "")
-            state.counts(key).add(minute, good, total)
-            self._dirty_buckets.add((indicator, key, minute))
-            self._add_hour(indicator, key, minute, good, total)
+            self._count(indicator, state, (labels, ""), minute, good, total)
         self._dirty_indicators.add(indicator)
-        if result.applied and state.watermark_ms is not None and self._must_evaluate(indicator, state, bad, added):
-            last = newest if newest is not None else state.watermark_ms
+        if result.applied and watermark is not None and self._must_evaluate(indicator, state, bad, added):
+            last = newest if newest is not None else watermark
             result.events = self._evaluate(indicator, state, last, before_ms)
-            self._evaluated_second[indicator] = state.watermark_ms // 1000
+            self._evaluated_second[indicator] = watermark // 1000
         return result
+
+    def _count(
+        self, indicator: str, state: IndicatorCounts, key: SeriesKey, minute: int, good: int, total: int
+    ) -> None:
+        """Add to a series' minute bucket, and to what the next checkpoint writes of it."""
+        counts = state.series.get(key)
+        if counts is None:
+            counts = state.counts(key)
+        counts.add(minute, good, total)
+        cell = (indicator, key, minute)
+        acc = self._deltas.get(cell)
+        if acc is None:
+            self._deltas[cell] = [good, total]
+        else:
+            acc[0] += good
+            acc[1] += total
 
     def _must_evaluate(self, indicator: str, state: IndicatorCounts, bad: bool, added: int) -> bool:
         """Whether this record's evaluation could differ from skipping it: evaluate at most once per second of
@@ -604,15 +614,6 @@ class Engine:
                 return False
             verdicts.add(key)
         return True
-
-    def _add_hour(self, indicator: str, key: SeriesKey, minute: int, good: int, total: int) -> None:
-        cell = (indicator, key, minute // 60)
-        acc = self._hour_deltas.get(cell)
-        if acc is None:
-            self._hour_deltas[cell] = [good, total]
-        else:
-            acc[0] += good
-            acc[1] += total
 
     def _plan(self, indicator: str) -> _Plan:
         """How `_evaluate` walks the indicator's objectives (built once per set of objectives)."""
@@ -756,23 +757,31 @@ class Engine:
             objective, measured, last_ms = self._quiet.pop(oid)
             alert = self.alert_states.get(oid, NO_ALERTS)
             self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms, objective.revision)
-        for indicator, key, minute in self._dirty_buckets:
+        hours: dict[tuple[str, SeriesKey, int], list[int]] = {}
+        names = self._names
+        for (indicator, key, minute), (good, total) in self._deltas.items():
             state = self.indicators.get(indicator)
             if state is None:
                 continue
+            name = names.get(key)
+            if name is None:
+                name = names[key] = series_name(key)
             counts = state.counts(key)
             if counts.holds(minute):
                 c = counts.bucket(minute)
-                changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
+                changes.buckets.append((indicator, name, minute, c.good, c.total))
             else:
                 late = counts.take_late(minute)
                 if late is not None:
-                    changes.bucket_deltas.append((indicator, series_name(key), minute, late.good, late.total))
-        changes.hours = [
-            (indicator, series_name(key), hour, good, total)
-            for (indicator, key, hour), (good, total) in self._hour_deltas.items()
-            if indicator in self.indicators
-        ]
+                    changes.bucket_deltas.append((indicator, name, minute, late.good, late.total))
+            cell = (indicator, key, minute // 60)
+            acc = hours.get(cell)
+            if acc is None:
+                hours[cell] = [good, total]
+            else:
+                acc[0] += good
+                acc[1] += total
+        changes.hours = [(i, names[key], hour, good, total) for (i, key, hour), (good, total) in hours.items()]
         changes.seen = [(indicator, mid, minute) for (indicator, mid), minute in self._new_seen.items()]
         for indicator in self._dirty_indicators:
             state = self.indicators.get(indicator)
@@ -781,8 +790,7 @@ class Engine:
         changes.statuses = list(self._statuses.values())
         self._latest.update(self._statuses)
         changes.events = self._events
-        self._dirty_buckets = set()
-        self._hour_deltas = {}
+        self._deltas = {}
         self._new_seen = {}
         self._dirty_indicators = set()
         self._statuses = {}
@@ -797,7 +805,7 @@ class Engine:
         cut: list[tuple[str, int]] = []
         # A minute waiting for the checkpoint is written with its absolute value: its hour keeps its minutes
         # until then (the checkpoint drains before it prunes, so this is only ever a guard).
-        dirty = {indicator for indicator, _, _ in self._dirty_buckets}
+        dirty = {indicator for indicator, _, _ in self._deltas}
         for key, state in self.indicators.items():
             if state.watermark_ms is None:
                 continue

@@ -194,7 +194,7 @@ class SeriesCounts:
     total 0 hold nothing but still count as buckets (`len`, `minutes`): they live in `_zeros`.
     """
 
-    __slots__ = ("_days", "_filled", "_late", "_ranges", "_zeros")
+    __slots__ = ("_days", "_filled", "_last_end", "_late", "_ranges", "_zeros")
 
     # Range sums asked for recently, kept exact by `add`: windows ending at the same minute are
     # asked again and again (every record of the indicator), and a walk costs a few dozen steps.
@@ -210,6 +210,7 @@ class SeriesCounts:
         self._late: dict[int, list[int]] = {}
         self._filled = 0  # minute buckets with total > 0
         self._ranges: dict[tuple[int, int], list[int]] = {}
+        self._last_end = -(1 << 62)  # the latest end of a range remembered
 
     def add(self, minute: int, good: int, total: int) -> None:
         """Count `good` of `total` events in bucket `minute`."""
@@ -230,6 +231,17 @@ class SeriesCounts:
             h = 2 + k // HOUR * 2
             sums[h] += good
             sums[h + 1] += total
+            if not was:
+                self._filled += 1
+                if self._zeros:
+                    self._zeros.discard(minute)
+        elif type(day) is _Hours and total and (arr := day.minutes.get(h := (k := minute % DAY) // HOUR)) is not None:
+            # the common case after a state load: a minute of an hour held with its minutes (`_add_hours`, inlined)
+            i = 2 * (k - h * HOUR)
+            was = arr[i + 1]
+            arr[i + 1] = was + total
+            arr[i] += good
+            _add_to_hour(day, h, good, total)
             if not was:
                 self._filled += 1
                 if self._zeros:
@@ -511,12 +523,19 @@ class SeriesCounts:
 
     def range(self, start: int, end: int) -> Counts:
         """Sum of the buckets with start <= minute < end."""
-        memo = self._ranges.get((start, end))
+        ranges = self._ranges
+        memo = ranges.get((start, end))
         if memo is None:
-            if len(self._ranges) >= self.RANGE_MEMO:
-                self._ranges.clear()
+            if len(ranges) >= self.RANGE_MEMO:
+                ranges.clear()
+            elif ranges and end > self._last_end:
+                # Windows end at the evaluation's minute: those of earlier minutes are not asked again, and
+                # each one remembered costs every `add` a step.
+                for key in [key for key in ranges if key[1] < end]:
+                    del ranges[key]
+            self._last_end = max(self._last_end, end)
             walked = self._walk(start, end)
-            self._ranges[(start, end)] = [walked.good, walked.total]
+            ranges[(start, end)] = [walked.good, walked.total]
             return walked
         return Counts(memo[0], memo[1])
 

@@ -263,13 +263,13 @@ def measure(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], 
         # The evaluator's common case: units are events, and every window is one range of one source
         # (what _Units answers in this case, without building it).
         total = sources[0].range
-        tiers = tuple(
+        sums = tuple(
             (long, long, total(end - tier.short_minutes, end))
             for tier in terms.tiers
             for long in (total(end - tier.long_minutes, end),)
         )
         events = total(start, end)
-        return Measured(now_ms, start, end, period_end, events, events, tiers)
+        return Measured(now_ms, start, end, period_end, events, events, sums)
     lo = min([start, *(end - t.long_minutes for t in terms.tiers)])
     excluded = excluded_intervals(terms.exclusions, lo, end) if terms.exclusions else []
     units = _Units(terms, sources, excluded, lo, end)
@@ -287,9 +287,13 @@ def measure(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], 
 def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
     """Apply the objective's target and tiers to what was measured: arithmetic only."""
     readings = []
+    budget = error_budget(terms.target)
+    shortest: TierReading | None = None  # the first of the shortest long windows
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
-        long_rate = burn_rate(long_units, terms.target)
-        short_rate = burn_rate(short_units, terms.target)
+        # burn_rate(), written out (the same operations): judge runs for every status written
+        long_total, short_total = long_units.total, short_units.total
+        long_rate = (long_total - long_units.good) / long_total / budget if long_total else None
+        short_rate = (short_total - short_units.good) / short_total / budget if short_total else None
         enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events
         burning = (
             enough
@@ -298,21 +302,21 @@ def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
             and (long_rate >= tier.factor if tier.inclusive else long_rate > tier.factor)
             and (short_rate >= tier.factor if tier.inclusive else short_rate > tier.factor)
         )
-        readings.append(
-            TierReading(
-                tier.name,
-                tier.severity,
-                tier.factor,
-                long_rate,
-                short_rate,
-                long_events.total,
-                burning,
-                tier.long_minutes,
-            )
+        reading = TierReading(
+            tier.name,
+            tier.severity,
+            tier.factor,
+            long_rate,
+            short_rate,
+            long_events.total,
+            burning,
+            tier.long_minutes,
         )
+        readings.append(reading)
+        if shortest is None or reading.long_minutes < shortest.long_minutes:
+            shortest = reading
     counts = m.units
     consumed = budget_consumed(counts, terms.target)
-    shortest = min(readings, key=lambda r: r.long_minutes, default=None)
     return Evaluation(
         now_ms=m.now_ms,
         window_start=m.window_start,
