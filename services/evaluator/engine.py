@@ -522,7 +522,12 @@ class Engine:
                     continue
                 seen[mid] = minute
                 self._new_seen[(indicator, mid)] = minute
-            if m.value is None:
+            if m.value is None and len(measurements) == 1:  # the common record: nothing to sum first
+                good, total = m.good or 0, m.total or 0
+                bad = good < total
+                added = total
+                self._count(indicator, state, (m.labels, ""), minute, good, total)
+            elif m.value is None:
                 cell = sums.get((m.labels, minute))
                 if cell is None:
                     sums[(m.labels, minute)] = [m.good or 0, m.total or 0]
