@@ -194,10 +194,14 @@ class SeriesCounts:
     total 0 hold nothing but still count as buckets (`len`, `minutes`): they live in `_zeros`.
     """
 
-    __slots__ = ("_days", "_filled", "_last_end", "_late", "_ranges", "_zeros")
+    __slots__ = ("_days", "_filled", "_late", "_ranges", "_recent", "_zeros")
 
     # Range sums asked for recently, kept exact by `add`: windows ending at the same minute are
     # asked again and again (every record of the indicator), and a walk costs a few dozen steps.
+    # What is added to one minute (the latest, in the common case) is held apart in `_recent`, [minute,
+    # good, total], until a minute other than it is added to: each remembered range is then the sum of
+    # its memo and of `_recent` when the range holds its minute, and an add to that minute updates one
+    # cell instead of every memo.
     RANGE_MEMO = 32
     # How many buckets a day keeps in a dict before it moves to arrays (~96 × 200 B < 25 KB).
     DENSE_AT = 96
@@ -210,7 +214,7 @@ class SeriesCounts:
         self._late: dict[int, list[int]] = {}
         self._filled = 0  # minute buckets with total > 0
         self._ranges: dict[tuple[int, int], list[int]] = {}
-        self._last_end = -(1 << 62)  # the latest end of a range remembered
+        self._recent = [0, 0, 0]
 
     def add(self, minute: int, good: int, total: int) -> None:
         """Count `good` of `total` events in bucket `minute`."""
@@ -248,10 +252,29 @@ class SeriesCounts:
                     self._zeros.discard(minute)
         elif not self._add_other(minute, good, total):
             return
-        for (start, end), memo in self._ranges.items():
-            if start <= minute < end:
-                memo[0] += good
-                memo[1] += total
+        if self._ranges:
+            recent = self._recent
+            if recent[0] == minute:
+                recent[1] += good
+                recent[2] += total
+            else:
+                self._settle(minute, good, total)
+
+    def _settle(self, minute: int, good: int, total: int) -> None:
+        """Move what `_recent` holds into the memos of the ranges holding its minute; hold (minute, good, total)."""
+        recent = self._recent
+        held, held_good, held_total = recent
+        if held_total or held_good:
+            for (start, end), memo in self._ranges.items():
+                if start <= held < end:
+                    memo[0] += held_good
+                    memo[1] += held_total
+        recent[0], recent[1], recent[2] = minute, good, total
+
+    def _forget_ranges(self) -> None:
+        self._ranges.clear()
+        self._recent = [0, 0, 0]
+        self._recent = [0, 0, 0]
 
     def _add_other(self, minute: int, good: int, total: int) -> bool:
         """`add` to a sparse or new day, or of total 0; False when it changed no sum or already updated the memo."""
@@ -361,7 +384,7 @@ class SeriesCounts:
                 self._filled += 1
                 if self._zeros:
                     self._zeros.discard(minute)
-        self._ranges.clear()
+        self._forget_ranges()
 
     def _load_full_days(
         self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]
@@ -525,18 +548,19 @@ class SeriesCounts:
         """Sum of the buckets with start <= minute < end."""
         ranges = self._ranges
         memo = ranges.get((start, end))
+        minute, good, total = self._recent
         if memo is None:
             if len(ranges) >= self.RANGE_MEMO:
-                ranges.clear()
-            elif ranges and end > self._last_end:
-                # Windows end at the evaluation's minute: those of earlier minutes are not asked again, and
-                # each one remembered costs every `add` a step.
-                for key in [key for key in ranges if key[1] < end]:
-                    del ranges[key]
-            self._last_end = max(self._last_end, end)
+                self._forget_ranges()
+                minute = good = total = 0
             walked = self._walk(start, end)
-            ranges[(start, end)] = [walked.good, walked.total]
+            if start <= minute < end:
+                ranges[(start, end)] = [walked.good - good, walked.total - total]
+            else:
+                ranges[(start, end)] = [walked.good, walked.total]
             return walked
+        if start <= minute < end:
+            return Counts(memo[0] + good, memo[1] + total)
         return Counts(memo[0], memo[1])
 
     def _walk(self, start: int, end: int) -> Counts:
@@ -578,7 +602,7 @@ class SeriesCounts:
 
     def drop_before(self, minute: int) -> int:
         """Forget buckets older than `minute`; returns how many minute buckets went."""
-        self._ranges.clear()
+        self._forget_ranges()
         zeros = [m for m in self._zeros if m < minute] if self._zeros else []
         self._zeros.difference_update(zeros)
         cut, o = divmod(minute, DAY)
@@ -738,7 +762,7 @@ class SeriesCounts:
             i = j
         self._days.update(days)
         self._filled = filled
-        self._ranges.clear()
+        self._forget_ranges()
 
     def add_cells(self, hours: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
         """Hold hour cells (hour = minute // 60) for hours whose minutes are not held (a state load): each
@@ -759,7 +783,7 @@ class SeriesCounts:
             sums[3 + 2 * h] = total
             sums[0] += good
             sums[1] += total
-        self._ranges.clear()
+        self._forget_ranges()
 
     def coarsen(self, keep: Sequence[tuple[int, int]], before: int) -> int:
         """Hold as hour cells only the hours before minute `before` that meet none of the sorted, disjoint
@@ -838,7 +862,7 @@ class SeriesCounts:
                 sums[0] += good - sums[2 + 2 * h]
                 sums[1] += total - sums[3 + 2 * h]
                 sums[2 + 2 * h], sums[3 + 2 * h] = good, total
-                self._ranges.clear()
+                self._forget_ranges()
             day.held |= 1 << h
             if total:
                 day.minutes[h] = arr
