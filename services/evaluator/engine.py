@@ -758,10 +758,17 @@ class Engine:
         changes = Changes()
         # islice, not list(...)[:n]: a checkpoint takes a few of many, and must not copy them all.
         taken = list(self._quiet) if quiet_statuses is None else list(itertools.islice(self._quiet, quiet_statuses))
-        for oid in taken:
-            objective, measured, last_ms = self._quiet.pop(oid)
+        # Objectives with equal terms measured alike (one `Measured`, kept alive by `waiting`) read alike.
+        judged: dict[tuple[int, int], Evaluation] = {}
+        waiting = [(oid, self._quiet.pop(oid)) for oid in taken]
+        for oid, (objective, measured, last_ms) in waiting:
+            tid = self._terms_id.get(oid)  # None: an objective removed since (judged on its own)
+            alike = (-1 if tid is None else tid, id(measured))
+            ev = None if tid is None else judged.get(alike)
+            if ev is None:
+                ev = judged[alike] = judge(objective.terms, measured)
             alert = self.alert_states.get(oid, NO_ALERTS)
-            self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms, objective.revision)
+            self._statuses[oid] = StatusRow(oid, ev, alert, last_ms, objective.revision)
         hours: dict[tuple[str, SeriesKey, int], list[int]] = {}
         names = self._names
         for (indicator, key, minute), (good, total) in self._deltas.items():
