@@ -252,6 +252,11 @@ class Engine:
         self._held = {}
         self._latest = {oid: r for oid, r in self._latest.items() if oid in self._shapes}
         self._held_terms: dict[str, list[ObjectiveTerms]] = {}
+        # `held_spans` per (the shapes an indicator's evaluations read, numbered; first minute; last minute): a
+        # thousand indicators with the same objectives, at watermarks in the same minute, plan their minutes once.
+        self._read_ids: dict[str, int] = {}
+        self._read_shapes: dict[tuple[tuple[object, ...], ...], int] = {}
+        self._spans: dict[tuple[int, int, int], list[tuple[int, int]] | None] = {}
         for key, state in getattr(self, "indicators", {}).items():
             if state.ready_until_ms is not None and before.get(key) != by_indicator.get(key):
                 state.ready_until_ms = -1  # other terms may read other minutes: fetched before the next record
@@ -278,20 +283,32 @@ class Engine:
                 for terms in (o.terms, period_terms(o.terms, o.reporting_period, o.timezone)):
                     shapes.setdefault(shape_of(terms), terms)
             found = self._held_terms[indicator] = list(shapes.values())
+            self._read_ids[indicator] = self._read_shapes.setdefault(tuple(shapes), len(self._read_shapes))
         return found
 
     def held_spans(self, indicator: str, from_ms: int, to_ms: int) -> list[tuple[int, int]] | None:
         """Whole-hour minute spans holding every minute the indicator's evaluations read one by one at
         watermarks in [from_ms, to_ms] (`rollups.held_minutes`); None when every minute is read."""
-        spans: list[tuple[int, int]] = []
-        for terms in self._terms_read(indicator):
-            held = held_minutes(terms, from_ms, to_ms, self.recent_minutes)
-            if held is None:
-                return None
-            spans.extend(held)
         if not self.objectives.get(indicator):
             return None  # no objective yet: nothing says what will be read
-        return whole_hours(spans)
+        terms_read = self._terms_read(indicator)
+        # held_minutes depends on the instants only through their minutes (windows and periods are minute-aligned)
+        key = (self._read_ids[indicator], from_ms // MINUTE_MS, to_ms // MINUTE_MS)
+        if key in self._spans:
+            found = self._spans[key]
+            return None if found is None else list(found)
+        spans: list[tuple[int, int]] | None = []
+        for terms in terms_read:
+            held = held_minutes(terms, from_ms, to_ms, self.recent_minutes)
+            if held is None or spans is None:
+                spans = None
+                continue
+            spans.extend(held)
+        found = None if spans is None else whole_hours(spans)
+        if len(self._spans) >= 1024:
+            self._spans.clear()
+        self._spans[key] = found
+        return None if found is None else list(found)
 
     def load_plan(self, indicator: str, watermark_ms: int) -> tuple[list[tuple[int, int]] | None, int | None]:
         """(minute spans to load, ready until) for loading the indicator at `watermark_ms`: (None, None) when

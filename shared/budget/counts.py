@@ -794,13 +794,16 @@ class SeriesCounts:
             if d * DAY >= before:
                 break
             mask = 0
-            for h in range(24):
-                first = d * DAY + h * HOUR
-                if first + HOUR > before or _meets(spans, first, first + HOUR):
-                    mask |= 1 << h
-            if mask == ALL_HOURS:
-                continue
             day = self._days[d]
+            if (d + 1) * DAY > before or _meets(spans, d * DAY, (d + 1) * DAY):  # else no hour of it is kept
+                for h in range(24):
+                    first = d * DAY + h * HOUR
+                    if first + HOUR > before or _meets(spans, first, first + HOUR):
+                        mask |= 1 << h
+                if mask == ALL_HOURS:
+                    continue
+            elif type(day) is _Hours and not day.held:
+                continue  # already hour cells only (most of a long history, after the first time)
             if not isinstance(day, _Hours):
                 self._days[d] = _Hours(day, mask)
                 dropped += _filled(day) - _filled(self._days[d])
