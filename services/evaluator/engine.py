@@ -671,10 +671,8 @@ class Engine:
         groups = [SharedSums([c for k, c in series.items() if selects(key, k)]) for key in plan.groups]
         measured = [measure(terms, groups[g].source_for(terms), now) for g, terms in plan.shapes]
         # Objectives with equal terms in the same alert state, measured alike, are quiet alike: asked once.
-        # Keyed by the state's identity (equal states held apart are asked again, the same answer): hashing
-        # an AlertState costs more than asking. `alive` keeps every state keyed alive, so no id is reused.
-        verdicts: dict[tuple[int, int, int], bool] = {}
-        alive: list[AlertState] = []
+        # (No state at all keys as None: hashing an AlertState's fields costs a third of asking.)
+        verdicts: dict[tuple[int, int, AlertState | None], bool] = {}
         held: list[tuple[ObjectiveConfig, Measured, AlertState]] = []
         pinned = False
         alert_states, waiting = self.alert_states, self._quiet
@@ -682,11 +680,10 @@ class Engine:
             m = measured[si]
             oid = objective.id
             alert = alert_states.get(oid, NO_ALERTS)
-            verdict_key = (tid, si, id(alert))
+            verdict_key = (tid, si, None if alert is NO_ALERTS else alert)
             silent = verdicts.get(verdict_key)
             if silent is None:
                 silent = verdicts[verdict_key] = quiet(objective.terms, alert, m)
-                alive.append(alert)
             if silent:
                 # Nothing to announce: the status row is worked out when it is next written.
                 waiting[oid] = (objective, m, last_measurement_ms)
