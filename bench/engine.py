@@ -1,6 +1,6 @@
 """bench/engine: the evaluator's apply path in-process, CPU per record (issue 10).
 
-    .venv/bin/python bench/engine.py                      # 30,000 spread records, ≈ 10 s
+    .venv/bin/python bench/engine.py                      # 30,000 spread records, a few seconds
     .venv/bin/python bench/engine.py --history-days 30    # with 30 days of stored history loaded first
     .venv/bin/python bench/engine.py --profile /tmp/engine.prof
 
@@ -148,7 +148,6 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if args.history_days:
         load_history(engine, args.history_days)
     work = records(args.records, args.rate)
-    decoded_all = []
     gc.collect()
     clock = time.perf_counter
     t_decode = t_apply = t_drain = 0.0
@@ -174,8 +173,6 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             if n % args.prune_every == 0:
                 engine.prune()
             t_drain += clock() - t2
-        if args.keep:
-            decoded_all.append(decoded)
     elapsed, cpu = clock() - started, time.process_time() - cpu_started
     if profile:
         profile.disable()
@@ -213,7 +210,6 @@ def main() -> None:
     parser.add_argument("--band", type=int, default=360, help="minute band in minutes (0: every minute held)")
     parser.add_argument("--repeat", type=int, default=1, help="runs, each on a fresh engine (default 1)")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the timed loop here, and print its top")
-    parser.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     runs = []
     for _ in range(args.repeat):
