@@ -8,7 +8,7 @@ LOCK   := requirements.lock
 UV_PIN := $(shell sed -n 's/^ *"\(uv==[^"]*\)".*/\1/p' pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock run test test-unit test-fast lint typecheck bench-evaluator bench-history bench-ingest clean
+.PHONY: help install lock run test test-unit test-fast lint typecheck bench-evaluator bench-engine bench-history bench-ingest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench-ingest: $(STAMP) ## ingest against its parse-only ceiling (needs wrk: apt-
 
 bench-evaluator: $(STAMP) ## evaluator throughput, memory and POST-to-event latency
 	$(BIN)/python bench/evaluator.py
+
+bench-engine: $(STAMP) ## the evaluator's apply path in-process: CPU per record (bench/engine.py --help)
+	$(BIN)/python bench/engine.py --history-days 30 --repeat 3
 
 bench-history: $(STAMP) ## restart and read costs on 30 days of dense history (bench/history.py --help)
 	$(BIN)/python bench/history.py

@@ -133,6 +133,11 @@ class Decoded(NamedTuple):
     rejected: list[Rejected]
 
 
+# Indicator keys already found valid: every record names one, and a deployment has a few thousand.
+_KEYS_OK: set[str] = set()
+_KEYS_OK_MAX = 100_000
+
+
 def decode_record(value: bytes | None) -> Decoded:
     """The measurements of one record value, each checked on its own.
 
@@ -152,10 +157,14 @@ def decode_record(value: bytes | None) -> Decoded:
     if doc.get("schema") != SCHEMA_VERSION:
         raise PoisonRecord(f"unsupported schema {str(doc.get('schema'))[:40]!r}", "schema")
     indicator = doc.get("indicator")
-    if not isinstance(indicator, str):
-        raise PoisonRecord("indicator is not a string", "indicator")
-    if (reason := text_problem(indicator, MAX_INDICATOR_KEY_LENGTH)) is not None:
-        raise PoisonRecord(f"indicator {reason}", "indicator")
+    if type(indicator) is not str or indicator not in _KEYS_OK:  # a list or a dict cannot be looked up
+        if not isinstance(indicator, str):
+            raise PoisonRecord("indicator is not a string", "indicator")
+        if (reason := text_problem(indicator, MAX_INDICATOR_KEY_LENGTH)) is not None:
+            raise PoisonRecord(f"indicator {reason}", "indicator")
+        if len(_KEYS_OK) >= _KEYS_OK_MAX:
+            _KEYS_OK.clear()
+        _KEYS_OK.add(indicator)
     items = doc.get("measurements")
     if not isinstance(items, list):
         raise PoisonRecord("measurements is not a list")

@@ -87,8 +87,9 @@ class SharedSums:
         self.measured: dict[tuple[object, ...], Measured] = {}
 
     def source_for(self, terms: ObjectiveTerms) -> SharedSums | SeriesCounts:
-        # Timeslices walk buckets, not ranges: a lone series goes as itself, to SeriesCounts' fast path.
-        if terms.budgeting.sliced and len(self.series) == 1:
+        # A lone series goes as itself: the same sums (SeriesCounts remembers its recent ranges), and
+        # timeslices walk its buckets on SeriesCounts' fast path.
+        if len(self.series) == 1:
             return self.series[0]
         return self
 
@@ -173,7 +174,7 @@ class Changes:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class ApplyResult:
     applied: int = 0
     duplicates: int = 0
@@ -206,8 +207,10 @@ class Engine:
         # The latest reading of each objective held here, as last drained (or loaded): for the gauges.
         self._latest: dict[str, StatusRow | StoredReading] = {}
         self.set_objectives(objectives)
-        self._dirty_buckets: set[tuple[str, SeriesKey, int]] = set()
-        self._hour_deltas: dict[tuple[str, SeriesKey, int], list[int]] = {}
+        # (indicator, series, minute) -> [good, total] added since the last drain: the minute buckets the next
+        # checkpoint writes, and the deltas of their hour roll-ups (summed by hour when drained).
+        self._deltas: dict[tuple[str, SeriesKey, int], list[int]] = {}
+        self._names: dict[SeriesKey, str] = {}  # series_name, remembered
         # One entry per (indicator, id): an id repeated past the dedup horizon within one drain is
         # written once, with the minute memory holds (the last one counted), never twice in one upsert.
         self._new_seen: dict[tuple[str, str], int] = {}
@@ -233,6 +236,8 @@ class Engine:
                 rules.setdefault(o.indicator, {})[o.terms.threshold.key] = o.terms.threshold
         self.objectives = by_indicator
         self._shapes = {o.id: shape_of(o.terms) for objs in by_indicator.values() for o in objs}
+        self._plans: dict[str, _Plan] = {}
+        self._period_spans: dict[str, tuple[int, int]] = {}
         # Objectives with equal terms (fifty customers, one availability target) in the same alert state,
         # measured alike, are quiet alike: `_evaluate` asks once per (terms, measured, state).
         canonical: dict[ObjectiveTerms, int] = {}
@@ -247,6 +252,11 @@ class Engine:
         self._held = {}
         self._latest = {oid: r for oid, r in self._latest.items() if oid in self._shapes}
         self._held_terms: dict[str, list[ObjectiveTerms]] = {}
+        # `held_spans` per (the shapes an indicator's evaluations read, numbered; first minute; last minute): a
+        # thousand indicators with the same objectives, at watermarks in the same minute, plan their minutes once.
+        self._read_ids: dict[str, int] = {}
+        self._read_shapes: dict[tuple[tuple[object, ...], ...], int] = {}
+        self._spans: dict[tuple[int, int, int], list[tuple[int, int]] | None] = {}
         for key, state in getattr(self, "indicators", {}).items():
             if state.ready_until_ms is not None and before.get(key) != by_indicator.get(key):
                 state.ready_until_ms = -1  # other terms may read other minutes: fetched before the next record
@@ -273,20 +283,32 @@ class Engine:
                 for terms in (o.terms, period_terms(o.terms, o.reporting_period, o.timezone)):
                     shapes.setdefault(shape_of(terms), terms)
             found = self._held_terms[indicator] = list(shapes.values())
+            self._read_ids[indicator] = self._read_shapes.setdefault(tuple(shapes), len(self._read_shapes))
         return found
 
     def held_spans(self, indicator: str, from_ms: int, to_ms: int) -> list[tuple[int, int]] | None:
         """Whole-hour minute spans holding every minute the indicator's evaluations read one by one at
         watermarks in [from_ms, to_ms] (`rollups.held_minutes`); None when every minute is read."""
-        spans: list[tuple[int, int]] = []
-        for terms in self._terms_read(indicator):
-            held = held_minutes(terms, from_ms, to_ms, self.recent_minutes)
-            if held is None:
-                return None
-            spans.extend(held)
         if not self.objectives.get(indicator):
             return None  # no objective yet: nothing says what will be read
-        return whole_hours(spans)
+        terms_read = self._terms_read(indicator)
+        # held_minutes depends on the instants only through their minutes (windows and periods are minute-aligned)
+        key = (self._read_ids[indicator], from_ms // MINUTE_MS, to_ms // MINUTE_MS)
+        if key in self._spans:
+            found = self._spans[key]
+            return None if found is None else list(found)
+        spans: list[tuple[int, int]] | None = []
+        for terms in terms_read:
+            held = held_minutes(terms, from_ms, to_ms, self.recent_minutes)
+            if held is None or spans is None:
+                spans = None
+                continue
+            spans.extend(held)
+        found = None if spans is None else whole_hours(spans)
+        if len(self._spans) >= 1024:
+            self._spans.clear()
+        self._spans[key] = found
+        return None if found is None else list(found)
 
     def load_plan(self, indicator: str, watermark_ms: int) -> tuple[list[tuple[int, int]] | None, int | None]:
         """(minute spans to load, ready until) for loading the indicator at `watermark_ms`: (None, None) when
@@ -302,7 +324,7 @@ class Engine:
         state = self.indicators.get(indicator)
         if state is None or state.ready_until_ms is None or not measurements:
             return True
-        newest = max(m.timestamp_ms for m in measurements)
+        newest = measurements[0].timestamp_ms if len(measurements) == 1 else max(m.timestamp_ms for m in measurements)
         return max(newest, state.watermark_ms or newest) <= state.ready_until_ms
 
     def refills(self, blocked: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -466,22 +488,14 @@ class Engine:
             self._statuses.pop(oid, None)
             self._latest.pop(oid, None)
         if gone:
-            self._dirty_buckets = {d for d in self._dirty_buckets if d[0] not in gone}
-            self._hour_deltas = {d: v for d, v in self._hour_deltas.items() if d[0] not in gone}
+            self._deltas = {d: v for d, v in self._deltas.items() if d[0] not in gone}
             self._new_seen = {k: m for k, m in self._new_seen.items() if k[0] not in gone}
             self._dirty_indicators -= gone
             self._events = [e for e in self._events if e.objective_id not in objectives]
 
     def pending(self) -> bool:
         """Whether anything waits for a checkpoint (tests and assertions)."""
-        return bool(
-            self._dirty_buckets
-            or self._hour_deltas
-            or self._new_seen
-            or self._dirty_indicators
-            or self._statuses
-            or self._events
-        )
+        return bool(self._deltas or self._new_seen or self._dirty_indicators or self._statuses or self._events)
 
     # --- the hot path ----------------------------------------------------------------------------
 
@@ -492,15 +506,20 @@ class Engine:
         if state is None:
             state = self.indicators[indicator] = IndicatorCounts(partition=partition)
         state.partition = partition
-        before_ms = state.watermark_ms
-        newest = max(m.timestamp_ms for m in measurements) if measurements else None
-        if newest is not None and (state.watermark_ms is None or newest > state.watermark_ms):
-            state.watermark_ms = newest
-        assert state.watermark_ms is not None or not measurements
-        oldest_minute = (state.watermark_ms or 0) // MINUTE_MS - self.history_minutes(indicator)
+        before_ms = watermark = state.watermark_ms
+        if len(measurements) == 1:  # the common record: no generator for one timestamp
+            newest: int | None = measurements[0].timestamp_ms
+        else:
+            newest = max(m.timestamp_ms for m in measurements) if measurements else None
+        if newest is not None and (watermark is None or newest > watermark):
+            watermark = state.watermark_ms = newest
+        assert watermark is not None or not measurements
+        now_minute = (watermark or 0) // MINUTE_MS
+        history = self._history.get(indicator)
+        oldest_minute = now_minute - (self.history_minutes(indicator) if history is None else history)
         # An id is remembered for the dedup horizon behind the watermark, whether or not prune() has
         # forgotten it yet: what counts never depends on when memory was tidied.
-        dedup_from = (state.watermark_ms or 0) // MINUTE_MS - self.dedup_horizon_minutes
+        dedup_from = now_minute - self.dedup_horizon_minutes
         # Sum the record per (series, minute) first: one bucket update per pair, not per measurement.
         sums: dict[tuple[Labels, int], list[int]] = {}
         bad = False
@@ -520,7 +539,12 @@ class Engine:
                     continue
                 seen[mid] = minute
                 self._new_seen[(indicator, mid)] = minute
-            if m.value is None:
+            if m.value is None and len(measurements) == 1:  # the common record: nothing to sum first
+                good, total = m.good or 0, m.total or 0
+                bad = good < total
+                added = total
+                self._count(indicator, state, (m.labels, ""), minute, good, total)
+            elif m.value is None:
                 cell = sums.get((m.labels, minute))
                 if cell is None:
                     sums[(m.labels, minute)] = [m.good or 0, m.total or 0]
@@ -532,23 +556,34 @@ class Engine:
                 for rule in rules:
                     c = classify(rule, m.value, m.weight)
                     bad = bad or c.good < c.total
-                    state.counts((m.labels, rule.key)).add(minute, c.good, c.total)
-                    self._dirty_buckets.add((indicator, (m.labels, rule.key), minute))
-                    self._add_hour(indicator, (m.labels, rule.key), minute, c.good, c.total)
+                    self._count(indicator, state, (m.labels, rule.key), minute, c.good, c.total)
             result.applied += 1
         for (labels, minute), (good, total) in sums.items():
             bad = bad or good < total
             added += total
-            key = (labels, "")
-            state.counts(key).add(minute, good, total)
-            self._dirty_buckets.add((indicator, key, minute))
-            self._add_hour(indicator, key, minute, good, total)
+            self._count(indicator, state, (labels, ""), minute, good, total)
         self._dirty_indicators.add(indicator)
-        if result.applied and state.watermark_ms is not None and self._must_evaluate(indicator, state, bad, added):
-            last = newest if newest is not None else state.watermark_ms
+        if result.applied and watermark is not None and self._must_evaluate(indicator, state, bad, added):
+            last = newest if newest is not None else watermark
             result.events = self._evaluate(indicator, state, last, before_ms)
-            self._evaluated_second[indicator] = state.watermark_ms // 1000
+            self._evaluated_second[indicator] = watermark // 1000
         return result
+
+    def _count(
+        self, indicator: str, state: IndicatorCounts, key: SeriesKey, minute: int, good: int, total: int
+    ) -> None:
+        """Add to a series' minute bucket, and to what the next checkpoint writes of it."""
+        counts = state.series.get(key)
+        if counts is None:
+            counts = state.counts(key)
+        counts.add(minute, good, total)
+        cell = (indicator, key, minute)
+        acc = self._deltas.get(cell)
+        if acc is None:
+            self._deltas[cell] = [good, total]
+        else:
+            acc[0] += good
+            acc[1] += total
 
     def _must_evaluate(self, indicator: str, state: IndicatorCounts, bad: bool, added: int) -> bool:
         """Whether this record's evaluation could differ from skipping it: evaluate at most once per second of
@@ -602,28 +637,24 @@ class Engine:
             verdicts.add(key)
         return True
 
-    def _hold(self, indicator: str, measured: list[tuple[ObjectiveConfig, Measured]]) -> None:
-        """After an evaluation: remember the objectives whose alert state good events alone could change."""
-        objectives = []
-        pinned = False
-        for o, m in measured:
-            alert = self.alert_states.get(o.id, NO_ALERTS)
-            if alert.firing or alert.exhausted or alert.crossed or alert.pending:
-                objectives.append((o, m, alert))
-                pinned = pinned or bool(alert.pending) or o.terms.budgeting.sliced
-        if objectives:
-            self._held[indicator] = _Held(objectives, pinned)
-        else:
-            self._held.pop(indicator, None)
-
-    def _add_hour(self, indicator: str, key: SeriesKey, minute: int, good: int, total: int) -> None:
-        cell = (indicator, key, minute // 60)
-        acc = self._hour_deltas.get(cell)
-        if acc is None:
-            self._hour_deltas[cell] = [good, total]
-        else:
-            acc[0] += good
-            acc[1] += total
+    def _plan(self, indicator: str) -> _Plan:
+        """How `_evaluate` walks the indicator's objectives (built once per set of objectives)."""
+        plan = self._plans.get(indicator)
+        if plan is None:
+            groups: dict[SeriesGroup, int] = {}
+            shapes: dict[tuple[int, tuple[object, ...]], int] = {}
+            plan = self._plans[indicator] = _Plan([], [], [])
+            for o in self.objectives.get(indicator, ()):
+                g = groups.get(key := series_group(o.terms))
+                if g is None:
+                    g = groups[key] = len(plan.groups)
+                    plan.groups.append(key)
+                m = shapes.get((g, self._shapes[o.id]))
+                if m is None:
+                    m = shapes[(g, self._shapes[o.id])] = len(plan.shapes)
+                    plan.shapes.append((g, o.terms))
+                plan.objectives.append((o, g, m, self._terms_id[o.id]))
+        return plan
 
     def _evaluate(self, indicator: str, state: IndicatorCounts, last_measurement_ms: int, before_ms: int | None) -> int:
         """Evaluate `indicator`'s objectives at its watermark; close reporting periods it moved past."""
@@ -633,53 +664,67 @@ class Engine:
         if before_ms is not None and not self._left_a_period(indicator, before_ms, now):
             before_ms = None  # the watermark is still in every reporting period it was in
         # Objectives of one indicator mostly share their series and windows (fifty customers, one
-        # availability): range sums are computed once per group and instant, not once per objective.
-        groups: dict[SeriesGroup, SharedSums] = {}
-        measured_by: list[tuple[ObjectiveConfig, Measured]] = []
-        verdicts: dict[tuple[int, int, AlertState], bool] = {}
-        for objective in self.objectives.get(indicator, ()):
-            terms = objective.terms
-            key = series_group(terms)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = SharedSums([c for k, c in state.series.items() if selects(key, k)])
-            shape = self._shapes[objective.id]
-            measured = group.measured.get(shape)
-            if measured is None:
-                measured = group.measured[shape] = measure(terms, group.source_for(terms), now)
-            measured_by.append((objective, measured))
-            before = self.alert_states.get(objective.id, NO_ALERTS)
-            verdict_key = (self._terms_id[objective.id], id(measured), before)
+        # availability): range sums are computed once per group and instant, and objectives of one shape
+        # (`shape_of`) share one `measure()` of them, each then only applying its target.
+        plan = self._plan(indicator)
+        series = state.series
+        groups = [SharedSums([c for k, c in series.items() if selects(key, k)]) for key in plan.groups]
+        measured = [measure(terms, groups[g].source_for(terms), now) for g, terms in plan.shapes]
+        # Objectives with equal terms in the same alert state, measured alike, are quiet alike: asked once.
+        # (No state at all keys as None: hashing an AlertState's fields costs a third of asking.)
+        verdicts: dict[tuple[int, int, AlertState | None], bool] = {}
+        held: list[tuple[ObjectiveConfig, Measured, AlertState]] = []
+        pinned = False
+        alert_states, waiting = self.alert_states, self._quiet
+        for objective, g, si, tid in plan.objectives:
+            m = measured[si]
+            oid = objective.id
+            alert = alert_states.get(oid, NO_ALERTS)
+            verdict_key = (tid, si, None if alert is NO_ALERTS else alert)
             silent = verdicts.get(verdict_key)
             if silent is None:
-                silent = verdicts[verdict_key] = quiet(terms, before, measured)
+                silent = verdicts[verdict_key] = quiet(objective.terms, alert, m)
             if silent:
                 # Nothing to announce: the status row is worked out when it is next written.
-                self._quiet[objective.id] = (objective, measured, last_measurement_ms)
-                if before_ms is not None:
-                    emitted += self._close_period(objective, group, before_ms, now)
-                continue
-            ev = judge(terms, measured)
-            after, transitions = decide(terms, before, ev)
-            self.alert_states[objective.id] = after
-            self._quiet.pop(objective.id, None)
-            self._statuses[objective.id] = StatusRow(objective.id, ev, after, last_measurement_ms, objective.revision)
-            for t in transitions:
-                self._events.append(_event_row(objective, t, ev))
-                emitted += 1
+                waiting[oid] = (objective, m, last_measurement_ms)
+            else:
+                terms = objective.terms
+                ev = judge(terms, m)
+                alert, transitions = decide(terms, alert, ev)
+                alert_states[oid] = alert
+                waiting.pop(oid, None)
+                self._statuses[oid] = StatusRow(oid, ev, alert, last_measurement_ms, objective.revision)
+                for t in transitions:
+                    self._events.append(_event_row(objective, t, ev))
+                    emitted += 1
             if before_ms is not None:
-                emitted += self._close_period(objective, group, before_ms, now)
-        self._hold(indicator, measured_by)
+                emitted += self._close_period(objective, groups[g], before_ms, now)
+            if alert is not NO_ALERTS and (alert.firing or alert.exhausted or alert.crossed or alert.pending):
+                # Good events alone could end this state: `_must_evaluate` checks it before skipping a record.
+                held.append((objective, m, alert))
+                pinned = pinned or bool(alert.pending) or objective.terms.budgeting.sliced
+        if held:
+            self._held[indicator] = _Held(held, pinned)
+        else:
+            self._held.pop(indicator, None)
         return emitted
 
     def _left_a_period(self, indicator: str, before_ms: int, now_ms: int) -> bool:
         """Whether moving the watermark from `before_ms` to `now_ms` left any reporting period of the indicator."""
-        kinds = self._reporting.get(indicator)
-        if kinds is None:
-            kinds = self._reporting[indicator] = {
-                (o.reporting_period, o.timezone) for o in self.objectives.get(indicator, ())
-            }
-        return any(now_ms >= self._period(kind, tz, before_ms).end_ms for kind, tz in kinds)
+        # The periods of the indicator's kinds holding `before_ms` all hold [start, end) (their latest start, their
+        # earliest end): the watermark left one of them exactly when it reached that end.
+        span = self._period_spans.get(indicator)
+        if span is None or not span[0] <= before_ms < span[1]:
+            kinds = self._reporting.get(indicator)
+            if kinds is None:
+                kinds = self._reporting[indicator] = {
+                    (o.reporting_period, o.timezone) for o in self.objectives.get(indicator, ())
+                }
+            periods = [self._period(kind, tz, before_ms) for kind, tz in kinds]
+            if not periods:
+                return False
+            span = self._period_spans[indicator] = (max(p.start_ms for p in periods), min(p.end_ms for p in periods))
+        return now_ms >= span[1]
 
     def _period(self, kind: PeriodKind | Calendar, tz: str, instant_ms: int) -> Period:
         """period_bounds, remembered: every record asks, and the answer changes once a period."""
@@ -727,27 +772,42 @@ class Engine:
         changes = Changes()
         # islice, not list(...)[:n]: a checkpoint takes a few of many, and must not copy them all.
         taken = list(self._quiet) if quiet_statuses is None else list(itertools.islice(self._quiet, quiet_statuses))
-        for oid in taken:
-            objective, measured, last_ms = self._quiet.pop(oid)
+        # Objectives with equal terms measured alike (one `Measured`, kept alive by `waiting`) read alike.
+        judged: dict[tuple[int, int], Evaluation] = {}
+        waiting = [(oid, self._quiet.pop(oid)) for oid in taken]
+        for oid, (objective, measured, last_ms) in waiting:
+            tid = self._terms_id.get(oid)  # None: an objective removed since (judged on its own)
+            alike = (-1 if tid is None else tid, id(measured))
+            ev = None if tid is None else judged.get(alike)
+            if ev is None:
+                ev = judged[alike] = judge(objective.terms, measured)
             alert = self.alert_states.get(oid, NO_ALERTS)
-            self._statuses[oid] = StatusRow(oid, judge(objective.terms, measured), alert, last_ms, objective.revision)
-        for indicator, key, minute in self._dirty_buckets:
+            self._statuses[oid] = StatusRow(oid, ev, alert, last_ms, objective.revision)
+        hours: dict[tuple[str, SeriesKey, int], list[int]] = {}
+        names = self._names
+        for (indicator, key, minute), (good, total) in self._deltas.items():
             state = self.indicators.get(indicator)
             if state is None:
                 continue
+            name = names.get(key)
+            if name is None:
+                name = names[key] = series_name(key)
             counts = state.counts(key)
             if counts.holds(minute):
                 c = counts.bucket(minute)
-                changes.buckets.append((indicator, series_name(key), minute, c.good, c.total))
+                changes.buckets.append((indicator, name, minute, c.good, c.total))
             else:
                 late = counts.take_late(minute)
                 if late is not None:
-                    changes.bucket_deltas.append((indicator, series_name(key), minute, late.good, late.total))
-        changes.hours = [
-            (indicator, series_name(key), hour, good, total)
-            for (indicator, key, hour), (good, total) in self._hour_deltas.items()
-            if indicator in self.indicators
-        ]
+                    changes.bucket_deltas.append((indicator, name, minute, late.good, late.total))
+            cell = (indicator, key, minute // 60)
+            acc = hours.get(cell)
+            if acc is None:
+                hours[cell] = [good, total]
+            else:
+                acc[0] += good
+                acc[1] += total
+        changes.hours = [(i, names[key], hour, good, total) for (i, key, hour), (good, total) in hours.items()]
         changes.seen = [(indicator, mid, minute) for (indicator, mid), minute in self._new_seen.items()]
         for indicator in self._dirty_indicators:
             state = self.indicators.get(indicator)
@@ -756,8 +816,7 @@ class Engine:
         changes.statuses = list(self._statuses.values())
         self._latest.update(self._statuses)
         changes.events = self._events
-        self._dirty_buckets = set()
-        self._hour_deltas = {}
+        self._deltas = {}
         self._new_seen = {}
         self._dirty_indicators = set()
         self._statuses = {}
@@ -772,7 +831,7 @@ class Engine:
         cut: list[tuple[str, int]] = []
         # A minute waiting for the checkpoint is written with its absolute value: its hour keeps its minutes
         # until then (the checkpoint drains before it prunes, so this is only ever a guard).
-        dirty = {indicator for indicator, _, _ in self._dirty_buckets}
+        dirty = {indicator for indicator, _, _ in self._deltas}
         for key, state in self.indicators.items():
             if state.watermark_ms is None:
                 continue
@@ -822,6 +881,15 @@ def _event_row(objective: ObjectiveConfig, t: Transition, ev: Evaluation) -> Eve
         time_ms=ev.now_ms,
         event=event,
     )
+
+
+class _Plan(NamedTuple):
+    """An indicator's objectives for `_evaluate`: the series groups they read, the distinct (group, terms of
+    one shape) to measure, and per objective, in order, (objective, group, shape, `_terms_id`)."""
+
+    groups: list[SeriesGroup]
+    shapes: list[tuple[int, ObjectiveTerms]]
+    objectives: list[tuple[ObjectiveConfig, int, int, int]]
 
 
 class _Held:

@@ -194,10 +194,14 @@ class SeriesCounts:
     total 0 hold nothing but still count as buckets (`len`, `minutes`): they live in `_zeros`.
     """
 
-    __slots__ = ("_days", "_filled", "_late", "_ranges", "_zeros")
+    __slots__ = ("_days", "_filled", "_late", "_ranges", "_recent", "_zeros")
 
     # Range sums asked for recently, kept exact by `add`: windows ending at the same minute are
     # asked again and again (every record of the indicator), and a walk costs a few dozen steps.
+    # What is added to one minute (the latest, in the common case) is held apart in `_recent`, [minute,
+    # good, total], until a minute other than it is added to: each remembered range is then the sum of
+    # its memo and of `_recent` when the range holds its minute, and an add to that minute updates one
+    # cell instead of every memo.
     RANGE_MEMO = 32
     # How many buckets a day keeps in a dict before it moves to arrays (~96 × 200 B < 25 KB).
     DENSE_AT = 96
@@ -210,6 +214,7 @@ class SeriesCounts:
         self._late: dict[int, list[int]] = {}
         self._filled = 0  # minute buckets with total > 0
         self._ranges: dict[tuple[int, int], list[int]] = {}
+        self._recent = [0, 0, 0]
 
     def add(self, minute: int, good: int, total: int) -> None:
         """Count `good` of `total` events in bucket `minute`."""
@@ -234,12 +239,42 @@ class SeriesCounts:
                 self._filled += 1
                 if self._zeros:
                     self._zeros.discard(minute)
+        elif type(day) is _Hours and total and (arr := day.minutes.get(h := (k := minute % DAY) // HOUR)) is not None:
+            # the common case after a state load: a minute of an hour held with its minutes (`_add_hours`, inlined)
+            i = 2 * (k - h * HOUR)
+            was = arr[i + 1]
+            arr[i + 1] = was + total
+            arr[i] += good
+            _add_to_hour(day, h, good, total)
+            if not was:
+                self._filled += 1
+                if self._zeros:
+                    self._zeros.discard(minute)
         elif not self._add_other(minute, good, total):
             return
-        for (start, end), memo in self._ranges.items():
-            if start <= minute < end:
-                memo[0] += good
-                memo[1] += total
+        if self._ranges:
+            recent = self._recent
+            if recent[0] == minute:
+                recent[1] += good
+                recent[2] += total
+            else:
+                self._settle(minute, good, total)
+
+    def _settle(self, minute: int, good: int, total: int) -> None:
+        """Move what `_recent` holds into the memos of the ranges holding its minute; hold (minute, good, total)."""
+        recent = self._recent
+        held, held_good, held_total = recent
+        if held_total or held_good:
+            for (start, end), memo in self._ranges.items():
+                if start <= held < end:
+                    memo[0] += held_good
+                    memo[1] += held_total
+        recent[0], recent[1], recent[2] = minute, good, total
+
+    def _forget_ranges(self) -> None:
+        self._ranges.clear()
+        self._recent = [0, 0, 0]
+        self._recent = [0, 0, 0]
 
     def _add_other(self, minute: int, good: int, total: int) -> bool:
         """`add` to a sparse or new day, or of total 0; False when it changed no sum or already updated the memo."""
@@ -310,11 +345,7 @@ class SeriesCounts:
                 late[1] += total
             if not total:
                 return False
-        sums = day.sums
-        sums[0] += good
-        sums[1] += total
-        sums[2 + 2 * h] += good
-        sums[3 + 2 * h] += total
+        _add_to_hour(day, h, good, total)
         return True
 
     def load(self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
@@ -353,7 +384,7 @@ class SeriesCounts:
                 self._filled += 1
                 if self._zeros:
                     self._zeros.discard(minute)
-        self._ranges.clear()
+        self._forget_ranges()
 
     def _load_full_days(
         self, minutes: Sequence[int], goods: Sequence[int], totals: Sequence[int]
@@ -515,13 +546,21 @@ class SeriesCounts:
 
     def range(self, start: int, end: int) -> Counts:
         """Sum of the buckets with start <= minute < end."""
-        memo = self._ranges.get((start, end))
+        ranges = self._ranges
+        memo = ranges.get((start, end))
+        minute, good, total = self._recent
         if memo is None:
-            if len(self._ranges) >= self.RANGE_MEMO:
-                self._ranges.clear()
+            if len(ranges) >= self.RANGE_MEMO:
+                self._forget_ranges()
+                minute = good = total = 0
             walked = self._walk(start, end)
-            self._ranges[(start, end)] = [walked.good, walked.total]
+            if start <= minute < end:
+                ranges[(start, end)] = [walked.good - good, walked.total - total]
+            else:
+                ranges[(start, end)] = [walked.good, walked.total]
             return walked
+        if start <= minute < end:
+            return Counts(memo[0] + good, memo[1] + total)
         return Counts(memo[0], memo[1])
 
     def _walk(self, start: int, end: int) -> Counts:
@@ -563,7 +602,7 @@ class SeriesCounts:
 
     def drop_before(self, minute: int) -> int:
         """Forget buckets older than `minute`; returns how many minute buckets went."""
-        self._ranges.clear()
+        self._forget_ranges()
         zeros = [m for m in self._zeros if m < minute] if self._zeros else []
         self._zeros.difference_update(zeros)
         cut, o = divmod(minute, DAY)
@@ -689,12 +728,7 @@ class SeriesCounts:
                 if not 0 <= good <= total:
                     raise ValueError(f"counts need 0 <= good <= total, got good={good} total={total}")
                 dd, h = divmod(hour, 24)
-                day = days.get(dd) or day_of(dd)
-                sums = day.sums
-                sums[2 + 2 * h] += good
-                sums[3 + 2 * h] += total
-                sums[0] += good
-                sums[1] += total
+                _add_to_hour(days.get(dd) or day_of(dd), h, good, total)
             i = j
         filled = 0
         i, n = 0, len(minutes)
@@ -724,15 +758,11 @@ class SeriesCounts:
             if total:
                 day.minutes[h] = arr
                 filled += nonzero
-                sums = day.sums
-                sums[2 + 2 * h] += good
-                sums[3 + 2 * h] += total
-                sums[0] += good
-                sums[1] += total
+                _add_to_hour(day, h, good, total)
             i = j
         self._days.update(days)
         self._filled = filled
-        self._ranges.clear()
+        self._forget_ranges()
 
     def add_cells(self, hours: Sequence[int], goods: Sequence[int], totals: Sequence[int]) -> None:
         """Hold hour cells (hour = minute // 60) for hours whose minutes are not held (a state load): each
@@ -753,7 +783,7 @@ class SeriesCounts:
             sums[3 + 2 * h] = total
             sums[0] += good
             sums[1] += total
-        self._ranges.clear()
+        self._forget_ranges()
 
     def coarsen(self, keep: Sequence[tuple[int, int]], before: int) -> int:
         """Hold as hour cells only the hours before minute `before` that meet none of the sorted, disjoint
@@ -764,13 +794,16 @@ class SeriesCounts:
             if d * DAY >= before:
                 break
             mask = 0
-            for h in range(24):
-                first = d * DAY + h * HOUR
-                if first + HOUR > before or _meets(spans, first, first + HOUR):
-                    mask |= 1 << h
-            if mask == ALL_HOURS:
-                continue
             day = self._days[d]
+            if (d + 1) * DAY > before or _meets(spans, d * DAY, (d + 1) * DAY):  # else no hour of it is kept
+                for h in range(24):
+                    first = d * DAY + h * HOUR
+                    if first + HOUR > before or _meets(spans, first, first + HOUR):
+                        mask |= 1 << h
+                if mask == ALL_HOURS:
+                    continue
+            elif type(day) is _Hours and not day.held:
+                continue  # already hour cells only (most of a long history, after the first time)
             if not isinstance(day, _Hours):
                 self._days[d] = _Hours(day, mask)
                 dropped += _filled(day) - _filled(self._days[d])
@@ -832,12 +865,21 @@ class SeriesCounts:
                 sums[0] += good - sums[2 + 2 * h]
                 sums[1] += total - sums[3 + 2 * h]
                 sums[2 + 2 * h], sums[3 + 2 * h] = good, total
-                self._ranges.clear()
+                self._forget_ranges()
             day.held |= 1 << h
             if total:
                 day.minutes[h] = arr
                 self._filled += HOUR - arr[1::2].count(0)
         return mismatched
+
+
+def _add_to_hour(day: _Hours, h: int, good: int, total: int) -> None:
+    """Count `good` of `total` events in hour h of an hour-celled day's sums (the hour's cell and the day's)."""
+    sums = day.sums
+    sums[2 + 2 * h] += good
+    sums[3 + 2 * h] += total
+    sums[0] += good
+    sums[1] += total
 
 
 def _add_cell(into: dict[int, list[int]], key: int, good: int, total: int) -> None:

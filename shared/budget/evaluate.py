@@ -259,6 +259,17 @@ def measure(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], 
     sources = _sources(source)
     start, end = window_bounds(terms.window, now_ms)
     period_end = terms.window.period(now_ms).end if isinstance(terms.window, CalendarWindow) else None
+    if len(sources) == 1 and not terms.exclusions and not terms.budgeting.sliced:
+        # The evaluator's common case: units are events, and every window is one range of one source
+        # (what _Units answers in this case, without building it).
+        total = sources[0].range
+        sums = tuple(
+            (long, long, total(end - tier.short_minutes, end))
+            for tier in terms.tiers
+            for long in (total(end - tier.long_minutes, end),)
+        )
+        events = total(start, end)
+        return Measured(now_ms, start, end, period_end, events, events, sums)
     lo = min([start, *(end - t.long_minutes for t in terms.tiers)])
     excluded = excluded_intervals(terms.exclusions, lo, end) if terms.exclusions else []
     units = _Units(terms, sources, excluded, lo, end)
@@ -276,9 +287,13 @@ def measure(terms: ObjectiveTerms, source: CountSource | Sequence[CountSource], 
 def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
     """Apply the objective's target and tiers to what was measured: arithmetic only."""
     readings = []
+    budget = error_budget(terms.target)
+    shortest: TierReading | None = None  # the first of the shortest long windows
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
-        long_rate = burn_rate(long_units, terms.target)
-        short_rate = burn_rate(short_units, terms.target)
+        # burn_rate(), written out (the same operations): judge runs for every status written
+        long_total, short_total = long_units.total, short_units.total
+        long_rate = (long_total - long_units.good) / long_total / budget if long_total else None
+        short_rate = (short_total - short_units.good) / short_total / budget if short_total else None
         enough = tier.severity != Severity.PAGE or long_events.total >= terms.min_events
         burning = (
             enough
@@ -287,21 +302,21 @@ def judge(terms: ObjectiveTerms, m: Measured) -> Evaluation:
             and (long_rate >= tier.factor if tier.inclusive else long_rate > tier.factor)
             and (short_rate >= tier.factor if tier.inclusive else short_rate > tier.factor)
         )
-        readings.append(
-            TierReading(
-                tier.name,
-                tier.severity,
-                tier.factor,
-                long_rate,
-                short_rate,
-                long_events.total,
-                burning,
-                tier.long_minutes,
-            )
+        reading = TierReading(
+            tier.name,
+            tier.severity,
+            tier.factor,
+            long_rate,
+            short_rate,
+            long_events.total,
+            burning,
+            tier.long_minutes,
         )
+        readings.append(reading)
+        if shortest is None or reading.long_minutes < shortest.long_minutes:
+            shortest = reading
     counts = m.units
     consumed = budget_consumed(counts, terms.target)
-    shortest = min(readings, key=lambda r: r.long_minutes, default=None)
     return Evaluation(
         now_ms=m.now_ms,
         window_start=m.window_start,
@@ -407,24 +422,28 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
     """
     budget = error_budget(terms.target)
     firing = state.firing
-    pending = dict(state.pending)
+    pending = state.pending
+    min_events = terms.min_events
     # Written out rather than through burn_rate(): same operations in the same order, so the same
     # floats as judge(), without a call and a property per window.
     for tier, (long_units, long_events, short_units) in zip(terms.tiers, m.tiers, strict=True):
         burning = False
         long_total, short_total = long_units.total, short_units.total
-        if long_total and short_total and (tier.severity is not Severity.PAGE or long_events.total >= terms.min_events):
+        if long_total and short_total and (not min_events or tier.severity is not Severity.PAGE or
+                                           long_events.total >= min_events):  # fmt: skip
             factor = tier.factor
             long_rate = (long_total - long_units.good) / long_total / budget
             if tier.inclusive:  # OpenSLO op gte: at the factor too
                 burning = long_rate >= factor and (short_total - short_units.good) / short_total / budget >= factor
             else:
                 burning = long_rate > factor and (short_total - short_units.good) / short_total / budget > factor
-        if burning and tier.name not in firing:
-            since = pending.get(tier.name)  # waiting out alert_after changes nothing until it has passed
-            if since is None or m.now_ms - since >= tier.alert_after_minutes * MINUTE_MS:
-                return False
-        elif not burning and (tier.name in firing or tier.name in pending):
+        if burning:
+            if tier.name not in firing:
+                # waiting out alert_after changes nothing until it has passed
+                since = next((t for name, t in pending if name == tier.name), None) if pending else None
+                if since is None or m.now_ms - since >= tier.alert_after_minutes * MINUTE_MS:
+                    return False
+        elif (firing or pending) and (tier.name in firing or any(name == tier.name for name, _ in pending)):
             return False
     if state.period_start != (m.window_start if isinstance(terms.window, CalendarWindow) else None):
         return False
@@ -433,9 +452,14 @@ def quiet(terms: ObjectiveTerms, state: AlertState, m: Measured) -> bool:
     if (consumed >= 1.0) != state.exhausted:
         return False
     crossed = state.crossed
-    if crossed and any(consumed < t for t in crossed):
-        return False
-    return all(t >= 1.0 or consumed < t or t in crossed for t in terms.budget_thresholds)
+    if crossed:
+        for t in crossed:
+            if consumed < t:
+                return False
+    thresholds = terms.budget_thresholds
+    if not thresholds or consumed < min(thresholds):
+        return True  # the common case: no threshold reached
+    return all(t >= 1.0 or consumed < t or t in crossed for t in thresholds)
 
 
 def decide(terms: ObjectiveTerms, state: AlertState, ev: Evaluation) -> tuple[AlertState, list[Transition]]:

@@ -86,6 +86,7 @@ def test_a_good_record_decodes_whole() -> None:
         (record(good(), indicator="a\x00b"), "indicator"),
         (record(good(), indicator="k" * 129), "indicator"),
         (orjson.dumps({"schema": 1, "indicator": 5, "measurements": []}), "indicator"),
+        (orjson.dumps({"schema": 1, "indicator": ["a"], "measurements": []}), "indicator"),
         (orjson.dumps({"schema": 1, "indicator": "a", "measurements": {}}), "malformed"),
     ],
 )

@@ -73,7 +73,8 @@ def minutes_near(base: int) -> st.SearchStrategy[int]:
 
 
 Op = tuple[str, int, int, int]
-"""(kind, minute, x, y): add (good, bad), burst (count, step), range / buckets (length, -), slices (length, size)."""
+"""(kind, minute, x, y): add / again (good, bad), burst (count, step), range / buckets (length, -), slices (length,
+size)."""
 
 SLICE_SIZES = [1, 2, 3, 4, 5, 7, 10, 59, 60, 61, 90, 119, 120, DAY - 1, DAY, 2 * DAY]
 
@@ -84,6 +85,8 @@ def operations(base: int) -> st.SearchStrategy[list[Op]]:
     op = st.one_of(
         st.tuples(st.just("add"), minute, st.integers(0, 4), st.integers(0, 3)),
         st.tuples(st.just("add"), minute, st.just(0), st.just(0)),
+        # the minute added to last, again (the evaluator's common case: memos hold that minute apart)
+        st.tuples(st.just("again"), st.just(0), st.integers(0, 4), st.integers(0, 3)),
         st.tuples(st.just("burst"), minute, st.integers(1, 400), st.integers(1, 7)),
         st.tuples(st.just("drop"), minute, st.just(0), st.just(0)),
         st.tuples(st.just("range"), minute, length, st.just(0)),
@@ -117,10 +120,14 @@ def check_all(series: SeriesCounts, model: Model) -> None:
 def test_series_counts_agree_with_a_plain_dict(tuning: tuple[int, int], base: int, data: st.DataObject) -> None:
     series, model = tuned(*tuning)(), Model()
     ranges: list[tuple[int, int]] = []  # asked again after later adds and drops: the memo must stay exact
+    last = base
     for kind, minute, x, y in data.draw(operations(base)):
+        if kind == "again":
+            kind, minute = "add", last
         if kind == "add":
             series.add(minute, x, x + y)
             model.add(minute, x, x + y)
+            last = minute
         elif kind == "burst":  # many minutes in a row: days and hours go dense
             for m in range(minute, minute + x * y, y):
                 series.add(m, m % 3, 2)
@@ -240,3 +247,22 @@ def test_ranges_and_buckets_bounded_on_and_beside_buckets() -> None:
         for end in points:
             assert series.range(start, end) == model.range(start, end), (start, end)
             assert list(series.buckets(start, end)) == model.buckets(start, end), (start, end)
+
+
+def test_remembered_ranges_stay_exact_as_the_latest_minute_fills_and_late_minutes_come_in() -> None:
+    """The evaluator's pattern: the same windows asked after every few adds to the latest minute, a late add now
+    and then, and the windows of the next minute."""
+    series, model = SeriesCounts(), Model()
+    now = EPOCH_DAY + 5 * HOUR + 30
+    for m in range(now - 2 * DAY, now):  # history, dense days
+        series.add(m, 9, 10)
+        model.add(m, 9, 10)
+    for step in range(3 * 60):
+        minute = now + step // 60
+        if step % 7 == 3:
+            minute -= 1 + step % 50  # late
+        series.add(minute, step % 4, 3 + step % 4)
+        model.add(minute, step % 4, 3 + step % 4)
+        end = now + step // 60 + 1
+        for length in (5, 60, 360, DAY, 2 * DAY):
+            assert series.range(end - length, end) == model.range(end - length, end), (step, length)

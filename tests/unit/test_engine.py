@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from support import engine_for as engine
 from support import objective_config as objective
 
 from services.evaluator.engine import Engine
 from shared.budget import (
     Comparison,
+    Counts,
     RollingWindow,
     ThresholdRule,
 )
@@ -159,3 +161,21 @@ def test_retention_keeps_minutes_for_the_longest_window_and_hours_longer() -> No
     # the 30-day window and the month's reporting period (at most 32 days) need their minutes: 33 days
     assert now // 60_000 - first_minute == 33 * 24 * 60
     assert now // 60_000 // 60 - first_hour == 400 * 24
+
+
+def test_objectives_alike_waiting_for_a_checkpoint_are_each_written_with_their_reading() -> None:
+    """Quiet statuses are judged when drained, once per (terms, measured): objectives with equal terms share the
+    reading, another target gets its own, and one removed while its status waited is still written."""
+    e = engine(objective("o1"), objective("o2"), objective("o3", target=0.95))
+    key = "api.availability"
+    e.apply(0, key, [Measurement(key, ms("2026-03-10T10:00:00"), 999, 1000)])
+    e.drain()
+    e.apply(0, key, [Measurement(key, ms("2026-03-10T10:00:01"), 1000, 1000)])  # good, a new second: quiet
+    e.set_objectives([objective("o1"), objective("o3", target=0.95)])  # o2 goes while its status waits
+    statuses = {s.objective_id: s for s in e.drain().statuses}
+    assert set(statuses) == {"o1", "o2", "o3"}
+    for oid in statuses:
+        assert statuses[oid].evaluation.counts == Counts(1999, 2000)
+    assert statuses["o1"].evaluation == statuses["o2"].evaluation
+    assert statuses["o3"].evaluation.budget_consumed == pytest.approx(0.01)
+    assert statuses["o1"].evaluation.budget_consumed == pytest.approx(0.05)

@@ -213,3 +213,14 @@ def test_held_minutes_hold_what_every_later_evaluation_up_to_its_end_reads(
             needed = needed_minutes(terms, instant)
             assert needed is not None
             assert _inside(needed, held), (instant, needed, held)
+
+
+@given(cases(), st.integers(0, MINUTE_MS - 1), st.integers(0, MINUTE_MS - 1), st.integers(0, 900))
+def test_held_minutes_depend_on_the_minutes_of_the_instants_only(case: Case, a: int, b: int, band: int) -> None:
+    """The evaluator remembers held spans per (shapes read, first minute, last minute): any instants within
+    the same two minutes must hold the same minutes."""
+    first = case.now_ms - case.now_ms % MINUTE_MS
+    last = first + band * MINUTE_MS
+    for recent in (60, 120):
+        expected = held_minutes(case.terms, first, last, recent)
+        assert held_minutes(case.terms, first + a, last + b, recent) == expected
