@@ -364,6 +364,13 @@ class Checkpoint:
             return
         if self.blocked and time.monotonic() < self.retry_at:
             return
+        if not self.held_back and not self.engine.refills(self.blocked):
+            # Nothing to fetch: return without the lock. Waiting for it here would hold the loop behind the
+            # background checkpoint on every poll (apply and commit taking turns instead of overlapping, so
+            # records waited in Kafka). The look is repeated under the lock; one that missed a change fetches at
+            # the next poll.
+            self.blocked.clear()  # indicators no longer held here
+            return
         async with self.lock:
             targets = self.engine.refills(self.blocked)
             if not targets and not self.held_back:
