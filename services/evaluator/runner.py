@@ -31,7 +31,7 @@ from services.evaluator.checkpoint import RETRY_MAX_SECONDS, Checkpoint, Evaluat
 from services.evaluator.engine import Engine
 from services.evaluator.gauges import ObjectiveGauges
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.store import DeadLetter, load_objectives
+from services.evaluator.store import DeadLetter, ParsedObjectives, load_objectives
 from shared.kafka import make_consumer
 from shared.measurements import PoisonRecord, Rejected, decode_record
 
@@ -54,6 +54,7 @@ class Evaluator:
     checkpoint: Checkpoint = field(init=False)
     gauges: ObjectiveGauges = field(init=False)
     objectives_loaded: bool = False
+    parsed: ParsedObjectives = field(default_factory=dict)  # rows of the last objectives read, parsed
 
     def __post_init__(self) -> None:
         self.checkpoint = Checkpoint(self.settings, self.metrics, self.pool, self.engine)
@@ -79,7 +80,8 @@ class Evaluator:
     async def reload_objectives(self) -> None:
         """Take the current objectives; raises when Postgres cannot be read (the caller retries)."""
         async with self.pool.acquire(timeout=10) as conn:
-            objectives = await load_objectives(conn)
+            # Rows read as before are not parsed again: the periodic fallback mostly finds nothing new.
+            objectives = await load_objectives(conn, self.parsed)
         current = {o.id: o for objs in self.engine.objectives.values() for o in objs}
         changed = not self.objectives_loaded or current != {o.id: o for o in objectives}
         if changed:
