@@ -20,7 +20,7 @@ from services.evaluator.settings import EvaluatorSettings
 
 def test_quiet_statuses_keep_the_interval_and_a_hurried_checkpoint_takes_none() -> None:
     settings = EvaluatorSettings(checkpoint_interval_ms=250, max_statuses_per_checkpoint=7)
-    checkpoint = Checkpoint(settings, EvaluatorMetrics(CollectorRegistry()), None, engine(objective("o1")))  # type: ignore[arg-type]
+    checkpoint = Checkpoint(settings, EvaluatorMetrics(CollectorRegistry()), None, engine(objective("o1")))
     now = checkpoint.last_quiet
     assert checkpoint._quiet_statuses(now + 0.1, all_statuses=False) == 0  # hurried by events: none
     assert checkpoint._quiet_statuses(now + 0.1, all_statuses=True) is None  # before partitions move: all
