@@ -44,6 +44,8 @@ APPLY_SLICE = 16
 """Records applied between two looks at the clock (16 records of 500 measurements take ≈ 30 ms)."""
 YIELD_EVERY_SECONDS = 0.005
 """Longest the loop applies records without letting other tasks run (see `Evaluator._apply_all`)."""
+YIELD_WRITING_SECONDS = 0.001
+"""The same while a checkpoint is written: its statements (about ten) each wait for a turn of the loop."""
 GC_FREEZE_EVERY_SECONDS = 1.0
 GC_FULL_EVERY_SECONDS = 3600.0
 """Python's full collections scan every object the engine holds (0.2-0.5 s at 10,000 objectives, longer as the
@@ -224,15 +226,18 @@ class Evaluator:
         Safe to pause between slices: a slice applies only to a partition that is still loaded here
         (a revocation or a failed commit in between drops the rest, replayed later), and everything
         applied is marked with its offset before the pause."""
+        checkpoint = self.checkpoint
         yield_at = time.perf_counter() + YIELD_EVERY_SECONDS
         for tp, records in batches.items():
             for start in range(0, len(records), APPLY_SLICE):
-                if tp.partition in self.checkpoint.held_back:
+                if tp.partition in checkpoint.held_back:
                     break  # paused and sought back to the record that waits for its minutes
                 self._apply(tp, records[start : start + APPLY_SLICE])
                 if time.perf_counter() >= yield_at:
                     await asyncio.sleep(0)
-                    yield_at = time.perf_counter() + YIELD_EVERY_SECONDS
+                    # While a checkpoint is written, each of its statements waits for a turn: more turns.
+                    every = YIELD_WRITING_SECONDS if checkpoint.writing else YIELD_EVERY_SECONDS
+                    yield_at = time.perf_counter() + every
 
     def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         checkpoint = self.checkpoint
