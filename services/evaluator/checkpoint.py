@@ -165,6 +165,7 @@ class Checkpoint:
         self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
         self.lag_partitions: set[int] = set()  # partitions with a consumer lag sample
         self._writer: asyncio.Task[None] | None = None  # the background commit (`commit_soon`)
+        self._expiry: asyncio.Task[None] | None = None  # the background retention deletes (`expire_soon`)
         # Minutes to fetch before applying (`hold_back`): indicator -> newest timestamp waiting, and the paused
         # partitions to resume once fetched.
         self.blocked: dict[str, int] = {}
@@ -334,6 +335,20 @@ class Checkpoint:
             return 0
         self.last_quiet = now
         return self.settings.max_statuses_per_checkpoint
+
+    def expire_soon(self) -> None:
+        """`expire` in the background when it is time, at most one at a time: the loop goes on applying records
+        (it used to wait for the checkpoint being written, then for every batch of deletes)."""
+        if self._expiry is not None and not self._expiry.done():
+            return
+        if time.monotonic() - self.last_expiry < self.settings.retention_interval_seconds or not self.healthy:
+            return
+        self._expiry = asyncio.create_task(self.expire(), name="retention")
+        self._expiry.add_done_callback(_log_failure)
+
+    def stop_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     async def expire(self) -> None:
         """Delete stored buckets and roll-ups past retention for the indicators held here, when it is time."""
@@ -558,6 +573,12 @@ class Checkpoint:
         self._reached_postgres()
         self.failures = 0
         self.retry_at = 0.0
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A bug in a background task that the loop does not await (Postgres failing is handled inside)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s failed: %r", task.get_name(), exc, exc_info=exc)
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:

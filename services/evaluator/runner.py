@@ -190,8 +190,9 @@ class Evaluator:
                 if checkpoint.due() and not checkpoint.writing:
                     # Written while the loop applies the next records: Postgres' time is not the loop's.
                     checkpoint.commit_soon()
-                    await checkpoint.expire()
+                    checkpoint.expire_soon()
         finally:
+            checkpoint.stop_expiry()  # an interrupted run of deletes resumes the next time
             # Shutting down: commit what was applied (after the background commit, if one is written); if
             # that fails nothing moves, and the next owner replays from the stored offsets.
             try:

@@ -3,6 +3,7 @@ statuses, and long-lived objects are kept out of Python's collections (yet cycle
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 import weakref
@@ -67,3 +68,24 @@ def test_young_cycles_are_collected_as_before() -> None:
     del node
     gc.collect()
     assert gone() is None
+
+
+def test_retention_deletes_run_beside_the_loop_one_run_at_a_time() -> None:
+    async def scenario() -> None:
+        settings = EvaluatorSettings(retention_interval_seconds=600)
+        checkpoint = Checkpoint(settings, EvaluatorMetrics(CollectorRegistry()), None, engine(objective("o1")))
+        checkpoint.expire_soon()
+        assert checkpoint._expiry is None  # not time yet
+        checkpoint.last_expiry -= 600
+        checkpoint.expire_soon()
+        started = checkpoint._expiry
+        assert started is not None
+        assert not started.done()  # the loop did not wait for it
+        checkpoint.expire_soon()
+        assert checkpoint._expiry is started  # one run at a time
+        await started  # no pool here: the deletes fail, are logged, and wait for the next time
+        assert time.monotonic() - checkpoint.last_expiry < 600
+        checkpoint.expire_soon()
+        assert checkpoint._expiry is started  # not time again yet
+
+    asyncio.run(scenario())
