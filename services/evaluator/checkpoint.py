@@ -158,7 +158,6 @@ class Checkpoint:
         self.retry_at = 0.0
         now = time.monotonic()
         self.last_attempt = now
-        self.last_quiet = now  # when a checkpoint last took statuses without alert changes
         self.last_prune = now
         self.last_expiry = now
         self.stored_at = now  # when Postgres last held everything applied
@@ -275,7 +274,7 @@ class Checkpoint:
 
     async def _commit(self, *, all_statuses: bool = False) -> bool:
         now = time.monotonic()
-        changes = self.engine.drain(quiet_statuses=self._quiet_statuses(now, all_statuses))
+        changes = self.engine.drain(quiet_statuses=None if all_statuses else self.settings.max_statuses_per_checkpoint)
         # Taken now, not after the commit: records applied while it is written go into the next one.
         offsets, self.positions = self.positions, {}
         dead_letters, self.dead_letters = self.dead_letters, []
@@ -324,17 +323,6 @@ class Checkpoint:
         if changes.events:
             self.events_waiting.set()
         return True
-
-    def _quiet_statuses(self, now: float, all_statuses: bool) -> int | None:
-        """How many statuses without alert changes this checkpoint rewrites (None: all). A checkpoint hurried by
-        breach events takes none unless the interval is up: the events wait for no batch of quiet rewrites
-        (their judging and writing), and quiet statuses keep the interval's cadence."""
-        if all_statuses:
-            return None
-        if now - self.last_quiet < self.settings.checkpoint_interval_ms / 1000:
-            return 0
-        self.last_quiet = now
-        return self.settings.max_statuses_per_checkpoint
 
     def expire_soon(self) -> None:
         """`expire` in the background when it is time, at most one at a time: the loop goes on applying records

@@ -1,5 +1,5 @@
-"""How the evaluator keeps breach events from waiting: checkpoints hurried by events carry no batch of quiet
-statuses, and long-lived objects are kept out of Python's collections (yet cycles among them are collected)."""
+"""How the evaluator keeps breach events from waiting: long-lived objects are kept out of Python's collections (yet
+cycles among them are collected), and retention deletes run beside the loop."""
 
 from __future__ import annotations
 
@@ -17,17 +17,6 @@ from support import objective_config as objective
 from services.evaluator.checkpoint import Checkpoint, EvaluatorMetrics
 from services.evaluator.runner import GcPacer
 from services.evaluator.settings import EvaluatorSettings
-
-
-def test_quiet_statuses_keep_the_interval_and_a_hurried_checkpoint_takes_none() -> None:
-    settings = EvaluatorSettings(checkpoint_interval_ms=250, max_statuses_per_checkpoint=7)
-    checkpoint = Checkpoint(settings, EvaluatorMetrics(CollectorRegistry()), None, engine(objective("o1")))
-    now = checkpoint.last_quiet
-    assert checkpoint._quiet_statuses(now + 0.1, all_statuses=False) == 0  # hurried by events: none
-    assert checkpoint._quiet_statuses(now + 0.1, all_statuses=True) is None  # before partitions move: all
-    assert checkpoint._quiet_statuses(now + 0.25, all_statuses=False) == 7  # the interval is up
-    assert checkpoint._quiet_statuses(now + 0.3, all_statuses=False) == 0  # counted from then
-    assert checkpoint._quiet_statuses(now + 0.5, all_statuses=False) == 7
 
 
 class Node:
