@@ -559,6 +559,11 @@ class Latency:
     records_applied: int  # Kafka records the evaluator applied, all of the run
     record_age_s: float  # mean age of the last record of each applied batch (accord_evaluator_record_age_seconds)
     lag_records: int  # consumer lag when the load stopped (and the probes' events had arrived, or 30 s passed)
+    stages: dict[str, list[float]] = field(default_factory=dict)  # probe_stages
+
+    def stage_quantile(self, stage: str, q: float) -> float:
+        ordered = sorted(self.stages.get(stage, ()))
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
     def quantile(self, q: float) -> float:
         if not self.latencies:
@@ -568,9 +573,14 @@ class Latency:
 
 
 async def read_probe_events(
-    bootstrap: str, received: dict[str, float], ready: asyncio.Event, arrived: asyncio.Event
+    bootstrap: str,
+    received: dict[str, float],
+    ready: asyncio.Event,
+    arrived: asyncio.Event,
+    stamps: dict[str, tuple[float, float]] | None = None,
 ) -> None:
-    """Timestamp (perf_counter) every probe event on the breach topic, by its measurement time."""
+    """Timestamp (perf_counter) every probe event on the breach topic, by its measurement time; `stamps` gets
+    each one's Kafka timestamp (when the relay sent it) and wall-clock receipt, for the stage breakdown."""
     consumer = AIOKafkaConsumer(
         BREACHES_TOPIC,
         bootstrap_servers=bootstrap,
@@ -591,10 +601,51 @@ async def read_probe_events(
                 for record in records:
                     event = orjson.loads(record.value)
                     if event.get("subject") == str(PROBE_OBJECTIVE):
-                        received.setdefault(f"{event['type']} {event['data']['measurement_time']}", now)
+                        key = f"{event['type']} {event['data']['measurement_time']}"
+                        received.setdefault(key, now)
+                        if stamps is not None:
+                            stamps.setdefault(key, (record.timestamp / 1000, time.time()))
                         arrived.set()
     finally:
         await consumer.stop()
+
+
+STAGES = (
+    "POST -> 202 (ingest: produced, acked)",
+    "202 -> checkpoint begins (evaluator: poll, apply, wait for a checkpoint)",
+    "checkpoint begins -> relay pass begins (checkpoint written, relay woken)",
+    "relay pass begins -> event sent (relay: select, send)",
+    "event sent -> received (broker, bench consumer)",
+)
+
+
+async def probe_stages(
+    database_url: str, posted: dict[str, tuple[float, float]], stamps: dict[str, tuple[float, float]]
+) -> dict[str, list[float]]:
+    """Where each probe's latency went, by wall-clock instants of this machine: the POST and its 202, the stored
+    event's `created_at` (its checkpoint transaction's start) and `published_at` (its relay transaction's start),
+    the breach record's Kafka timestamp (the relay's send) and its receipt."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT type, event->'data'->>'measurement_time' AS at, extract(epoch FROM created_at)::float8 AS created,"
+            " extract(epoch FROM published_at)::float8 AS published FROM breach_events WHERE objective_id = $1",
+            PROBE_OBJECTIVE,
+        )
+    finally:
+        await conn.close()
+    stored = {f"{r['type']} {r['at']}": (r["created"], r["published"]) for r in rows}
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for key, (post, acked) in posted.items():
+        if key not in stored or key not in stamps or stored[key][1] is None:
+            continue
+        created, published = stored[key]
+        sent, got = stamps[key]
+        for name, value in zip(
+            STAGES, (acked - post, created - acked, published - created, sent - published, got - sent), strict=True
+        ):
+            stages[name].append(value)
+    return stages
 
 
 async def background_load(
@@ -675,7 +726,10 @@ async def run_latency(
         assert evaluator.proc is not None
         received: dict[str, float] = {}
         consumer_ready, arrived = asyncio.Event(), asyncio.Event()
-        tasks.append(asyncio.create_task(read_probe_events(broker.bootstrap, received, consumer_ready, arrived)))
+        stamps: dict[str, tuple[float, float]] = {}
+        tasks.append(
+            asyncio.create_task(read_probe_events(broker.bootstrap, received, consumer_ready, arrived, stamps))
+        )
         await asyncio.wait_for(consumer_ready.wait(), timeout=30)
         url = f"{ingest.url}/v1/measurements"
         stop = asyncio.Event()
@@ -696,6 +750,7 @@ async def run_latency(
                 # Probe k sits alone in minute base + k of event time: the 1-minute window sees only it.
                 base_minute = int(time.time()) // 60 - probes - 10
                 sent: dict[str, float] = {}
+                posted: dict[str, tuple[float, float]] = {}  # wall clock: POST sent, 202 received (acked)
                 next_at = time.perf_counter()
                 for k in range(probes):
                     ts_ms = (base_minute + k) * 60_000 + 30_000
@@ -707,11 +762,12 @@ async def run_latency(
                         "total": 1000,
                     }
                     expected = "accord.budget.exhausted" if bad else "accord.budget.recovered"
-                    t0 = time.perf_counter()
+                    t0, wall0 = time.perf_counter(), time.time()
                     response = await client.post(url, content=orjson.dumps([item]), timeout=10)
                     if response.status_code != 202:
                         raise BenchError(f"probe POST answered {response.status_code}: {response.text}")
                     sent[f"{expected} {iso_ms(ts_ms)}"] = t0
+                    posted[f"{expected} {iso_ms(ts_ms)}"] = (wall0, time.time())
                     next_at += 1 / probe_rate
                     await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
                     evaluator.check()
@@ -731,6 +787,7 @@ async def run_latency(
             # After the RSS sampling: rendering 10,000 objectives' gauges takes memory (and a second) of its own.
             evaluator_metrics = await evaluator.metrics()
         latencies = [received[key] - t0 for key, t0 in sent.items() if key in received]
+        stages = await probe_stages(database_url, posted, stamps)
         post_s = sorted(stats["post_s"]) or [float("nan")]
         return Latency(
             shape=shape,
@@ -755,6 +812,7 @@ async def run_latency(
             record_age_s=metric_value(evaluator_metrics, "accord_evaluator_record_age_seconds_sum")
             / max(1.0, metric_value(evaluator_metrics, "accord_evaluator_record_age_seconds_count")),
             lag_records=int(metric_value(evaluator_metrics, "accord_evaluator_consumer_lag_records")),
+            stages=stages,
         )
     finally:
         for task in tasks:
@@ -838,6 +896,11 @@ def report(throughput: Throughput | None, latencies: list[Latency], args: argpar
             f"load), mean age when applied {r.record_age_s * 1000:,.0f} ms; consumer lag at the end "
             f"{r.lag_records:,} records"
         )
+        for stage in STAGES:
+            print(
+                f"    stage {stage}: p50 {r.stage_quantile(stage, 0.5) * 1000:,.0f} ms, "
+                f"p99 {r.stage_quantile(stage, 0.99) * 1000:,.0f} ms"
+            )
 
     rows: list[tuple[str, str, str, str]] = []
     if throughput is not None:

@@ -68,14 +68,17 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     async def evaluator_ready() -> str | None:
         return holder["evaluator"].not_ready()
 
+    rendered: dict[str, bytes] = {}
+
     async def refresh() -> None:
         if "evaluator" in holder:
             holder["evaluator"].checkpoint.refresh_metrics()
+            # Rendered here, a slice at a time between records (not in one go in `objective_gauges`): nothing
+            # awaits between this and `objective_gauges`, which hands it over.
+            rendered["gauges"] = await holder["evaluator"].gauges.render_sliced()
 
     def objective_gauges() -> bytes:
-        if "evaluator" not in holder:
-            return b""
-        return holder["evaluator"].gauges.render()
+        return rendered.pop("gauges", b"")
 
     checks = {"postgres": _never_raises(postgres_ready), "evaluator": _never_raises(evaluator_ready)}
     app.include_router(ops_router(metrics.registry, checks, before_scrape=refresh, more_metrics=objective_gauges))

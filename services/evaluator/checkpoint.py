@@ -173,6 +173,7 @@ class Checkpoint:
         self.events_waiting = asyncio.Event()  # set after a commit that stored breach events
         self.lag_partitions: set[int] = set()  # partitions with a consumer lag sample
         self._writer: asyncio.Task[None] | None = None  # the background commit (`commit_soon`)
+        self._expiry: asyncio.Task[None] | None = None  # the background retention deletes (`expire_soon`)
         # Minutes to fetch before applying (`hold_back`): indicator -> newest timestamp waiting, and the paused
         # partitions to resume once fetched.
         self.blocked: dict[str, int] = {}
@@ -335,6 +336,20 @@ class Checkpoint:
             self.events_waiting.set()
         return True
 
+    def expire_soon(self) -> None:
+        """`expire` in the background when it is time, at most one at a time: the loop goes on applying records
+        (it used to wait for the checkpoint being written, then for every batch of deletes)."""
+        if self._expiry is not None and not self._expiry.done():
+            return
+        if time.monotonic() - self.last_expiry < self.settings.retention_interval_seconds or not self.healthy:
+            return
+        self._expiry = asyncio.create_task(self.expire(), name="retention")
+        self._expiry.add_done_callback(_log_failure)
+
+    def stop_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+
     async def expire(self) -> None:
         """Delete stored buckets and roll-ups past retention for the indicators held here, when it is time."""
         now = time.monotonic()
@@ -375,6 +390,13 @@ class Checkpoint:
         if not self.blocked and not self.held_back and self.engine.minute_band_minutes is None:
             return
         if self.blocked and time.monotonic() < self.retry_at:
+            return
+        if not self.held_back and not self.engine.refills(self.blocked):
+            # Nothing to fetch: return without the lock. Waiting for it here would hold the loop behind the
+            # background checkpoint on every poll (apply and commit taking turns instead of overlapping, so
+            # records waited in Kafka). The look is repeated under the lock; one that missed a change fetches at
+            # the next poll.
+            self.blocked.clear()  # indicators no longer held here
             return
         async with self.lock:
             targets = self.engine.refills(self.blocked)
@@ -600,6 +622,12 @@ def waiting_order(ends: dict[int, int], stored: dict[int, int]) -> list[int]:
     """Partitions by records waiting (log end offset minus stored next offset; nothing stored: the whole log,
     approximately), most first, then by number."""
     return sorted(ends, key=lambda p: (-(ends[p] - stored.get(p, 0)), p))
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A bug in a background task that the loop does not await (Postgres failing is handled inside)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s failed: %r", task.get_name(), exc, exc_info=exc)
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ Kafka semantics, visibly (STYLE; the checkpoint side is in checkpoint.py):
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ from services.evaluator.checkpoint import RETRY_MAX_SECONDS, Checkpoint, Evaluat
 from services.evaluator.engine import Engine
 from services.evaluator.gauges import ObjectiveGauges
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.store import DeadLetter, load_objectives
+from services.evaluator.store import DeadLetter, ParsedObjectives, load_objectives
 from shared.kafka import make_consumer
 from shared.measurements import PoisonRecord, Rejected, decode_record
 
@@ -43,6 +44,38 @@ APPLY_SLICE = 16
 """Records applied between two looks at the clock (16 records of 500 measurements take ≈ 30 ms)."""
 YIELD_EVERY_SECONDS = 0.005
 """Longest the loop applies records without letting other tasks run (see `Evaluator._apply_all`)."""
+YIELD_WRITING_SECONDS = 0.001
+"""The same while a checkpoint is written: its statements (about ten) each wait for a turn of the loop."""
+GC_FREEZE_EVERY_SECONDS = 1.0
+GC_FULL_EVERY_SECONDS = 3600.0
+"""Python's full collections scan every object the engine holds (0.2-0.5 s at 10,000 objectives, longer as the
+history grows), every few seconds under load, holding the loop and every breach event. Objects that lived
+through `GC_FREEZE_EVERY_SECONDS` are frozen out of them (`gc.freeze`): young cycles are collected as before,
+and cycles among frozen objects wait for the hourly unfrozen full collection (`GcPacer`)."""
+
+
+class GcPacer:
+    """Keeps the engine's long-lived objects out of Python's collections, at one full collection an hour."""
+
+    def __init__(
+        self, freeze_every: float = GC_FREEZE_EVERY_SECONDS, full_every: float = GC_FULL_EVERY_SECONDS
+    ) -> None:
+        self.freeze_every, self.full_every = freeze_every, full_every
+        now = time.monotonic()
+        self.frozen_at = self.collected_at = now
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.collected_at >= self.full_every:
+            gc.unfreeze()
+            started = time.perf_counter()
+            found = gc.collect()
+            log.info("full garbage collection: %d objects in %.0f ms", found, (time.perf_counter() - started) * 1000)
+            self.collected_at = now
+        elif now - self.frozen_at < self.freeze_every:
+            return
+        gc.freeze()
+        self.frozen_at = now
 
 
 @dataclass
@@ -53,7 +86,9 @@ class Evaluator:
     engine: Engine
     checkpoint: Checkpoint = field(init=False)
     gauges: ObjectiveGauges = field(init=False)
+    gc_pacer: GcPacer = field(default_factory=GcPacer)
     objectives_loaded: bool = False
+    parsed: ParsedObjectives = field(default_factory=dict)  # rows of the last objectives read, parsed
 
     def __post_init__(self) -> None:
         self.checkpoint = Checkpoint(self.settings, self.metrics, self.pool, self.engine)
@@ -79,7 +114,8 @@ class Evaluator:
     async def reload_objectives(self) -> None:
         """Take the current objectives; raises when Postgres cannot be read (the caller retries)."""
         async with self.pool.acquire(timeout=10) as conn:
-            objectives = await load_objectives(conn)
+            # Rows read as before are not parsed again: the periodic fallback mostly finds nothing new.
+            objectives = await load_objectives(conn, self.parsed)
         current = {o.id: o for objs in self.engine.objectives.values() for o in objs}
         changed = not self.objectives_loaded or current != {o.id: o for o in objectives}
         if changed:
@@ -149,12 +185,14 @@ class Evaluator:
                         await consumer.seek_to_beginning(tp)
                     continue
                 await self._apply_all(batches)
+                self.gc_pacer.tick()
                 checkpoint.raise_writer_error()
                 if checkpoint.due() and not checkpoint.writing:
                     # Written while the loop applies the next records: Postgres' time is not the loop's.
                     checkpoint.commit_soon()
-                    await checkpoint.expire()
+                    checkpoint.expire_soon()
         finally:
+            checkpoint.stop_expiry()  # an interrupted run of deletes resumes the next time
             # Shutting down: commit what was applied (after the background commit, if one is written); if
             # that fails nothing moves, and the next owner replays from the stored offsets.
             try:
@@ -189,15 +227,18 @@ class Evaluator:
         Safe to pause between slices: a slice applies only to a partition that is still loaded here
         (a revocation or a failed commit in between drops the rest, replayed later), and everything
         applied is marked with its offset before the pause."""
+        checkpoint = self.checkpoint
         yield_at = time.perf_counter() + YIELD_EVERY_SECONDS
         for tp, records in batches.items():
             for start in range(0, len(records), APPLY_SLICE):
-                if tp.partition in self.checkpoint.held_back:
+                if tp.partition in checkpoint.held_back:
                     break  # paused and sought back to the record that waits for its minutes
                 self._apply(tp, records[start : start + APPLY_SLICE])
                 if time.perf_counter() >= yield_at:
                     await asyncio.sleep(0)
-                    yield_at = time.perf_counter() + YIELD_EVERY_SECONDS
+                    # While a checkpoint is written, each of its statements waits for a turn: more turns.
+                    every = YIELD_WRITING_SECONDS if checkpoint.writing else YIELD_EVERY_SECONDS
+                    yield_at = time.perf_counter() + every
 
     def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         checkpoint = self.checkpoint

@@ -40,10 +40,17 @@ class DeadLetter:
         return cls(partition, offset, index, reason, None if value is None else value[:MAX_DEAD_LETTER_BYTES])
 
 
-async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
+ParsedObjectives = dict[str, tuple[tuple[object, ...], ObjectiveConfig]]
+"""objective id -> (its row as read, its configuration): `load_objectives` parses only rows that changed."""
+
+
+async def load_objectives(conn: asyncpg.Connection, parsed: ParsedObjectives | None = None) -> list[ObjectiveConfig]:
     """Every objective of every agreement that is not archived, under its current terms.
 
-    A malformed one is logged and skipped rather than stopping every other objective.
+    A malformed one is logged and skipped rather than stopping every other objective. With `parsed`
+    (kept by the caller from one call to the next), a row read exactly as before gives the same
+    configuration object without parsing its specs again (10,000 objectives take ≈ 1 s to parse, on
+    the evaluator's loop); `parsed` is left holding the rows of this read.
     """
     rows = await conn.fetch(
         """
@@ -54,14 +61,23 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
         WHERE a.archived_at IS NULL
         """
     )
+    previous = {} if parsed is None else parsed
+    current: ParsedObjectives = {}
     out = []
     for r in rows:
+        oid = str(r["id"])
+        row = tuple(r.values())
+        known = previous.get(oid)
+        if known is not None and known[0] == row:
+            current[oid] = known
+            out.append(known[1])
+            continue
         try:
             agreement = AgreementSpec.model_validate_json(r["agreement_spec"])
             objective = ObjectiveSpec.model_validate_json(r["objective_spec"])
             terms = objective_terms(agreement, objective)
             config = ObjectiveConfig(
-                id=str(r["id"]),
+                id=oid,
                 name=r["name"],
                 agreement_id=str(r["agreement_id"]),
                 agreement_name=r["agreement_name"],
@@ -78,7 +94,11 @@ async def load_objectives(conn: asyncpg.Connection) -> list[ObjectiveConfig]:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("objective %s cannot be evaluated and is skipped: %s", r["id"], exc)
             continue
+        current[oid] = (row, config)
         out.append(config)
+    if parsed is not None:
+        parsed.clear()
+        parsed.update(current)
     return out
 
 

@@ -3,6 +3,9 @@ written, and an objective leaves the exposition with its partition."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from prometheus_client.parser import text_string_to_metric_families
 from support import engine_for as engine
 from support import objective_config as objective
@@ -50,3 +53,27 @@ def test_a_reading_waiting_for_its_checkpoint_renders_as_it_will_be_written() ->
                                                               "o2/6h/long", "o2/6h/short", "o2/6h",
                                                               "o2/1d/long", "o2/1d/short", "o2/1d",
                                                               "o2/3d/long", "o2/3d/short", "o2/3d"}  # fmt: skip
+
+
+def test_a_sliced_render_is_the_render_and_reads_each_objective_at_its_turn() -> None:
+    """The evaluator renders between records (`render_sliced`): the same text as in one go; an objective whose
+    partition moves away while the render waits for its turn is left out, as a render after the move would."""
+    many = [objective(f"o{n:03d}", indicator=f"i{n:03d}") for n in range(200)]
+    e = engine(*many)
+    for n in range(200):
+        e.apply(n % 2, f"i{n:03d}", [Measurement(f"i{n:03d}", NOW, 990 + n % 10, 1000)])
+    gauges = ObjectiveGauges(e)
+
+    async def sliced(between: Callable[[], None] = lambda: None) -> bytes:
+        task = asyncio.create_task(gauges.render_sliced(slice_seconds=0))
+        await asyncio.sleep(0)  # the render took its list and waits for its first turn
+        between()
+        return await task
+
+    assert asyncio.run(sliced()) == gauges.render()
+    e.drain()
+    assert asyncio.run(sliced()) == gauges.render()  # the same readings, as written
+
+    moved = asyncio.run(sliced(lambda: e.forget_partitions({0})))
+    assert moved == gauges.render()
+    assert {oid for _, oid in samples(moved)} == {f"o{n:03d}" for n in range(1, 200, 2)}
