@@ -30,22 +30,22 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from bench.evaluator import (  # noqa: E402  (the workload bench/evaluator.py publishes)
+    INDICATORS,
+    OBJECTIVES_PER_INDICATOR,
+    TARGETS,
+    counts_pool,
+    indicator_key,
+)
 from services.evaluator.engine import Engine  # noqa: E402
 from shared.budget import ObjectiveTerms, default_tiers_for, parse_window  # noqa: E402
 from shared.measurements import Measurement, decode_record, encode_record  # noqa: E402
 from shared.objective_config import ObjectiveConfig  # noqa: E402
 from shared.timeutil import MINUTE_MS, MINUTES_PER_DAY  # noqa: E402
 
-INDICATORS = 1_000
-OBJECTIVES_PER_INDICATOR = 10
-TARGETS = (0.99, 0.995, 0.999, 0.9995, 0.9999)
 PARTITIONS = 8
 QUIET_STATUSES = 500  # the runner's default ACCORD_EVALUATOR_MAX_STATUSES_PER_CHECKPOINT
 START_MS = 1_800_000_000_000  # a whole second, mid-month
-
-
-def indicator_key(n: int) -> str:
-    return f"bench.service-{n:04d}.availability"
 
 
 def objectives() -> list[ObjectiveConfig]:
@@ -61,16 +61,6 @@ def objectives() -> list[ObjectiveConfig]:
             out.append(ObjectiveConfig(oid, f"{key} {target}", f"agreement-{a}", "SLA", f"Customer {a}", "Bench", key,
                                        "30d", terms))  # fmt: skip
     return out
-
-
-def counts_pool(rng: random.Random, size: int = 10_007) -> list[tuple[int, int]]:
-    """bench/evaluator.py's: ~1,000 requests a measurement, errors in about 2 % of them."""
-    pool = []
-    for _ in range(size):
-        total = rng.randint(800, 1200)
-        bad = rng.randint(1, 3) if rng.random() < 0.02 else 0
-        pool.append((total - bad, total))
-    return pool
 
 
 def records(n: int, rate: int) -> list[tuple[int, bytes]]:
