@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import ApiState
-from services.api.reports import CLOSE_INTERVAL_SECONDS, close_due
+from services.api.reports import close_due
 from services.api.routes import agreements, audit, history, indicators, objectives, openslo, reports, status, tokens
 from services.api.settings import ApiSettings
 from shared.auth import install_auth
@@ -87,6 +87,7 @@ async def run_closer(state: ApiState) -> None:
     """Close ended reporting periods, in every api process; the advisory lock lets one of them at a time work
     (docs/reports.md). A failure is logged and retried at the next interval."""
     grace_ms = state.settings.report_grace_seconds * 1000
+    interval = state.settings.report_close_interval_seconds
     failing = False
     while True:
         try:
@@ -96,9 +97,9 @@ async def run_closer(state: ApiState) -> None:
             failing = False
         except Exception:
             if not failing:
-                log.exception("closing reporting periods failed; retrying every %s s", CLOSE_INTERVAL_SECONDS)
+                log.exception("closing reporting periods failed; retrying every %s s", interval)
             failing = True
-        await asyncio.sleep(CLOSE_INTERVAL_SECONDS)
+        await asyncio.sleep(interval)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

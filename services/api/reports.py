@@ -423,8 +423,6 @@ def iso_date(text: str) -> str:
 # --- closing and recomputing ------------------------------------------------------------------------------
 
 CLOSER_LOCK = 0x4163636F72640B  # pg advisory lock key of the period closer ("Accord" + issue 11)
-CLOSE_INTERVAL_SECONDS = 30.0
-"""How often each api process tries to close periods (one of them does, under CLOSER_LOCK)."""
 
 FIGURES = ("compliance", "met", "good", "total", "credit_percent")
 

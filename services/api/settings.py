@@ -31,6 +31,13 @@ class ApiSettings(AuthSettings):
         description="How long after a reporting period ends the closer waits for late data before it freezes the "
         "period's report and emits accord.sla.met / accord.sla.breached (docs/reports.md).",
     )
+    report_close_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="How often each api process tries to close ended reporting periods (one process at a time "
+        "does, under a Postgres advisory lock; docs/reports.md).",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest accepted request body, chunked or not (413 above)."
     )
