@@ -60,7 +60,7 @@ from accord.localstack import (
 from services.evaluator.settings import EvaluatorSettings
 from shared.kafka import client_options, ensure_topics
 from shared.logs import configure_logging
-from shared.settings import CommonSettings, sqlalchemy_url
+from shared.settings import CommonSettings, invalid_settings, sqlalchemy_url
 
 log = logging.getLogger("accord")
 PROJECT = Path(__file__).resolve().parents[1]
@@ -758,10 +758,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = StackSettings()
     except ValidationError as exc:  # name the setting, not a traceback
-        first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        where = ".".join(str(part) for part in first["loc"])
-        print(f"accord {command}: {f'invalid setting {where}: ' if where else ''}{message}", file=sys.stderr)
+        for line in invalid_settings(exc, StackSettings):
+            print(f"accord {command}: {line}", file=sys.stderr)
         return 2
     configure_logging("accord", settings.log_level)
     if args.command == "run":

@@ -8,10 +8,12 @@ can build its own. `DATABASE_URL` and the `KAFKA_*` connection settings carry no
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Self
+import logging
+import sys
+from typing import Literal, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -20,6 +22,7 @@ KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 # libpq's TLS parameters that asyncpg understands in a URL's query (sslmode=verify-full&sslrootcert=...).
 LIBPQ_TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+LOG_LEVELS = tuple(logging.getLevelNamesMapping())  # CRITICAL, ERROR, WARNING, INFO, DEBUG and their aliases
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -124,7 +127,11 @@ class CommonSettings(BaseSettings):
         validation_alias=_env("ACCORD_BREACHES_TOPIC"),
         description="Topic breach events are published to.",
     )
-    log_level: str = Field(default="INFO", validation_alias=_env("ACCORD_LOG_LEVEL"), description="Python log level.")
+    log_level: str = Field(
+        default="INFO",
+        validation_alias=_env("ACCORD_LOG_LEVEL"),
+        description="Python log level: CRITICAL, ERROR, WARNING, INFO or DEBUG.",
+    )
     host: str = Field(
         default="127.0.0.1", description="Address the service's HTTP server binds (prefixed per service)."
     )
@@ -133,6 +140,13 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _asyncpg_driver(cls, value: str) -> str:
         return sqlalchemy_url(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError("a log level is one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
+        return value.upper()
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Self:
@@ -170,3 +184,32 @@ class CommonSettings(BaseSettings):
             ssl_cert_file=self.kafka_ssl_cert_file,
             ssl_key_file=self.kafka_ssl_key_file,
         )
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def invalid_settings(exc: ValidationError, settings: type[BaseSettings]) -> list[str]:
+    """One line per refused setting: its environment variable and why (never its value, which may be a secret)."""
+    prefix = str(settings.model_config.get("env_prefix") or "")
+    lines = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across settings: its message names them
+            lines.append(message)
+            continue
+        field = str(error["loc"][0])  # a field's name, or the variable itself for one read by its alias
+        name = f"{prefix}{field}".upper() if field in settings.model_fields else field
+        lines.append(f"invalid setting {name}: {message}")
+    return lines
+
+
+def settings_or_exit(settings: type[S], program: str) -> S:
+    """The settings from the environment; when one is refused, each refusal on stderr and exit status 2, not a
+    traceback."""
+    try:
+        return settings()
+    except ValidationError as exc:
+        for line in invalid_settings(exc, settings):
+            print(f"{program}: {line}", file=sys.stderr)
+        raise SystemExit(2) from None

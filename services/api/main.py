@@ -7,10 +7,11 @@ import uvicorn
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from shared.logs import configure_logging
+from shared.settings import settings_or_exit
 
 
 def main() -> None:
-    settings = ApiSettings()
+    settings = settings_or_exit(ApiSettings, "accord-api")
     configure_logging("api", settings.log_level)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
 

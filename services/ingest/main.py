@@ -9,10 +9,11 @@ import uvicorn
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.logs import configure_logging
+from shared.settings import settings_or_exit
 
 
 def main() -> None:
-    settings = IngestSettings()
+    settings = settings_or_exit(IngestSettings, "accord-ingest")
     configure_logging("ingest", settings.log_level)
     app = create_app(settings)
     # Everything loaded so far lives as long as the process: keep it out of the cyclic collector's
