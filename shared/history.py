@@ -15,10 +15,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 
 from shared.budget import Counts, Evaluation, ObjectiveTerms, evaluate, minute_of
-from shared.budget.rollups import Columns, column_sums
+from shared.budget.rollups import Columns, column_sums, prefix_sums
 from shared.series import SeriesGroup, SeriesKey, selects, series_group
 
 Bucket = tuple[int, int, int]
@@ -38,17 +37,7 @@ class PrefixCounts:
     __slots__ = ("_good", "_minutes", "_total")
 
     def __init__(self, buckets: Iterable[Bucket]) -> None:
-        merged: dict[int, list[int]] = {}
-        for minute, good, total in buckets:
-            cell = merged.get(minute)
-            if cell is None:
-                merged[minute] = [good, total]
-            else:
-                cell[0] += good
-                cell[1] += total
-        self._minutes = sorted(merged)
-        self._good = list(accumulate((merged[m][0] for m in self._minutes), initial=0))
-        self._total = list(accumulate((merged[m][1] for m in self._minutes), initial=0))
+        self._minutes, self._good, self._total = prefix_sums(buckets)
 
     @classmethod
     def of_columns(cls, columns: Sequence[Columns]) -> PrefixCounts:

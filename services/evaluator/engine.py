@@ -47,7 +47,7 @@ from shared.budget import (
 )
 from shared.budget.periods import Calendar
 from shared.budget.reports import judge_period, period_terms
-from shared.budget.rollups import FAR_MINUTE, held_minutes, retention_cutoffs, whole_hours
+from shared.budget.rollups import FAR_MINUTE, held_minutes, retention_cutoffs, summed, whole_hours
 from shared.events import period_breached_event, transition_event
 from shared.measurements import Measurement
 from shared.objective_config import ObjectiveConfig
@@ -783,9 +783,8 @@ class Engine:
                 ev = judged[alike] = judge(objective.terms, measured)
             alert = self.alert_states.get(oid, NO_ALERTS)
             self._statuses[oid] = StatusRow(oid, ev, alert, last_ms, objective.revision)
-        hours: dict[tuple[str, SeriesKey, int], list[int]] = {}
         names = self._names
-        for (indicator, key, minute), (good, total) in self._deltas.items():
+        for indicator, key, minute in self._deltas:
             state = self.indicators.get(indicator)
             if state is None:
                 continue
@@ -800,13 +799,11 @@ class Engine:
                 late = counts.take_late(minute)
                 if late is not None:
                     changes.bucket_deltas.append((indicator, name, minute, late.good, late.total))
-            cell = (indicator, key, minute // 60)
-            acc = hours.get(cell)
-            if acc is None:
-                hours[cell] = [good, total]
-            else:
-                acc[0] += good
-                acc[1] += total
+        hours = summed(
+            ((indicator, key, minute // 60), good, total)
+            for (indicator, key, minute), (good, total) in self._deltas.items()
+            if indicator in self.indicators
+        )
         changes.hours = [(i, names[key], hour, good, total) for (i, key, hour), (good, total) in hours.items()]
         changes.seen = [(indicator, mid, minute) for (indicator, mid), minute in self._new_seen.items()]
         for indicator in self._dirty_indicators:

@@ -18,12 +18,15 @@ import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
+from typing import TypeVar
 
 from shared.budget.counts import ZERO, Counts
 from shared.budget.evaluate import window_bounds
 from shared.budget.exclusions import Interval, excluded_intervals, included_intervals
 from shared.budget.model import CalendarWindow, ObjectiveTerms
 from shared.timeutil import MINUTES_PER_DAY, MINUTES_PER_HOUR
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +246,8 @@ class PlannedSource:
     ) -> None:
         """`hours` and `minutes` are (hour or minute, good, total) cells, summed when one comes more than once
         (several series); `loaded` the minute spans the minutes cover (every bucket of them that has counts)."""
-        self._hours, self._good, self._total = _prefix_sums(hours)
-        self._minutes, self._minute_good, self._minute_total = _prefix_sums(minutes)
+        self._hours, self._good, self._total = prefix_sums(hours)
+        self._minutes, self._minute_good, self._minute_total = prefix_sums(minutes)
         self._loaded = _merge(list(loaded))
 
     @classmethod
@@ -288,12 +291,12 @@ class PlannedSource:
         return found
 
 
-def _prefix_sums(cells: Iterable[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int]]:
+def prefix_sums(cells: Iterable[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int]]:
     """(sorted keys, prefix sums of good, prefix sums of total) of (key, good, total) cells, summed per key."""
-    summed = _summed(cells)
-    keys = sorted(summed)
-    good = [0, *accumulate(summed[k][0] for k in keys)]
-    total = [0, *accumulate(summed[k][1] for k in keys)]
+    per_key = summed(cells)
+    keys = sorted(per_key)
+    good = [0, *accumulate(per_key[k][0] for k in keys)]
+    total = [0, *accumulate(per_key[k][1] for k in keys)]
     return keys, good, total
 
 
@@ -306,11 +309,12 @@ def column_sums(columns: Sequence[Columns]) -> tuple[list[int], list[int], list[
     if len(columns) == 1:
         keys, good, total = columns[0]
         return list(keys), [0, *accumulate(good)], [0, *accumulate(total)]
-    return _prefix_sums(cell for at, good, total in columns for cell in zip(at, good, total, strict=True))
+    return prefix_sums(cell for at, good, total in columns for cell in zip(at, good, total, strict=True))
 
 
-def _summed(cells: Iterable[tuple[int, int, int]]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
+def summed(cells: Iterable[tuple[K, int, int]]) -> dict[K, list[int]]:
+    """(key, good, total) cells summed per key, as [good, total] per key."""
+    out: dict[K, list[int]] = {}
     for at, good, total in cells:
         acc = out.get(at)
         if acc is None:
